@@ -1,0 +1,64 @@
+"""Shared fixtures: the reference oracle's outputs, and the rule that CI never skips what it can install."""
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before anything imports gradio
+
+import socket  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from oracle.env import run_oracle  # noqa: E402
+
+CI = os.environ.get("CI") == "true"
+IMAGES = Path(__file__).resolve().parents[2] / "shared" / "images"
+SAMPLE_PHOTOS = sorted(p for p in IMAGES.glob("*") if p.suffix in (".png", ".jpg")) if IMAGES.is_dir() else []
+
+
+def missing(reason: str) -> None:
+    """A part the tests need is not there: a failure under CI (which installs it), a skip elsewhere."""
+    if CI:
+        pytest.fail(f"{reason} (CI=true: CI installs this, so it must be present)")
+    pytest.skip(reason)
+
+
+def hub_reachable() -> bool:
+    try:
+        socket.create_connection(("huggingface.co", 443), timeout=3).close()
+        return True
+    except OSError:
+        return False
+
+
+def pytest_collection_modifyitems(config, items):
+    if any("network" in item.keywords for item in items) and not hub_reachable():
+        skip = pytest.mark.skip(reason="needs the Hugging Face Hub, which is unreachable from here")
+        for item in items:
+            if "network" in item.keywords:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def oracle_dir(tmp_path_factory) -> Path:
+    """Random checkpoints, inputs and transformers 4.46.3's outputs for every case in oracle/cases.py."""
+    if not SAMPLE_PHOTOS:
+        missing(f"the sample photos are not in {IMAGES}")
+    out = tmp_path_factory.mktemp("oracle")
+    try:
+        run_oracle("generate", str(out), *map(str, SAMPLE_PHOTOS))
+    except Exception as error:  # noqa: BLE001 - any failure to build or run the oracle
+        missing(f"the reference oracle could not run: {error}")
+    return out
+
+
+@pytest.fixture(scope="session")
+def reference_logits(tmp_path_factory):
+    """transformers 4.46.3's eager and SDPA logits for a checkpoint folder and an inputs file."""
+    def run(checkpoint: Path, inputs: Path) -> dict:
+        from safetensors.torch import load_file
+
+        out = tmp_path_factory.mktemp("reference_logits") / "logits.safetensors"
+        run_oracle("logits", str(checkpoint), str(inputs), str(out))
+        return load_file(out)
+    return run

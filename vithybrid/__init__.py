@@ -1,0 +1,8 @@
+"""ViT-Hybrid (BiT ResNet stages + ViT) in plain PyTorch: a maintained, dependency-light replacement for
+transformers' deprecated ViTHybrid classes, with the same names and checkpoint format."""
+
+from .config import BitConfig, ViTHybridConfig
+from .hub import CheckpointError
+from .modeling import ViTHybridForImageClassification, ViTHybridModel
+
+__all__ = ["BitConfig", "CheckpointError", "ViTHybridConfig", "ViTHybridForImageClassification", "ViTHybridModel"]

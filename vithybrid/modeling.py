@@ -1,0 +1,330 @@
+"""ViT-Hybrid: BiT feature grid -> tokens -> ViT encoder -> heads.
+
+Dosovitskiy et al., "An Image is Worth 16x16 Words" (ICLR 2021, https://arxiv.org/abs/2010.11929),
+Sec. 3.1 "Hybrid Architecture": the patch embedding is applied to the feature map of a CNN, so each
+cell of that map (a 1x1 "patch") becomes a token. For google/vit-hybrid-base-bit-384, three BiT stages
+turn a 384x384 image into a 24x24x1024 grid, a 1x1 convolution projects it to 576 tokens of width 768,
+a CLS token is prepended, and 12 pre-norm transformer layers read the 577 tokens.
+
+Module and parameter names match transformers' deprecated ViTHybrid classes, so checkpoints load key
+for key; the differences are in behaviour (see ../shared/DESIGN.md): real attention maps under SDPA,
+position-embedding interpolation to the real feature grid, cached weight standardization.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .activations import activation
+from .backbone import BitBackbone
+from .config import ViTHybridConfig
+from .hub import PreTrainedMixin
+
+ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
+
+
+@dataclass
+class BaseModelOutputWithPooling:
+    last_hidden_state: torch.Tensor
+    pooler_output: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class ImageClassifierOutput:
+    loss: torch.Tensor | None
+    logits: torch.Tensor
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class ViTHybridPatchEmbeddings(nn.Module):
+    """Backbone feature map -> (B, grid_h * grid_w, hidden) tokens, through a patch_size conv projection."""
+
+    def __init__(self, config: ViTHybridConfig):
+        super().__init__()
+        self.image_size = config.image_size
+        self.backbone = BitBackbone(config.backbone_config)
+        p = config.patch_size
+        self.projection = nn.Conv2d(config.backbone_featmap_shape[1], config.hidden_size, kernel_size=p, stride=p)
+
+    def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        features = self.backbone(pixel_values)[-1]
+        grid = self.projection(features)
+        return grid.flatten(2).transpose(1, 2), tuple(grid.shape[-2:])
+
+
+class ViTHybridEmbeddings(nn.Module):
+    """[CLS] + tokens, plus learned position embeddings (resampled when the grid differs from training's)."""
+
+    def __init__(self, config: ViTHybridConfig):
+        super().__init__()
+        self.grid_size = config.grid_size
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        self.patch_embeddings = ViTHybridPatchEmbeddings(config)
+        self.position_embeddings = nn.Parameter(torch.zeros(1, self.grid_size[0] * self.grid_size[1] + 1,
+                                                            config.hidden_size))
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+        height, width = pixel_values.shape[-2:]
+        size = self.patch_embeddings.image_size
+        if not interpolate_pos_encoding and (height, width) != (size, size):
+            raise ValueError(f"Input image size ({height}x{width}) doesn't match the model's {size}x{size}: resize "
+                             f"it with the image processor, or pass interpolate_pos_encoding=True.")
+        tokens, grid = self.patch_embeddings(pixel_values)
+        cls = self.cls_token.expand(tokens.shape[0], -1, -1)
+        tokens = torch.cat([cls, tokens], dim=1)
+        return self.dropout(tokens + self.positions_for(grid))
+
+    def positions_for(self, grid: tuple[int, int]) -> torch.Tensor:
+        """Position embeddings for a token grid of this size: bicubic resampling of the trained grid."""
+        if grid == self.grid_size:
+            return self.position_embeddings
+        cls_pos, grid_pos = self.position_embeddings[:, :1], self.position_embeddings[:, 1:]
+        dim = grid_pos.shape[-1]
+        grid_pos = grid_pos.reshape(1, *self.grid_size, dim).permute(0, 3, 1, 2)
+        grid_pos = F.interpolate(grid_pos.float(), size=grid, mode="bicubic", align_corners=False)
+        grid_pos = grid_pos.to(cls_pos.dtype).permute(0, 2, 3, 1).reshape(1, -1, dim)
+        return torch.cat([cls_pos, grid_pos], dim=1)
+
+
+class ViTHybridSelfAttention(nn.Module):
+    """Multi-head self-attention with two paths: "eager" (explicit softmax, can return the probabilities)
+    and "sdpa" (torch's fused scaled_dot_product_attention). When the probabilities are asked for, or a
+    head mask must scale them, the eager path runs whatever the setting, so maps are always real."""
+
+    def __init__(self, config: ViTHybridConfig):
+        super().__init__()
+        self.num_heads = config.num_attention_heads
+        self.head_dim = config.hidden_size // config.num_attention_heads
+        self.query = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
+        self.key = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
+        self.value = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
+        self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
+        self.implementation = "sdpa"
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+
+    def forward(self, x: torch.Tensor, head_mask: torch.Tensor | None = None,
+                output_attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        q, k, v = (self.split_heads(proj(x)) for proj in (self.query, self.key, self.value))
+        probs = None
+        if self.implementation == "sdpa" and not output_attentions and head_mask is None:
+            context = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout.p if self.training else 0.0)
+        else:
+            probs = self.dropout(torch.softmax((q @ k.transpose(-1, -2)) * self.head_dim ** -0.5, dim=-1))
+            if head_mask is not None:
+                probs = probs * head_mask
+            context = probs @ v
+        return context.transpose(1, 2).flatten(2), probs
+
+
+class ViTHybridSelfOutput(nn.Module):
+    def __init__(self, config: ViTHybridConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.dense(x))
+
+
+class ViTHybridAttention(nn.Module):
+    def __init__(self, config: ViTHybridConfig):
+        super().__init__()
+        self.attention = ViTHybridSelfAttention(config)
+        self.output = ViTHybridSelfOutput(config)
+
+    def forward(self, x: torch.Tensor, head_mask: torch.Tensor | None,
+                output_attentions: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        context, probs = self.attention(x, head_mask, output_attentions)
+        return self.output(context), probs
+
+
+class ViTHybridIntermediate(nn.Module):
+    def __init__(self, config: ViTHybridConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
+        self.intermediate_act_fn = activation(config.hidden_act)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.intermediate_act_fn(self.dense(x))
+
+
+class ViTHybridOutput(nn.Module):
+    def __init__(self, config: ViTHybridConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.dropout(self.dense(x))
+
+
+class ViTHybridLayer(nn.Module):
+    """Pre-norm transformer block: x + MSA(LN(x)), then x + MLP(LN(x)) (ViT paper, Eq. 2-3)."""
+
+    def __init__(self, config: ViTHybridConfig):
+        super().__init__()
+        self.layernorm_before = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.attention = ViTHybridAttention(config)
+        self.layernorm_after = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.intermediate = ViTHybridIntermediate(config)
+        self.output = ViTHybridOutput(config)
+
+    def forward(self, x: torch.Tensor, head_mask: torch.Tensor | None = None,
+                output_attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        attended, probs = self.attention(self.layernorm_before(x), head_mask, output_attentions)
+        x = x + attended
+        x = x + self.output(self.intermediate(self.layernorm_after(x)))
+        return x, probs
+
+
+class ViTHybridEncoder(nn.Module):
+    def __init__(self, config: ViTHybridConfig):
+        super().__init__()
+        self.layer = nn.ModuleList(ViTHybridLayer(config) for _ in range(config.num_hidden_layers))
+
+    def forward(self, x: torch.Tensor, head_mask: torch.Tensor | None, output_attentions: bool,
+                output_hidden_states: bool) -> tuple[torch.Tensor, tuple | None, tuple | None]:
+        hidden_states, attentions = [], []
+        for i, layer in enumerate(self.layer):
+            hidden_states.append(x)
+            x, probs = layer(x, None if head_mask is None else head_mask[i], output_attentions)
+            attentions.append(probs)
+        hidden_states.append(x)
+        return (x, tuple(hidden_states) if output_hidden_states else None,
+                tuple(attentions) if output_attentions else None)
+
+
+class ViTHybridPooler(nn.Module):
+    """tanh(dense(CLS)): the base model's pooled output."""
+
+    def __init__(self, config: ViTHybridConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.activation = nn.Tanh()
+
+    def forward(self, sequence: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.dense(sequence[:, 0]))
+
+
+class ViTHybridPreTrainedModel(PreTrainedMixin, nn.Module):
+    """Weight initialization, attention switching and the parts shared by both models."""
+
+    base_model_prefix = "vit"
+
+    def __init__(self, config: ViTHybridConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+
+    def init_weights(self, root: nn.Module | None = None) -> None:
+        """Random initialization as transformers does it: truncated normal for weights, zero biases."""
+        std = self.config.initializer_range
+        for module in (root or self).modules():
+            if isinstance(module, (nn.Linear, nn.Conv2d)):
+                nn.init.trunc_normal_(module.weight, std=std)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
+            elif isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
+                nn.init.ones_(module.weight)
+                nn.init.zeros_(module.bias)
+            elif isinstance(module, ViTHybridEmbeddings):
+                nn.init.trunc_normal_(module.position_embeddings, std=std)
+                nn.init.trunc_normal_(module.cls_token, std=std)
+
+    @property
+    def attn_implementation(self) -> str:
+        return next(m.implementation for m in self.modules() if isinstance(m, ViTHybridSelfAttention))
+
+    def set_attn_implementation(self, implementation: str) -> None:
+        """Switch every attention layer between "eager" and "sdpa" in place (no weights are copied)."""
+        if implementation not in ATTN_IMPLEMENTATIONS:
+            raise ValueError(f"attn_implementation must be one of {ATTN_IMPLEMENTATIONS}, got {implementation!r}")
+        for module in self.modules():
+            if isinstance(module, ViTHybridSelfAttention):
+                module.implementation = implementation
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.parameters()).dtype
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    def head_mask_5d(self, head_mask: torch.Tensor | None) -> torch.Tensor | None:
+        """(heads,) or (layers, heads) of 0/1 -> (layers, 1, heads, 1, 1), to scale attention probabilities."""
+        if head_mask is None:
+            return None
+        if head_mask.dim() == 1:
+            head_mask = head_mask.expand(self.config.num_hidden_layers, -1)
+        return head_mask[:, None, :, None, None].to(self.dtype)
+
+
+class ViTHybridModel(ViTHybridPreTrainedModel):
+    """The bare encoder: final-LayerNorm'd tokens and, with the pooler, tanh(dense(CLS))."""
+
+    def __init__(self, config: ViTHybridConfig, add_pooling_layer: bool = True):
+        super().__init__(config)
+        self.embeddings = ViTHybridEmbeddings(config)
+        self.encoder = ViTHybridEncoder(config)
+        self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.pooler = ViTHybridPooler(config) if add_pooling_layer else None
+        self.init_weights()
+
+    def forward(self, pixel_values: torch.Tensor, head_mask: torch.Tensor | None = None,
+                output_attentions: bool = False, output_hidden_states: bool = False,
+                interpolate_pos_encoding: bool = False) -> BaseModelOutputWithPooling:
+        pixel_values = pixel_values.to(self.dtype)
+        tokens = self.embeddings(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding)
+        tokens, hidden_states, attentions = self.encoder(
+            tokens, self.head_mask_5d(head_mask), output_attentions, output_hidden_states)
+        sequence = self.layernorm(tokens)
+        pooled = self.pooler(sequence) if self.pooler is not None else None
+        return BaseModelOutputWithPooling(sequence, pooled, hidden_states, attentions)
+
+
+class ViTHybridForImageClassification(ViTHybridPreTrainedModel):
+    """ViT-Hybrid with a linear classifier on the final CLS token (no pooler, as in transformers)."""
+
+    def __init__(self, config: ViTHybridConfig):
+        super().__init__(config)
+        self.vit = ViTHybridModel(config, add_pooling_layer=False)
+        self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels else nn.Identity()
+        self.init_weights(self.classifier)  # self.vit initialized itself
+
+    def forward(self, pixel_values: torch.Tensor, head_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, output_attentions: bool = False,
+                output_hidden_states: bool = False, interpolate_pos_encoding: bool = False) -> ImageClassifierOutput:
+        outputs = self.vit(pixel_values, head_mask=head_mask, output_attentions=output_attentions,
+                           output_hidden_states=output_hidden_states, interpolate_pos_encoding=interpolate_pos_encoding)
+        logits = self.classifier(outputs.last_hidden_state[:, 0])
+        loss = None if labels is None else self.loss(logits, labels.to(logits.device))
+        return ImageClassifierOutput(loss, logits, outputs.hidden_states, outputs.attentions)
+
+    def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        """Regression (MSE) for one label, cross-entropy for integer labels, else multi-label BCE."""
+        problem = self.config.problem_type
+        if problem is None:
+            if self.config.num_labels == 1:
+                problem = "regression"
+            elif labels.dtype in (torch.long, torch.int):
+                problem = "single_label_classification"
+            else:
+                problem = "multi_label_classification"
+        if problem == "regression":
+            return F.mse_loss(logits.squeeze(), labels.squeeze()) if self.config.num_labels == 1 else \
+                F.mse_loss(logits, labels)
+        if problem == "single_label_classification":
+            return F.cross_entropy(logits.view(-1, self.config.num_labels), labels.view(-1))
+        return F.binary_cross_entropy_with_logits(logits, labels)
+
