@@ -4,5 +4,7 @@ transformers' deprecated ViTHybrid classes, with the same names and checkpoint f
 from .config import BitConfig, ViTHybridConfig
 from .hub import CheckpointError
 from .modeling import ViTHybridForImageClassification, ViTHybridModel
+from .processing import ViTHybridImageProcessor
 
-__all__ = ["BitConfig", "CheckpointError", "ViTHybridConfig", "ViTHybridForImageClassification", "ViTHybridModel"]
+__all__ = ["BitConfig", "CheckpointError", "ViTHybridConfig", "ViTHybridForImageClassification", "ViTHybridImageProcessor",
+           "ViTHybridModel"]

@@ -43,6 +43,13 @@ class ImageClassifierOutput:
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
+@dataclass
+class AttentionGradients:
+    logits: torch.Tensor
+    attentions: tuple[torch.Tensor, ...]  # per layer (B, heads, N, N)
+    gradients: tuple[torch.Tensor, ...]  # d logit[class] / d attentions, same shapes and order
+
+
 class ViTHybridPatchEmbeddings(nn.Module):
     """Backbone feature map -> (B, grid_h * grid_w, hidden) tokens, through a patch_size conv projection."""
 
@@ -310,6 +317,20 @@ class ViTHybridForImageClassification(ViTHybridPreTrainedModel):
         logits = self.classifier(outputs.last_hidden_state[:, 0])
         loss = None if labels is None else self.loss(logits, labels.to(logits.device))
         return ImageClassifierOutput(loss, logits, outputs.hidden_states, outputs.attentions)
+
+    def attention_with_gradients(self, pixel_values: torch.Tensor, class_index: int | torch.Tensor | None = None,
+                                 interpolate_pos_encoding: bool = False) -> AttentionGradients:
+        """One forward and backward that keeps the attention probabilities (the eager path) and their
+        gradients with respect to the logit of `class_index` (per image; default: the predicted class),
+        both in layer order. The input for class-specific relevance maps (Chefer et al., ICCV 2021)."""
+        with torch.enable_grad():
+            out = self(pixel_values, output_attentions=True, interpolate_pos_encoding=interpolate_pos_encoding)
+            if class_index is None:
+                class_index = out.logits.argmax(-1)
+            index = torch.as_tensor(class_index, device=out.logits.device).expand(out.logits.shape[0])
+            score = out.logits.gather(1, index[:, None]).sum()
+            gradients = torch.autograd.grad(score, out.attentions)
+        return AttentionGradients(out.logits.detach(), tuple(a.detach() for a in out.attentions), gradients)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Regression (MSE) for one label, cross-entropy for integer labels, else multi-label BCE."""

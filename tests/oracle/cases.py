@@ -68,7 +68,7 @@ def mode_images() -> dict[str, Image.Image]:
     images = {mode: rgb.convert(mode) for mode in ("1", "L", "LA", "RGB", "RGBA", "CMYK")}
     images["P"] = rgb.quantize(colors=32)
     images["RGBA"].putalpha(Image.fromarray((gray[::-1] % 256).astype(np.uint8)))
-    images["I;16"] = Image.fromarray((gray * 257).astype(np.uint16), "I;16")  # full 16-bit range
-    images["I"] = Image.fromarray((gray * 3 - 100).astype(np.int32), "I")  # below 0 and above 255
-    images["F"] = Image.fromarray((gray / 255.0).astype(np.float32) * 300, "F")
+    images["I;16"] = Image.fromarray((gray * 257).astype("<u2"))  # full 16-bit range
+    images["I"] = Image.fromarray((gray * 3 - 100).astype(np.int32))  # below 0 and above 255
+    images["F"] = Image.fromarray((gray / 255.0 * 300).astype(np.float32))
     return images
