@@ -1,0 +1,35 @@
+"""Small builders shared by the tests: tiny random models and checkpoints made with our own code."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import torch
+
+from oracle.cases import CASES
+from vithybrid import ViTHybridConfig, ViTHybridForImageClassification, ViTHybridImageProcessor
+
+TINY = CASES["bottleneck_same"]["config"]  # 60x60 input, 4x4 tokens, 5 labels
+
+
+def tiny_config(**changes) -> ViTHybridConfig:
+    return ViTHybridConfig(**{**copy.deepcopy(TINY), **changes})
+
+
+def tiny_model(seed: int = 0, **changes) -> ViTHybridForImageClassification:
+    torch.manual_seed(seed)
+    model = ViTHybridForImageClassification(tiny_config(**changes)).eval()
+    with torch.no_grad():  # non-trivial norms and biases, so every term matters
+        for name, p in model.named_parameters():
+            if name.endswith("bias") or p.dim() == 1:
+                p.add_(0.2 * torch.randn_like(p))
+    return model
+
+
+def tiny_checkpoint(folder: Path, seed: int = 0, **changes) -> Path:
+    """A saved tiny model with its processor, in the Hub layout."""
+    tiny_model(seed, **changes).save_pretrained(folder)
+    size = TINY["image_size"]
+    ViTHybridImageProcessor(size=size, crop_size=size, image_mean=[0.5] * 3, image_std=[0.5] * 3).save_pretrained(folder)
+    return folder

@@ -1,0 +1,192 @@
+"""from_pretrained / save_pretrained: folders, the Hub cache, dtypes, and one clear message per failure."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from helpers import TINY, tiny_checkpoint, tiny_model
+from vithybrid import CheckpointError, ViTHybridConfig, ViTHybridForImageClassification, ViTHybridModel
+
+PIXELS = torch.randn(2, 3, TINY["image_size"], TINY["image_size"], generator=torch.Generator().manual_seed(0))
+
+
+def logits(model, pixels=PIXELS):
+    with torch.no_grad():
+        return model(pixels).logits
+
+
+def test_round_trip_is_exact_and_in_eval_mode(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    loaded = ViTHybridForImageClassification.from_pretrained(tmp_path)
+    assert not loaded.training and loaded.attn_implementation == "sdpa"
+    assert torch.equal(logits(loaded), logits(model))
+    assert json.loads((tmp_path / "config.json").read_text())["architectures"] == ["ViTHybridForImageClassification"]
+
+
+def test_pytorch_model_bin_is_read_when_there_is_no_safetensors(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    torch.save(load_file(tmp_path / "model.safetensors"), tmp_path / "pytorch_model.bin")
+    (tmp_path / "model.safetensors").unlink()
+    assert torch.equal(logits(ViTHybridForImageClassification.from_pretrained(tmp_path)), logits(model))
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_weights_and_inputs(tmp_path, dtype):
+    tiny_model().save_pretrained(tmp_path)
+    reference = logits(ViTHybridForImageClassification.from_pretrained(tmp_path))
+    for attn in ("eager", "sdpa"):
+        model = ViTHybridForImageClassification.from_pretrained(tmp_path, torch_dtype=dtype, attn_implementation=attn)
+        assert model.dtype == dtype and all(p.dtype == dtype for p in model.parameters())
+        out = logits(model)  # float32 pixels are cast to the weights' dtype
+        assert out.dtype == dtype
+        torch.testing.assert_close(out.float(), reference, atol=0.15, rtol=0.05)
+    model.save_pretrained(tmp_path / "half")
+    assert json.loads((tmp_path / "half" / "config.json").read_text())["torch_dtype"] == str(dtype)[6:]
+    assert ViTHybridForImageClassification.from_pretrained(tmp_path / "half", torch_dtype="auto").dtype == dtype
+    assert ViTHybridForImageClassification.from_pretrained(tmp_path / "half").dtype == torch.float32
+
+
+def test_base_and_classification_checkpoints_load_into_each_other(tmp_path):
+    classifier = tiny_model()
+    classifier.save_pretrained(tmp_path / "cls")
+    base = ViTHybridModel.from_pretrained(tmp_path / "cls")  # classifier dropped, pooler new
+    with torch.no_grad():
+        assert torch.equal(base(PIXELS).last_hidden_state, classifier.vit(PIXELS).last_hidden_state)
+        assert base(PIXELS).pooler_output.shape == (2, TINY["hidden_size"])
+    base.save_pretrained(tmp_path / "base")
+    again = ViTHybridForImageClassification.from_pretrained(tmp_path / "base")  # pooler dropped, classifier new
+    with torch.no_grad():
+        assert torch.equal(again.vit(PIXELS).last_hidden_state, classifier.vit(PIXELS).last_hidden_state)
+    assert again.classifier.weight.abs().sum() > 0  # initialized, not left empty
+
+
+def make_hub_cache(cache_dir, repo_id, source):
+    """The layout huggingface_hub's cache uses: models--owner--name/{refs/main, snapshots/<commit>/...}."""
+    repo = cache_dir / ("models--" + repo_id.replace("/", "--"))
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    shutil.copytree(source, repo / "snapshots" / commit)
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(commit)
+
+
+def test_hub_ids_load_from_the_cache_offline(tmp_path):
+    tiny_checkpoint(tmp_path / "src")
+    make_hub_cache(tmp_path / "cache", "someone/tiny-hybrid", tmp_path / "src")
+    model = ViTHybridForImageClassification.from_pretrained("someone/tiny-hybrid", cache_dir=tmp_path / "cache",
+                                                            local_files_only=True)
+    assert torch.equal(logits(model), logits(ViTHybridForImageClassification.from_pretrained(tmp_path / "src")))
+
+
+def test_offline_and_not_cached(tmp_path):
+    with pytest.raises(CheckpointError, match="not in the local cache. Connect to the internet once"):
+        ViTHybridForImageClassification.from_pretrained("google/vit-hybrid-base-bit-384", cache_dir=tmp_path,
+                                                        local_files_only=True)
+
+
+def test_hf_hub_offline_environment_is_honoured(tmp_path):
+    code = ("from vithybrid import ViTHybridForImageClassification as M\n"
+            "try:\n M.from_pretrained('google/vit-hybrid-base-bit-384')\n"
+            "except Exception as e:\n print(type(e).__name__, e)")
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    assert "CheckpointError" in result.stdout and "not in the local cache" in result.stdout
+
+
+def test_folder_without_config(tmp_path):
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(CheckpointError, match="has no config.json"):
+        ViTHybridForImageClassification.from_pretrained(tmp_path)
+
+
+def test_folder_without_weights(tmp_path):
+    tiny_model().config.save_pretrained(tmp_path)
+    with pytest.raises(CheckpointError, match="has config.json but no model.safetensors or pytorch_model.bin"):
+        ViTHybridForImageClassification.from_pretrained(tmp_path)
+
+
+def test_missing_path_is_not_sent_to_the_hub(tmp_path):
+    with pytest.raises(CheckpointError, match="neither a checkpoint folder nor a Hub model id"):
+        ViTHybridForImageClassification.from_pretrained(str(tmp_path / "no" / "such" / "folder"))
+
+
+def test_config_of_another_model_type(tmp_path):
+    tiny_checkpoint(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    (tmp_path / "config.json").write_text(json.dumps({**config, "model_type": "vit"}))
+    with pytest.raises(CheckpointError, match=r"describes a 'vit' model, not a ViT-Hybrid \('vit-hybrid'\) one"):
+        ViTHybridForImageClassification.from_pretrained(tmp_path)
+
+
+def test_invalid_config_json(tmp_path):
+    tiny_checkpoint(tmp_path)
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="is not valid JSON"):
+        ViTHybridForImageClassification.from_pretrained(tmp_path)
+    (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 30, "num_attention_heads": 4}))
+    with pytest.raises(CheckpointError, match="not a valid ViT-Hybrid config: hidden_size"):
+        ViTHybridForImageClassification.from_pretrained(tmp_path)
+
+
+@pytest.mark.parametrize("weights", ["model.safetensors", "pytorch_model.bin"])
+def test_truncated_weights(tmp_path, weights):
+    tiny_checkpoint(tmp_path)
+    if weights == "pytorch_model.bin":
+        torch.save(load_file(tmp_path / "model.safetensors"), tmp_path / weights)
+        (tmp_path / "model.safetensors").unlink()
+    data = (tmp_path / weights).read_bytes()
+    (tmp_path / weights).write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError, match="corrupt or truncated"):
+        ViTHybridForImageClassification.from_pretrained(tmp_path)
+
+
+class Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_pickle_that_would_run_code_runs_nothing(tmp_path, monkeypatch):
+    tiny_checkpoint(tmp_path)
+    state = dict(load_file(tmp_path / "model.safetensors"), payload=Exploit())
+    (tmp_path / "model.safetensors").unlink()
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(CheckpointError, match="holds Python objects other than tensors"):
+        ViTHybridForImageClassification.from_pretrained(tmp_path)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_shape_mismatch_names_the_weight(tmp_path):
+    tiny_checkpoint(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    config["id2label"] = {str(i): f"c{i}" for i in range(7)}
+    config.pop("label2id")
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match=r"classifier.weight: checkpoint \(5, 32\), model \(7, 32\)"):
+        ViTHybridForImageClassification.from_pretrained(tmp_path)
+
+
+def test_missing_and_unexpected_keys_are_named(tmp_path):
+    tiny_checkpoint(tmp_path)
+    from safetensors.torch import save_file
+
+    state = load_file(tmp_path / "model.safetensors")
+    state.pop("vit.encoder.layer.1.output.dense.bias")
+    state["vit.encoder.layer.2.output.dense.bias"] = torch.zeros(32)
+    save_file(state, tmp_path / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(CheckpointError) as error:
+        ViTHybridForImageClassification.from_pretrained(tmp_path)
+    assert "missing 1 weights: vit.encoder.layer.1.output.dense.bias" in str(error.value)
+    assert "unexpected 1 weights: vit.encoder.layer.2.output.dense.bias" in str(error.value)
+
+
+def test_config_from_pretrained_reads_only_config(tmp_path):
+    tiny_model().config.save_pretrained(tmp_path)
+    assert ViTHybridConfig.from_pretrained(tmp_path).num_labels == 5

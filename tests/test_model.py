@@ -1,0 +1,135 @@
+"""Behaviour the reference does not have or gets wrong: interpolation, cached weight standardization."""
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from helpers import TINY, tiny_model
+from vithybrid.backbone import StdConv2d
+
+
+def test_wrong_input_size_names_the_expected_size():
+    with pytest.raises(ValueError, match=r"\(64x60\) doesn't match the model's 60x60.*interpolate_pos_encoding=True"):
+        tiny_model()(torch.randn(1, 3, 64, 60))
+
+
+def test_interpolation_is_identity_at_trained_size():
+    model = tiny_model()
+    x = torch.randn(2, 3, 60, 60)
+    with torch.no_grad():
+        assert torch.equal(model(x, interpolate_pos_encoding=True).logits, model(x).logits)
+    assert model.vit.embeddings.positions_for((4, 4)) is model.vit.embeddings.position_embeddings
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_interpolation_follows_the_real_feature_grid_for_non_square_inputs(attn):
+    model = tiny_model()
+    model.set_attn_implementation(attn)
+    # 60 px -> 4 tokens (stride 16, SAME padding: ceil); 130 x 97 -> ceil(130/16) x ceil(97/16) = 9 x 7
+    with torch.no_grad():
+        out = model(torch.randn(2, 3, 130, 97), interpolate_pos_encoding=True, output_attentions=True)
+    assert out.logits.shape == (2, 5) and torch.isfinite(out.logits).all()
+    assert out.attentions[0].shape == (2, TINY["num_attention_heads"], 9 * 7 + 1, 9 * 7 + 1)
+
+
+def test_resampled_positions_keep_a_smooth_field():
+    """Bicubic resampling of a field that is constant along rows keeps it constant, and keeps CLS's own."""
+    model = tiny_model()
+    embeddings = model.vit.embeddings
+    with torch.no_grad():
+        rows = torch.arange(4.0).repeat_interleave(4)  # value = row index on the 4x4 grid
+        embeddings.position_embeddings[0, 1:] = rows[:, None]
+    positions = embeddings.positions_for((8, 5))
+    assert positions.shape == (1, 8 * 5 + 1, TINY["hidden_size"])
+    grid = positions[0, 1:, 0].reshape(8, 5)
+    assert torch.allclose(grid, grid[:, :1].expand(8, 5), atol=1e-5)  # constant along each row
+    assert torch.all(grid[1:, 0] >= grid[:-1, 0] - 1e-5)  # and still increasing down the rows
+    assert torch.equal(positions[0, 0], embeddings.position_embeddings[0, 0])
+
+
+def test_weight_standardization_is_cached_in_eval_and_recomputed_when_needed():
+    model = tiny_model()
+    conv = model.vit.embeddings.patch_embeddings.backbone.bit.embedder.convolution
+    assert isinstance(conv, StdConv2d)
+    calls = []
+    original = conv._standardize
+    conv._standardize = lambda w: calls.append(1) or original(w)
+    x = torch.randn(1, 3, 60, 60)
+    with torch.no_grad():
+        first = model(x).logits
+        model(x)
+        assert len(calls) == 1  # eval: computed once, reused
+        conv.weight.add_(torch.randn_like(conv.weight))  # a weight change invalidates it
+        changed = model(x).logits
+        assert len(calls) == 2 and not torch.allclose(changed, first)
+    model.train()
+    model(x)
+    loss = model(x, labels=torch.tensor([1])).loss
+    assert len(calls) == 4  # training: recomputed every forward, so gradients flow into the weights
+    loss.backward()
+    torch.optim.SGD(model.parameters(), lr=0.1).step()
+    model.eval()
+    with torch.no_grad():
+        model(x)
+        model(x)
+    assert len(calls) == 5  # the optimizer step changed the weight: computed once more, then reused
+    standardized = conv.standardized_weight()
+    flat = standardized.flatten(1)
+    assert torch.allclose(flat.mean(1), torch.zeros(flat.shape[0]), atol=1e-5)
+    assert torch.allclose(flat.var(1, unbiased=False), torch.ones(flat.shape[0]), atol=1e-3)
+
+
+def test_weights_get_gradients_in_training():
+    model = tiny_model().train()
+    out = model(torch.randn(2, 3, 60, 60), labels=torch.tensor([0, 3]))
+    out.loss.backward()
+    conv = model.vit.embeddings.patch_embeddings.backbone.bit.embedder.convolution
+    assert conv.weight.grad is not None and conv.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("act", ["gelu", "gelu_new", "relu", "selu", "quick_gelu", "silu"])
+def test_activations_build_and_differ(act):
+    x = torch.randn(1, 3, 60, 60)
+    with torch.no_grad():
+        assert torch.isfinite(tiny_model(hidden_act=act)(x).logits).all()
+    if act != "gelu":
+        with torch.no_grad():
+            assert not torch.allclose(tiny_model(hidden_act=act)(x).logits, tiny_model(hidden_act="gelu")(x).logits)
+
+
+def test_attention_gradients_follow_layer_order():
+    model = tiny_model()
+    x = torch.randn(2, 3, 60, 60)
+    result = model.attention_with_gradients(x, class_index=2)
+    with torch.no_grad():
+        out = model(x, output_attentions=True)
+    assert len(result.gradients) == len(result.attentions) == TINY["num_hidden_layers"]
+    for attention, gradient, expected in zip(result.attentions, result.gradients, out.attentions):
+        assert torch.allclose(attention, expected, atol=1e-6) and gradient.shape == attention.shape
+    # finite differences: scaling layer 1's attention of head 0 by (1 + eps) changes logit 2 by eps * <grad, A>
+    eps, layer = 1e-3, 1
+    module = model.vit.encoder.layer[layer].attention.attention
+
+    def logit_with_scaled_head(scale):
+        original = module.forward
+
+        def scaled(hidden, head_mask=None, output_attentions=False):
+            mask = torch.ones(1, TINY["num_attention_heads"], 1, 1)
+            mask[0, 0] = scale
+            return original(hidden, mask, output_attentions)
+        module.forward = scaled
+        try:
+            with torch.no_grad():
+                return model(x).logits[:, 2].sum()
+        finally:
+            module.forward = original
+    numeric = (logit_with_scaled_head(1 + eps) - logit_with_scaled_head(1 - eps)) / (2 * eps)
+    analytic = (result.gradients[layer][:, 0] * result.attentions[layer][:, 0]).sum()
+    assert torch.allclose(numeric, analytic, rtol=1e-2, atol=1e-4)
+
+
+def test_import_needs_neither_gradio_nor_matplotlib():
+    code = "import sys, vithybrid; print(sorted(m for m in ('gradio', 'matplotlib') if m in sys.modules))"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"

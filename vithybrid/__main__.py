@@ -1,0 +1,46 @@
+"""python -m vithybrid IMAGE... : the top-5 labels of each image (or JSON with --json)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from PIL import UnidentifiedImageError
+
+from .hub import CheckpointError
+from .pipeline import DEFAULT_MODEL, open_image, pipeline
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m vithybrid", description="Classify images with ViT-Hybrid.")
+    parser.add_argument("images", nargs="+", help="image files")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="Hub id or checkpoint folder (default: %(default)s)")
+    parser.add_argument("--top-k", type=int, default=5, help="labels per image (default: %(default)s)")
+    parser.add_argument("--json", action="store_true", help="print one JSON object: {file: [{label, score}]}")
+    args = parser.parse_args(argv)
+
+    try:
+        classify = pipeline(args.model, top_k=args.top_k)
+    except CheckpointError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    results, failed = {}, 0
+    for path in args.images:
+        try:
+            results[path] = classify(open_image(path))
+        except (OSError, UnidentifiedImageError, ValueError) as error:
+            failed += 1
+            print(f"error: cannot read {path}: {error}", file=sys.stderr)
+            continue
+        if not args.json:
+            print(path)
+            for rank, guess in enumerate(results[path], 1):
+                print(f"  {rank}. {guess['score']:7.2%}  {guess['label']}")
+    if args.json:
+        print(json.dumps(results, indent=2))
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,63 @@
+"""Image classification in one call: images in, top-k `[{"label", "score"}]` out, batched."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from PIL import Image, ImageOps
+
+from .modeling import ViTHybridForImageClassification
+from .processing import ImageLike, ViTHybridImageProcessor
+
+DEFAULT_MODEL = "google/vit-hybrid-base-bit-384"
+Input = str | Path | ImageLike
+
+
+def open_image(source: Input) -> ImageLike:
+    """Images pass through; a path is opened (EXIF orientation applied) and fully read now."""
+    if not isinstance(source, (str, Path)):
+        return source
+    with Image.open(source) as image:
+        image.load()
+        return ImageOps.exif_transpose(image)
+
+
+class ImageClassificationPipeline:
+    """Callable: one image -> [{"label", "score"}] (best first); a list of images -> a list of those."""
+
+    def __init__(self, model: ViTHybridForImageClassification, processor: ViTHybridImageProcessor,
+                 top_k: int = 5, batch_size: int = 8):
+        self.model, self.processor = model.eval(), processor
+        self.top_k, self.batch_size = top_k, batch_size
+
+    @torch.inference_mode()
+    def predict(self, images: Sequence[ImageLike], top_k: int | None = None) -> list[list[dict]]:
+        k = min(top_k or self.top_k, self.model.config.num_labels)
+        results = []
+        for start in range(0, len(images), self.batch_size):
+            pixels = self.processor(list(images[start:start + self.batch_size]))["pixel_values"]
+            probabilities = self.model(pixels.to(self.model.device)).logits.float().softmax(-1)
+            scores, indices = probabilities.topk(k, dim=-1)
+            results += [[{"label": self.model.config.id2label[int(i)], "score": float(s)} for s, i in zip(row_s, row_i)]
+                        for row_s, row_i in zip(scores, indices)]
+        return results
+
+    def __call__(self, images: Input | Sequence[Input], top_k: int | None = None) -> list[dict] | list[list[dict]]:
+        single = not isinstance(images, (list, tuple))
+        loaded = [open_image(image) for image in ([images] if single else images)]
+        results = self.predict(loaded, top_k)
+        return results[0] if single else results
+
+
+def pipeline(model: str | Path | ViTHybridForImageClassification = DEFAULT_MODEL,
+             processor: ViTHybridImageProcessor | None = None, top_k: int = 5, batch_size: int = 8,
+             **from_pretrained_kwargs) -> ImageClassificationPipeline:
+    """A classifier for a loaded model, or for a Hub id or checkpoint folder (model and processor are loaded)."""
+    if not isinstance(model, ViTHybridForImageClassification):
+        name, model = model, ViTHybridForImageClassification.from_pretrained(model, **from_pretrained_kwargs)
+        processor = processor or ViTHybridImageProcessor.from_pretrained(name)
+    if processor is None:
+        raise ValueError("Pass the image processor together with a loaded model: pipeline(model, processor).")
+    return ImageClassificationPipeline(model, processor, top_k, batch_size)
