@@ -133,3 +133,13 @@ def test_attention_gradients_follow_layer_order():
 def test_import_needs_neither_gradio_nor_matplotlib():
     code = "import sys, vithybrid; print(sorted(m for m in ('gradio', 'matplotlib') if m in sys.modules))"
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout.strip() == "[]"
+
+
+def test_attention_gradients_with_frozen_weights():
+    model = tiny_model().requires_grad_(False)
+    x = torch.randn(1, 3, 60, 60)
+    frozen = model.attention_with_gradients(x, class_index=1)
+    trainable = tiny_model().attention_with_gradients(x, class_index=1)
+    for a, b in zip(frozen.gradients, trainable.gradients):
+        assert torch.allclose(a, b, atol=1e-6) and a.abs().sum() > 0
+    assert not model.vit.embeddings._forward_hooks  # the temporary hook is gone

@@ -323,13 +323,19 @@ class ViTHybridForImageClassification(ViTHybridPreTrainedModel):
         """One forward and backward that keeps the attention probabilities (the eager path) and their
         gradients with respect to the logit of `class_index` (per image; default: the predicted class),
         both in layer order. The input for class-specific relevance maps (Chefer et al., ICCV 2021)."""
-        with torch.enable_grad():
-            out = self(pixel_values, output_attentions=True, interpolate_pos_encoding=interpolate_pos_encoding)
-            if class_index is None:
-                class_index = out.logits.argmax(-1)
-            index = torch.as_tensor(class_index, device=out.logits.device).expand(out.logits.shape[0])
-            score = out.logits.gather(1, index[:, None]).sum()
-            gradients = torch.autograd.grad(score, out.attentions)
+        # The graph starts at the tokens, so that attention gets gradients even when every weight is
+        # frozen, and the backward pass never enters the backbone.
+        hook = self.vit.embeddings.register_forward_hook(lambda module, args, tokens: tokens.detach().requires_grad_())
+        try:
+            with torch.enable_grad():
+                out = self(pixel_values, output_attentions=True, interpolate_pos_encoding=interpolate_pos_encoding)
+                if class_index is None:
+                    class_index = out.logits.argmax(-1)
+                index = torch.as_tensor(class_index, device=out.logits.device).expand(out.logits.shape[0])
+                score = out.logits.gather(1, index[:, None]).sum()
+                gradients = torch.autograd.grad(score, out.attentions)
+        finally:
+            hook.remove()
         return AttentionGradients(out.logits.detach(), tuple(a.detach() for a in out.attentions), gradients)
 
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
