@@ -133,46 +133,28 @@ class ViTHybridSelfAttention(nn.Module):
         return context.transpose(1, 2).flatten(2), probs
 
 
-class ViTHybridSelfOutput(nn.Module):
-    def __init__(self, config: ViTHybridConfig):
+class Dense(nn.Module):
+    """dense -> activation or dropout: the attention output projection and the two layers of the MLP."""
+
+    def __init__(self, d_in: int, d_out: int, activation_name: str | None = None, dropout: float = 0.0):
         super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dense = nn.Linear(d_in, d_out)
+        self.activation = activation(activation_name) if activation_name else nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.dense(x))
+        return self.activation(self.dense(x))
 
 
 class ViTHybridAttention(nn.Module):
     def __init__(self, config: ViTHybridConfig):
         super().__init__()
         self.attention = ViTHybridSelfAttention(config)
-        self.output = ViTHybridSelfOutput(config)
+        self.output = Dense(config.hidden_size, config.hidden_size, dropout=config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, head_mask: torch.Tensor | None,
                 output_attentions: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         context, probs = self.attention(x, head_mask, output_attentions)
         return self.output(context), probs
-
-
-class ViTHybridIntermediate(nn.Module):
-    def __init__(self, config: ViTHybridConfig):
-        super().__init__()
-        self.dense = nn.Linear(config.hidden_size, config.intermediate_size)
-        self.intermediate_act_fn = activation(config.hidden_act)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.intermediate_act_fn(self.dense(x))
-
-
-class ViTHybridOutput(nn.Module):
-    def __init__(self, config: ViTHybridConfig):
-        super().__init__()
-        self.dense = nn.Linear(config.intermediate_size, config.hidden_size)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.dropout(self.dense(x))
 
 
 class ViTHybridLayer(nn.Module):
@@ -183,8 +165,8 @@ class ViTHybridLayer(nn.Module):
         self.layernorm_before = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.attention = ViTHybridAttention(config)
         self.layernorm_after = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.intermediate = ViTHybridIntermediate(config)
-        self.output = ViTHybridOutput(config)
+        self.intermediate = Dense(config.hidden_size, config.intermediate_size, config.hidden_act)
+        self.output = Dense(config.intermediate_size, config.hidden_size, dropout=config.hidden_dropout_prob)
 
     def forward(self, x: torch.Tensor, head_mask: torch.Tensor | None = None,
                 output_attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
