@@ -100,6 +100,23 @@ def test_hf_hub_offline_environment_is_honoured(tmp_path):
     assert "CheckpointError" in result.stdout and "not in the local cache" in result.stdout
 
 
+def test_unreachable_hub_fails_fast_or_uses_the_cache(tmp_path):
+    """No HF_HUB_OFFLINE, but nothing answers at the Hub's address: no retries, the cache or a clear message."""
+    tiny_checkpoint(tmp_path / "src")
+    make_hub_cache(tmp_path / "hub", "someone/tiny-hybrid", tmp_path / "src")
+    code = ("import time\nfrom vithybrid import ViTHybridForImageClassification as M\n"
+            "M.from_pretrained('someone/tiny-hybrid')\nprint('cached ok')\nstart = time.time()\n"
+            "try:\n M.from_pretrained('google/vit-hybrid-base-bit-384')\n"
+            "except Exception as e:\n print(type(e).__name__, round(time.time() - start), e)")
+    env = {**os.environ, "HF_HUB_CACHE": str(tmp_path / "hub"), "HF_ENDPOINT": "http://127.0.0.1:9"}
+    env.pop("HF_HUB_OFFLINE", None)
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    lines = result.stdout.splitlines()
+    assert lines[0] == "cached ok", result.stdout + result.stderr
+    name, seconds = lines[1].split()[:2]
+    assert name == "CheckpointError" and int(seconds) < 5 and "not in the local cache" in lines[1]
+
+
 def test_folder_without_config(tmp_path):
     (tmp_path / "model.safetensors").write_bytes(b"")
     with pytest.raises(CheckpointError, match="has no config.json"):

@@ -11,8 +11,10 @@ import json
 import logging
 import pickle
 import re
+import socket
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlparse
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -31,12 +33,26 @@ class CheckpointError(OSError):
     """A checkpoint could not be found, read or matched to the model; the message says what to do."""
 
 
+def hub_reachable(timeout: float = 3.0) -> bool:
+    """Whether the Hub's host answers at all (so that an offline start does not wait on retries)."""
+    from huggingface_hub import constants
+
+    url = urlparse(constants.ENDPOINT)
+    try:
+        socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
+        return True
+    except OSError:
+        return False
+
+
 def _hub_file(repo_id: str, filename: str, **hub_kwargs: Any) -> Path | None:
     """Download (or find in the cache) one file of a Hub repo; None if the repo has no such file."""
     from huggingface_hub import hf_hub_download
     from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
                                         RevisionNotFoundError)
 
+    if not hub_kwargs.get("local_files_only") and not hub_reachable():
+        hub_kwargs = {**hub_kwargs, "local_files_only": True}  # the cache, at once, instead of minutes of retries
     try:
         return Path(hf_hub_download(repo_id, filename, **hub_kwargs))
     except LocalEntryNotFoundError as error:
