@@ -5,6 +5,7 @@ from .config import BitConfig, ViTHybridConfig
 from .hub import CheckpointError
 from .modeling import ViTHybridForImageClassification, ViTHybridModel
 from .processing import ViTHybridImageProcessor
+from .shipped import resolve_model
 
 __all__ = ["BitConfig", "CheckpointError", "ViTHybridConfig", "ViTHybridForImageClassification", "ViTHybridImageProcessor",
-           "ViTHybridModel"]
+           "ViTHybridModel", "resolve_model"]

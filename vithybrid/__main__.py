@@ -6,8 +6,6 @@ import argparse
 import json
 import sys
 
-from PIL import UnidentifiedImageError
-
 from .hub import CheckpointError
 from .pipeline import DEFAULT_MODEL, open_image, pipeline
 
@@ -15,7 +13,7 @@ from .pipeline import DEFAULT_MODEL, open_image, pipeline
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m vithybrid", description="Classify images with ViT-Hybrid.")
     parser.add_argument("images", nargs="+", help="image files")
-    parser.add_argument("--model", default=DEFAULT_MODEL, help="Hub id or checkpoint folder (default: %(default)s)")
+    parser.add_argument("--model", default=DEFAULT_MODEL, help="Hub id, checkpoint folder or 'shapes' (default: %(default)s)")
     parser.add_argument("--top-k", type=int, default=5, help="labels per image (default: %(default)s)")
     parser.add_argument("--json", action="store_true", help="print one JSON object: {file: [{label, score}]}")
     args = parser.parse_args(argv)
@@ -29,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
     for path in args.images:
         try:
             results[path] = classify(open_image(path))
-        except (OSError, UnidentifiedImageError, ValueError) as error:
+        except ValueError as error:  # ImageError says what is wrong with the file
             failed += 1
             print(f"error: cannot read {path}: {error}", file=sys.stderr)
             continue

@@ -6,22 +6,19 @@ from pathlib import Path
 from typing import Sequence
 
 import torch
-from PIL import Image, ImageOps
 
+from .images import load_image
 from .modeling import ViTHybridForImageClassification
 from .processing import ImageLike, ViTHybridImageProcessor
+from .shipped import resolve_model
 
 DEFAULT_MODEL = "google/vit-hybrid-base-bit-384"
 Input = str | Path | ImageLike
 
 
 def open_image(source: Input) -> ImageLike:
-    """Images pass through; a path is opened (EXIF orientation applied) and fully read now."""
-    if not isinstance(source, (str, Path)):
-        return source
-    with Image.open(source) as image:
-        image.load()
-        return ImageOps.exif_transpose(image)
+    """Images pass through; a path is opened with `load_image` (RGB, EXIF orientation applied)."""
+    return load_image(source) if isinstance(source, (str, Path)) else source
 
 
 class ImageClassificationPipeline:
@@ -54,10 +51,11 @@ class ImageClassificationPipeline:
 def pipeline(model: str | Path | ViTHybridForImageClassification = DEFAULT_MODEL,
              processor: ViTHybridImageProcessor | None = None, top_k: int = 5, batch_size: int = 8,
              **from_pretrained_kwargs) -> ImageClassificationPipeline:
-    """A classifier for a loaded model, or for a Hub id or checkpoint folder (model and processor are loaded)."""
+    """A classifier for a loaded model, or for a Hub id, a checkpoint folder or "shapes" (the shipped model)."""
     if not isinstance(model, ViTHybridForImageClassification):
-        name, model = model, ViTHybridForImageClassification.from_pretrained(model, **from_pretrained_kwargs)
-        processor = processor or ViTHybridImageProcessor.from_pretrained(name)
+        folder = resolve_model(model)
+        model = ViTHybridForImageClassification.from_pretrained(folder, **from_pretrained_kwargs)
+        processor = processor or ViTHybridImageProcessor.from_pretrained(folder)
     if processor is None:
         raise ValueError("Pass the image processor together with a loaded model: pipeline(model, processor).")
     return ImageClassificationPipeline(model, processor, top_k, batch_size)

@@ -1,0 +1,107 @@
+"""load_image: every file a person may upload gives a usable RGB photo or a message that says what is wrong."""
+
+import io
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from oracle.cases import PIL_MODES, gradient_image, mode_images
+from vithybrid.images import MAX_ASPECT, ImageError, load_image
+
+
+def saved(tmp_path, image, name, **options):
+    path = tmp_path / name
+    image.save(path, **options)
+    return path
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"", "is empty"),
+    (b"plain text, not an image", "is not an image that can be read"),
+    (b"<html><body>hi</body></html>", "is not an image that can be read"),
+    (b"<svg xmlns='http://www.w3.org/2000/svg'/>", "is not an image that can be read"),
+    (b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n", "is not an image that can be read"),
+])
+def test_files_that_are_not_images(tmp_path, content, message):
+    path = tmp_path / "photo.jpg"
+    path.write_bytes(content)
+    with pytest.raises(ImageError, match=message) as error:
+        load_image(path)
+    assert "JPEG, PNG, WebP" in str(error.value) or "empty" in str(error.value)
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG"])
+def test_truncated_files(tmp_path, fmt):
+    buffer = io.BytesIO()
+    gradient_image(300, 200).save(buffer, fmt)
+    path = tmp_path / f"cut.{fmt.lower()}"
+    path.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
+    with pytest.raises(ImageError, match="truncated or corrupt"):
+        load_image(path)
+
+
+def test_decompression_bombs_are_refused_with_the_limit(tmp_path):
+    path = saved(tmp_path, gradient_image(300, 200), "big.png")
+    with pytest.raises(ImageError, match=r"300x200 pixels .* above the limit of 0 megapixels"):
+        load_image(path, max_pixels=50_000)
+    header_bomb = tmp_path / "bomb.png"  # a PNG whose header claims 100000 x 100000 pixels
+    data = bytearray(path.read_bytes())
+    data[16:24] = (100_000).to_bytes(4, "big") * 2
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")  # the header chunk's checksum
+    header_bomb.write_bytes(bytes(data))
+    with pytest.raises(ImageError, match="megapixels"):
+        load_image(header_bomb)
+
+
+@pytest.mark.parametrize("mode", PIL_MODES)
+def test_every_mode_becomes_rgb(tmp_path, mode):
+    image = mode_images()[mode]
+    path = saved(tmp_path, image, "image.tiff")
+    photo = load_image(path)
+    assert photo.mode == "RGB" and photo.size == image.size
+    assert np.asarray(photo).std() > 5  # content survived, not a flat saturated picture
+
+
+def test_transparency_goes_over_white_and_sixteen_bits_scale(tmp_path):
+    clear = Image.new("RGBA", (20, 10), (0, 0, 0, 0))
+    assert load_image(saved(tmp_path, clear, "clear.png")).getpixel((5, 5)) == (255, 255, 255)
+    deep = Image.fromarray(np.full((10, 20), 65535, dtype="<u2"))
+    assert load_image(saved(tmp_path, deep, "deep.png")).getpixel((5, 5)) == (255, 255, 255)
+    half = Image.fromarray(np.full((10, 20), 32768, dtype="<u2"))
+    assert load_image(saved(tmp_path, half, "half.png")).getpixel((5, 5)) == (128, 128, 128)
+
+
+def test_exif_orientation_is_applied(tmp_path):
+    image = gradient_image(300, 200)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise to display
+    path = saved(tmp_path, image, "rotated.jpg", exif=exif)
+    assert load_image(path).size == (200, 300)
+
+
+def test_first_frame_of_animations_and_multipage_files(tmp_path):
+    red, blue = Image.new("RGB", (40, 30), (255, 0, 0)), Image.new("RGB", (40, 30), (0, 0, 255))
+    gif = saved(tmp_path, red, "anim.gif", save_all=True, append_images=[blue], duration=100, loop=0)
+    tiff = saved(tmp_path, red, "pages.tiff", save_all=True, append_images=[blue])
+    for path in (gif, tiff):
+        r, g, b = load_image(path).getpixel((10, 10))
+        assert r > 200 and b < 50
+
+
+@pytest.mark.parametrize("fmt, name", [("WEBP", "a.webp"), ("BMP", "a.bmp"), ("ICO", "a.ico")])
+def test_other_formats(tmp_path, fmt, name):
+    photo = load_image(saved(tmp_path, gradient_image(64, 64), name, format=fmt))
+    assert photo.mode == "RGB" and photo.size[0] > 0
+
+
+def test_large_photos_are_downscaled_and_tiny_ones_kept(tmp_path):
+    assert max(load_image(saved(tmp_path, gradient_image(3000, 1500), "big.jpg"), max_side=1024).size) == 1024
+    assert load_image(saved(tmp_path, Image.new("RGB", (1, 1), (9, 9, 9)), "dot.png")).size == (1, 1)
+
+
+@pytest.mark.parametrize("size", [(4000, 10), (10, 4000)])
+def test_extreme_aspect_ratios_keep_the_center(tmp_path, size):
+    photo = load_image(saved(tmp_path, gradient_image(*size), "strip.png"))
+    assert max(photo.size) <= MAX_ASPECT * min(photo.size)
