@@ -14,7 +14,7 @@ from oracle.env import run_oracle  # noqa: E402
 
 CI = os.environ.get("CI") == "true"
 IMAGES = Path(__file__).resolve().parents[1] / "examples"  # the free photographs of ../shared/images
-SAMPLE_PHOTOS = sorted(p for p in IMAGES.glob("*") if p.suffix in (".png", ".jpg"))
+SAMPLE_PHOTOS = sorted(p for p in IMAGES.glob("*") if p.suffix in (".png", ".jpg") and not p.name.startswith("shape_"))
 
 
 def missing(reason: str) -> None:

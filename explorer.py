@@ -1,0 +1,181 @@
+"""What the app shows, computed from one loaded model: predictions, cached attention analyses, pictures,
+timings. No Gradio here (app.py lays out the page); no model math either (that is vithybrid's and
+visualization's): this module asks the model once per image and renders from the cache after that.
+"""
+
+from __future__ import annotations
+
+import platform
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from PIL import Image
+
+import visualization as viz
+from vithybrid import CheckpointError, ViTHybridForImageClassification, ViTHybridImageProcessor
+from vithybrid.shipped import resolve_model
+from vithybrid.timing import SEED_A100, TimingRow, max_logit_difference, time_batch
+
+DEFAULT_MODEL = "google/vit-hybrid-base-bit-384"
+FALLBACK_MODEL = "shapes"
+TOP_K = 5
+DISPLAY_SIZE = 384  # pictures of small models' crops are enlarged to this shorter side
+
+
+@dataclass
+class Analysis:
+    """One image, analysed once: what the model saw, its top classes, and every layer's attention."""
+
+    crop: Image.Image  # the processed crop, before normalization, enlarged to DISPLAY_SIZE for small models
+    geometry: viz.CropGeometry
+    grid: tuple[int, int]
+    top: list[tuple[int, str, float]]  # (class index, label, probability), best first
+    attentions: tuple[torch.Tensor, ...]  # per layer (1, heads, N, N), on the CPU
+    class_maps: dict[int, torch.Tensor] = field(default_factory=dict)  # class -> (rows, cols) relevance
+    backbone_picture: Image.Image | None = None
+
+
+class Explorer:
+    """A model shared by every user: runs go through one lock, analyses through a bounded LRU cache."""
+
+    def __init__(self, name: str, device: str = "cpu", dtype: torch.dtype = torch.float32, cache_entries: int = 4):
+        self.requested, self.notice = name, None
+        try:
+            self.name, self.model, self.processor = name, *self._load(name, device, dtype)
+        except CheckpointError as error:
+            if name == FALLBACK_MODEL:
+                raise
+            self.notice = (f"Could not load **{name}**, so the app runs the shipped **{FALLBACK_MODEL}** model "
+                           f"instead (it recognizes circles, squares, triangles, stars and crosses). Reason: {error}")
+            self.name, self.model, self.processor = FALLBACK_MODEL, *self._load(FALLBACK_MODEL, device, dtype)
+        self.device, self.dtype = torch.device(device), dtype
+        self.lock = threading.Lock()  # one model run at a time: timing switches the attention path in place
+        self.cache: viz.MapCache[Analysis] = viz.MapCache(cache_entries)
+        config = self.model.config
+        self.grid = config.grid_size
+        self.crop_hw = (self.processor.crop_size["height"], self.processor.crop_size["width"])
+
+    @staticmethod
+    def _load(name: str, device: str, dtype: torch.dtype):
+        folder = resolve_model(name)
+        model = ViTHybridForImageClassification.from_pretrained(folder, torch_dtype=dtype).to(device)
+        model.requires_grad_(False)  # inference only; gradients flow to the attention maps, not the weights
+        return model, ViTHybridImageProcessor.from_pretrained(folder)
+
+    # -- what the model says ---------------------------------------------------------------------------
+    def pixels(self, image: Image.Image) -> torch.Tensor:
+        return self.processor(image)["pixel_values"].to(self.device, self.dtype)
+
+    @torch.inference_mode()
+    def probabilities(self, image: Image.Image) -> torch.Tensor:
+        """Class probabilities on the SDPA path (the fast one)."""
+        with self.lock:
+            return self.model(self.pixels(image)).logits.float().softmax(-1)[0].cpu()
+
+    def classify(self, image: Image.Image) -> dict[str, float]:
+        """The top-5 {label: probability}."""
+        probabilities = self.probabilities(image)
+        scores, indices = probabilities.topk(min(TOP_K, probabilities.numel()))
+        return {self.model.config.id2label[int(i)]: float(s) for s, i in zip(scores, indices)}
+
+    def analysis(self, image: Image.Image) -> Analysis:
+        """Attentions and the top class's relevance map, computed once per image (eager path) and cached."""
+        return self.cache.get((self.name, viz.image_key(image)), lambda: self._analyse(image))
+
+    def _analyse(self, image: Image.Image) -> Analysis:
+        pixels = self.pixels(image)
+        with self.lock:
+            result = self.model.attention_with_gradients(pixels)
+        probabilities = result.logits.float().softmax(-1)[0]
+        scores, indices = probabilities.topk(min(TOP_K, probabilities.numel()))
+        top = [(int(i), self.model.config.id2label[int(i)], float(s)) for s, i in zip(scores, indices)]
+        attentions = tuple(a.float().cpu() for a in result.attentions)
+        best = viz.cls_map(viz.class_relevance(attentions, [g.float().cpu() for g in result.gradients], rows=[0]),
+                           self.grid)
+        width, height = image.size
+        resized = self.processor.resized_size(width, height)
+        geometry = viz.CropGeometry((height, width), (resized[1], resized[0]), self.crop_hw)
+        crop = geometry.crop(image)
+        scale = max(1, -(-DISPLAY_SIZE // min(crop.size)))
+        crop = crop.resize((crop.width * scale, crop.height * scale), Image.BICUBIC) if scale > 1 else crop
+        return Analysis(crop, geometry, self.grid, top, attentions, {top[0][0]: best[0]})
+
+    def class_map(self, image: Image.Image, class_index: int) -> torch.Tensor:
+        """The class-specific relevance map (Chefer et al. 2021) of any class, computed once per class."""
+        analysis = self.analysis(image)
+        if class_index not in analysis.class_maps:
+            with self.lock:
+                result = self.model.attention_with_gradients(self.pixels(image), class_index)
+            relevance = viz.class_relevance([a.float().cpu() for a in result.attentions],
+                                            [g.float().cpu() for g in result.gradients], rows=[0])
+            analysis.class_maps[class_index] = viz.cls_map(relevance, self.grid)[0]
+        return analysis.class_maps[class_index]
+
+    def backbone_picture(self, image: Image.Image) -> Image.Image:
+        """Stem and stage activations, then the token norms: how the image becomes a grid of tokens."""
+        analysis = self.analysis(image)
+        if analysis.backbone_picture is None:
+            embeddings = self.model.vit.embeddings.patch_embeddings
+            with self.lock, torch.inference_mode():
+                maps = embeddings.backbone(self.pixels(image), keep_stages=True)
+                tokens, _ = embeddings(self.pixels(image))
+            names = ["stem"] + [f"stage {i}" for i in range(1, len(maps))]
+            analysis.backbone_picture = viz.backbone_figure(
+                analysis.crop, [m[0].float().cpu() for m in maps], tokens[0].float().cpu(), self.grid, names)
+        return analysis.backbone_picture
+
+    # -- facts for the "how hybrid tokens work" panel ----------------------------------------------------
+    def facts(self) -> dict[str, object]:
+        config = self.model.config
+        rows, cols = self.grid
+        return {
+            "model": self.name, "input": f"{self.crop_hw[0]}x{self.crop_hw[1]}",
+            "backbone stages": len(self.model.vit.embeddings.patch_embeddings.backbone.bit.encoder.stages),
+            "backbone stride": config.image_size // config.backbone_featmap_shape[-1],
+            "feature map": "x".join(map(str, config.backbone_featmap_shape[1:])),
+            "grid": f"{rows}x{cols}", "tokens": rows * cols + 1, "hidden size": config.hidden_size,
+            "layers": config.num_hidden_layers, "heads": config.num_attention_heads,
+            "parameters": f"{sum(p.numel() for p in self.model.parameters()) / 1e6:.1f} M",
+        }
+
+    # -- timing -------------------------------------------------------------------------------------------
+    def time_paths(self, image: Image.Image, batch: int, repeats: int) -> TimingRow:
+        """Eager vs SDPA for `batch` copies of this image. Each run takes the lock on its own, so
+        classification requests interleave with a long timing run instead of waiting for all of it."""
+        return time_batch(self.model, self.pixels(image), batch, repeats=repeats, lock=lambda: self.lock)
+
+    def logit_difference(self, image: Image.Image) -> float:
+        with self.lock:
+            return max_logit_difference(self.model, self.pixels(image))
+
+    def environment(self) -> str:
+        device = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor() or "CPU"
+        return (f"{device} ({self.device.type}), {str(self.dtype).split('.')[-1]}, torch {torch.__version__}, "
+                f"{torch.get_num_threads()} threads")
+
+
+def timing_chart(rows: list[TimingRow]) -> Image.Image:
+    """Bars of eager and SDPA milliseconds per batch size, with the speed-up written above each pair."""
+    figure = Figure(figsize=(5.5, 3.2), dpi=100, layout="constrained")
+    axes = figure.add_subplot()
+    x = np.arange(len(rows))
+    axes.bar(x - 0.2, [r.eager_ms for r in rows], 0.4, label="eager", color="#d95f02")
+    axes.bar(x + 0.2, [r.sdpa_ms for r in rows], 0.4, label="SDPA", color="#1b9e77")
+    for i, row in enumerate(rows):
+        axes.annotate(f"{row.speedup:.2f}x", (i, max(row.eager_ms, row.sdpa_ms)), ha="center", va="bottom")
+    axes.set_xticks(x, [f"batch {r.batch}" for r in rows])
+    axes.set_ylabel("ms per forward")
+    axes.margins(y=0.15)
+    axes.legend(frameon=False)
+    return viz.figure_image(figure)
+
+
+def seed_table() -> list[list[object]]:
+    return [[b, eager, sdpa, f"{eager / sdpa:.2f}x"] for b, eager, sdpa in SEED_A100]
+
+
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
