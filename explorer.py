@@ -20,6 +20,7 @@ from vithybrid import CheckpointError, ViTHybridForImageClassification, ViTHybri
 from vithybrid.shipped import resolve_model
 from vithybrid.timing import SEED_A100, TimingRow, max_logit_difference, time_batch
 
+EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 DEFAULT_MODEL = "google/vit-hybrid-base-bit-384"
 FALLBACK_MODEL = "shapes"
 TOP_K = 5
@@ -177,5 +178,3 @@ def timing_chart(rows: list[TimingRow]) -> Image.Image:
 def seed_table() -> list[list[object]]:
     return [[b, eager, sdpa, f"{eager / sdpa:.2f}x"] for b, eager, sdpa in SEED_A100]
 
-
-EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
