@@ -44,7 +44,7 @@ class Explorer:
     """A model shared by every user: runs go through one lock, analyses through a bounded LRU cache."""
 
     def __init__(self, name: str, device: str = "cpu", dtype: torch.dtype = torch.float32, cache_entries: int = 4):
-        self.requested, self.notice = name, None
+        self.notice = None
         try:
             self.name, self.model, self.processor = name, *self._load(name, device, dtype)
         except CheckpointError as error:
