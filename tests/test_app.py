@@ -38,12 +38,12 @@ def explorer():
 
 @pytest.fixture(scope="module")
 def app_url(explorer):
-    from app import build_demo
+    from app import LAUNCH_OPTIONS, build_demo
 
     demo = build_demo(explorer)
     demo.queue(default_concurrency_limit=1, max_size=32)
     port = free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **LAUNCH_OPTIONS)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 
@@ -112,6 +112,29 @@ def test_bad_files_get_a_message_and_the_app_keeps_serving(client, tmp_path, sha
     with pytest.raises(AppError, match=message):
         client.predict(handle_file(str(bad)), api_name="/classify")
     assert client.predict(handle_file(str(shape_files[0][0])), api_name="/classify")["label"] == shape_files[0][1]
+
+
+@pytest.mark.parametrize("target", ["/etc/passwd", str(ROOT / ".git" / "config"), str(ROOT / "app.py")])
+def test_the_file_route_serves_nothing_outside_examples_and_uploads(app_url, target):
+    import httpx
+
+    with (ROOT / "examples" / "shape_star.png").open("rb") as file:  # the route itself works for uploads...
+        uploaded = httpx.post(app_url + "gradio_api/upload", files={"files": file}, timeout=30).json()[0]
+    assert httpx.get(app_url + f"gradio_api/file={uploaded}", timeout=30).status_code == 200
+    for route in (f"gradio_api/file={target}", f"file={target}"):  # ...and refuses everything else
+        response = httpx.get(app_url + route, timeout=30)
+        assert response.status_code in (403, 404), (route, response.status_code)
+        assert "root:" not in response.text and "[core]" not in response.text
+
+
+def test_uploads_above_the_size_limit_are_refused(app_url, tmp_path):
+    import httpx
+
+    big = tmp_path / "big.png"
+    big.write_bytes(b"\x89PNG" + bytes(21 * 1024 * 1024))
+    with big.open("rb") as file:
+        response = httpx.post(app_url + "gradio_api/upload", files={"files": file}, timeout=60)
+    assert response.status_code == 413
 
 
 @pytest.fixture(scope="module")
