@@ -114,6 +114,44 @@ def test_bad_files_get_a_message_and_the_app_keeps_serving(client, tmp_path, sha
     assert client.predict(handle_file(str(shape_files[0][0])), api_name="/classify")["label"] == shape_files[0][1]
 
 
+def encoded(fmt: str, size=(160, 120), **options) -> bytes:
+    import io
+
+    from oracle.cases import gradient_image
+
+    buffer = io.BytesIO()
+    gradient_image(*size).save(buffer, fmt, **options)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("name, content, message", [
+    ("cut.jpg", encoded("JPEG")[:2000], "is truncated or corrupt"),
+    ("huge.png", None, "megapixels"),
+])
+def test_damaged_files_and_bombs_through_the_api(client, tmp_path, name, content, message):
+    import zlib
+
+    from gradio_client.exceptions import AppError
+
+    if content is None:  # a PNG whose header claims 100000 x 100000 pixels
+        data = bytearray(encoded("PNG"))
+        data[16:24] = (100_000).to_bytes(4, "big") * 2
+        data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")
+        content = bytes(data)
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(AppError, match=message):
+        client.predict(handle_file(str(tmp_path / name)), api_name="/classify")
+
+
+@pytest.mark.parametrize("fmt, suffix", [("WEBP", "webp"), ("BMP", "bmp"), ("GIF", "gif"), ("TIFF", "tiff"),
+                                         ("ICO", "ico")])
+def test_every_accepted_format_gets_labels(client, tmp_path, fmt, suffix):
+    path = tmp_path / f"photo.{suffix}"
+    path.write_bytes(encoded(fmt, size=(64, 64)))
+    result = client.predict(handle_file(str(path)), api_name="/classify")
+    assert len(result["confidences"]) == 5
+
+
 @pytest.mark.parametrize("target", ["/etc/passwd", str(ROOT / ".git" / "config"), str(ROOT / "app.py")])
 def test_the_file_route_serves_nothing_outside_examples_and_uploads(app_url, target):
     import httpx
