@@ -27,6 +27,25 @@ TOP_K = 5
 DISPLAY_SIZE = 384  # pictures of small models' crops are enlarged to this shorter side
 
 
+class FairLock:
+    """A lock granted in order of arrival (a ticket lock): a long series of timing runs, each taking the
+    lock on its own, lets waiting classification requests in between instead of starving them."""
+
+    def __init__(self):
+        self._condition = threading.Condition()
+        self._next_ticket = self._serving = 0
+
+    def __enter__(self) -> None:
+        with self._condition:
+            ticket, self._next_ticket = self._next_ticket, self._next_ticket + 1
+            self._condition.wait_for(lambda: self._serving == ticket)
+
+    def __exit__(self, *exc_info) -> None:
+        with self._condition:
+            self._serving += 1
+            self._condition.notify_all()
+
+
 @dataclass
 class Analysis:
     """One image, analysed once: what the model saw, its top classes, and every layer's attention."""
@@ -54,7 +73,7 @@ class Explorer:
                            f"instead (it recognizes circles, squares, triangles, stars and crosses). Reason: {error}")
             self.name, self.model, self.processor = FALLBACK_MODEL, *self._load(FALLBACK_MODEL, device, dtype)
         self.device, self.dtype = torch.device(device), dtype
-        self.lock = threading.Lock()  # one model run at a time: timing switches the attention path in place
+        self.lock = FairLock()  # one model run at a time: timing switches the attention path in place
         self.cache: viz.MapCache[Analysis] = viz.MapCache(cache_entries)
         config = self.model.config
         self.grid = config.grid_size

@@ -39,3 +39,31 @@ def test_memory_stays_bounded_over_200_requests(served, tmp_path):
     assert len(result.latencies) == 200 and result.wrong == []
     assert resident_mb() - before < 100
     assert len(explorer.cache) == explorer.cache.max_entries  # full, and no larger
+
+
+def test_timing_neither_starves_nor_disturbs_classification(served, tmp_path):
+    """Classification requests get the model between the runs of a long timing, with unchanged answers."""
+    import threading
+    import time
+
+    from PIL import Image
+
+    explorer, _ = served
+    image = Image.open(shape_files(1, tmp_path)[0][0]).convert("RGB")
+    expected = explorer.classify(image)
+    timing = threading.Thread(target=explorer.time_paths, args=(image, 8, 30))
+    runs = []  # per model run: was it the timing's?
+    hook = explorer.model.register_forward_hook(lambda *args: runs.append(threading.current_thread() is timing))
+    try:
+        timing.start()
+        while not runs:  # the timing has begun
+            time.sleep(0.001)
+        answers = [explorer.classify(image) for _ in range(5)]
+        timing.join()
+    finally:
+        hook.remove()
+    first_answer, last_answer = runs.index(False), len(runs) - 1 - runs[::-1].index(False)
+    assert any(runs[last_answer:])  # the timing was still running after the fifth answer...
+    assert runs[:first_answer] and all(runs[:first_answer])  # ...and had run before the first
+    assert all(answer == pytest.approx(expected, abs=1e-5) for answer in answers)
+    assert explorer.model.attn_implementation == "sdpa"  # the timing put the model back as it found it
