@@ -29,6 +29,7 @@ FUSIONS = list(viz.HEAD_FUSIONS)
 TIMING_HEADERS = ["batch", "eager ms", "SDPA ms", "speed-up"]
 CSS = "#banner {border-left: 4px solid #f59e0b; padding: 8px 12px;} .compact {max-width: 520px}"
 LAUNCH_OPTIONS = dict(css=CSS, max_file_size="20mb", show_error=True)  # uploads above 20 MB: HTTP 413
+QUEUE_SIZE = 32  # requests waiting beyond this are turned away instead of piling up
 
 
 class PhotoInput(gr.Image):
@@ -293,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     explorer = Explorer(args.model, device, getattr(torch, args.dtype))
     demo = build_demo(explorer)
-    demo.queue(default_concurrency_limit=1 if device == "cpu" else 2, max_size=32)
+    demo.queue(default_concurrency_limit=1 if device == "cpu" else 2, max_size=QUEUE_SIZE)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_OPTIONS)
 
 

@@ -16,6 +16,7 @@ import pytest
 from gradio_client import Client, handle_file
 
 from conftest import SAMPLE_PHOTOS, missing
+from oracle.cases import PIL_MODES, mode_images
 from vithybrid.shapes import CLASSES, sample
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,10 +39,10 @@ def explorer():
 
 @pytest.fixture(scope="module")
 def app_url(explorer):
-    from app import LAUNCH_OPTIONS, build_demo
+    from app import LAUNCH_OPTIONS, QUEUE_SIZE, build_demo
 
     demo = build_demo(explorer)
-    demo.queue(default_concurrency_limit=1, max_size=32)
+    demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     port = free_port()
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **LAUNCH_OPTIONS)
     yield f"http://127.0.0.1:{port}/"
@@ -148,6 +149,14 @@ def test_damaged_files_and_bombs_through_the_api(client, tmp_path, name, content
 def test_every_accepted_format_gets_labels(client, tmp_path, fmt, suffix):
     path = tmp_path / f"photo.{suffix}"
     path.write_bytes(encoded(fmt, size=(64, 64)))
+    result = client.predict(handle_file(str(path)), api_name="/classify")
+    assert len(result["confidences"]) == 5
+
+
+@pytest.mark.parametrize("mode", PIL_MODES)
+def test_every_pil_mode_gets_labels(client, tmp_path, mode):
+    path = tmp_path / "photo.tiff"
+    mode_images()[mode].save(path)
     result = client.predict(handle_file(str(path)), api_name="/classify")
     assert len(result["confidences"]) == 5
 

@@ -67,3 +67,34 @@ def test_timing_neither_starves_nor_disturbs_classification(served, tmp_path):
     assert runs[:first_answer] and all(runs[:first_answer])  # ...and had run before the first
     assert all(answer == pytest.approx(expected, abs=1e-5) for answer in answers)
     assert explorer.model.attn_implementation == "sdpa"  # the timing put the model back as it found it
+
+
+def test_two_timings_at_once_keep_each_run_on_one_path(served, tmp_path):
+    """Every forward pass runs with all layers on the same attention path, whoever switched it."""
+    import threading
+
+    from PIL import Image
+
+    explorer, _ = served
+    image = Image.open(shape_files(1, tmp_path)[0][0]).convert("RGB")
+    attention = [m for m in explorer.model.modules() if hasattr(m, "implementation")]
+    seen = []
+    hooks = [explorer.model.register_forward_pre_hook(lambda *args: seen.append({m.implementation for m in attention})),
+             explorer.model.register_forward_hook(lambda *args: seen.append({m.implementation for m in attention}))]
+    rows = {}
+    try:
+        timers = [threading.Thread(target=lambda b=b: rows.setdefault(b, explorer.time_paths(image, b, 10)))
+                  for b in (1, 4)]
+        for timer in timers:
+            timer.start()
+        for timer in timers:
+            timer.join()
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert len(seen) == 2 * 2 * 2 * 11  # two timings x two paths x (1 warm-up + 10 runs), before and after
+    assert all(len(paths) == 1 for paths in seen)  # never a model half on one path, half on the other
+    assert {"eager"} in seen and {"sdpa"} in seen
+    assert sorted(rows) == [1, 4] and all(row.batch == b and row.eager_ms > 0 and row.sdpa_ms > 0
+                                          for b, row in rows.items())
+    assert explorer.model.attn_implementation == "sdpa"
