@@ -98,3 +98,46 @@ def test_two_timings_at_once_keep_each_run_on_one_path(served, tmp_path):
     assert sorted(rows) == [1, 4] and all(row.batch == b and row.eager_ms > 0 and row.sdpa_ms > 0
                                           for b, row in rows.items())
     assert explorer.model.attn_implementation == "sdpa"
+
+
+def test_a_burst_beyond_the_queue_bound_is_turned_away(tmp_path):
+    """The same app with a queue of 2: a burst of 24 gets some answers, the rest a 'queue is full' error,
+    never an unbounded wait; afterwards it serves as before."""
+    import socket
+    from concurrent.futures import ThreadPoolExecutor
+
+    from gradio_client import Client, handle_file
+
+    from app import LAUNCH_OPTIONS, build_demo
+    from explorer import Explorer
+
+    explorer = Explorer("shapes")
+    demo = build_demo(explorer)
+    demo.queue(default_concurrency_limit=1, max_size=2)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **LAUNCH_OPTIONS)
+    try:
+        url = f"http://127.0.0.1:{port}/"
+        files = shape_files(24, tmp_path)
+        clients = [Client(url, verbose=False) for _ in range(8)]
+
+        def request(i):
+            path, label = files[i]
+            try:
+                return next(iter(clients[i % 8].predict(handle_file(str(path)), api_name="/maps")["labels"])), label
+            except Exception as error:  # noqa: BLE001 - the client raises its own error types
+                return error, label
+
+        with ThreadPoolExecutor(24) as pool:
+            outcomes = list(pool.map(request, range(24)))
+        errors = [str(answer) for answer, _ in outcomes if isinstance(answer, Exception)]
+        answered = [(answer, label) for answer, label in outcomes if not isinstance(answer, Exception)]
+        assert errors and all("Queue is full" in error for error in errors)
+        assert answered and all(answer == label for answer, label in answered)
+        assert len(explorer.cache) <= explorer.cache.max_entries
+        path, label = files[0]
+        assert clients[0].predict(handle_file(str(path)), api_name="/classify")["label"] == label
+    finally:
+        demo.close()
