@@ -134,6 +134,12 @@ def test_missing_path_is_not_sent_to_the_hub(tmp_path):
         ViTHybridForImageClassification.from_pretrained(str(tmp_path / "no" / "such" / "folder"))
 
 
+@pytest.mark.parametrize("name", ["../../etc/passwd", "owner/name/extra", "has spaces/model", ".hidden/model", "owner//name"])
+def test_model_ids_are_checked_before_use(name):
+    with pytest.raises(CheckpointError, match="neither a checkpoint folder nor a Hub model id"):
+        ViTHybridForImageClassification.from_pretrained(name)
+
+
 def test_config_of_another_model_type(tmp_path):
     tiny_checkpoint(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
