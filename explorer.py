@@ -140,9 +140,10 @@ class Explorer:
         analysis = self.analysis(image)
         if analysis.backbone_picture is None:
             embeddings = self.model.vit.embeddings.patch_embeddings
+            pixels = self.pixels(image)
             with self.lock, torch.inference_mode():
-                maps = embeddings.backbone(self.pixels(image), keep_stages=True)
-                tokens, _ = embeddings(self.pixels(image))
+                maps = embeddings.backbone(pixels, keep_stages=True)
+                tokens, _ = embeddings(pixels)
             names = ["stem"] + [f"stage {i}" for i in range(1, len(maps))]
             analysis.backbone_picture = viz.backbone_figure(
                 analysis.crop, [m[0].float().cpu() for m in maps], tokens[0].float().cpu(), self.grid, names)

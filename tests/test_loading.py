@@ -213,3 +213,16 @@ def test_missing_and_unexpected_keys_are_named(tmp_path):
 def test_config_from_pretrained_reads_only_config(tmp_path):
     tiny_model().config.save_pretrained(tmp_path)
     assert ViTHybridConfig.from_pretrained(tmp_path).num_labels == 5
+
+
+def test_hub_probe_defers_to_a_proxy(monkeypatch):
+    from huggingface_hub import constants
+
+    from vithybrid.hub import hub_reachable
+
+    monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    assert not hub_reachable(timeout=1)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
+    assert hub_reachable(timeout=1)  # only the proxy knows: let the download try

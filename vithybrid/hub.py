@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import pickle
 import re
 import socket
@@ -34,9 +35,13 @@ class CheckpointError(OSError):
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
-    """Whether the Hub's host answers at all (so that an offline start does not wait on retries)."""
+    """Whether the Hub's host answers at all (so that an offline start does not wait on retries).
+    Behind a proxy a direct connection says nothing, so then the answer is yes and the download decides."""
     from huggingface_hub import constants
 
+    if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
+                                              "ALL_PROXY", "all_proxy")):
+        return True
     url = urlparse(constants.ENDPOINT)
     try:
         socket.create_connection((url.hostname, url.port or (443 if url.scheme == "https" else 80)), timeout).close()
