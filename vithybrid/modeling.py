@@ -25,6 +25,7 @@ from .config import ViTHybridConfig
 from .hub import PreTrainedMixin
 
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
+QKV_NAMES = ("query", "key", "value")  # the Hub layout's three projections
 
 
 @dataclass
@@ -104,33 +105,53 @@ class ViTHybridEmbeddings(nn.Module):
 class ViTHybridSelfAttention(nn.Module):
     """Multi-head self-attention with two paths: "eager" (explicit softmax, can return the probabilities)
     and "sdpa" (torch's fused scaled_dot_product_attention). When the probabilities are asked for, or a
-    head mask must scale them, the eager path runs whatever the setting, so maps are always real."""
+    head mask must scale them, the eager path runs whatever the setting, so maps are always real.
+
+    Query, key and value are one fused projection (one matrix multiply instead of three); state dicts
+    keep the Hub layout's separate `query`, `key` and `value` weights on saving and loading.
+    """
 
     def __init__(self, config: ViTHybridConfig):
         super().__init__()
         self.num_heads = config.num_attention_heads
         self.head_dim = config.hidden_size // config.num_attention_heads
-        self.query = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
-        self.key = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
-        self.value = nn.Linear(config.hidden_size, config.hidden_size, bias=config.qkv_bias)
+        self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
         self.implementation = "sdpa"
-
-    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
-        return x.unflatten(-1, (self.num_heads, self.head_dim)).transpose(1, 2)
+        self.register_state_dict_post_hook(self._split_qkv)
+        self.register_load_state_dict_pre_hook(self._fuse_qkv)
 
     def forward(self, x: torch.Tensor, head_mask: torch.Tensor | None = None,
                 output_attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        q, k, v = (self.split_heads(proj(x)) for proj in (self.query, self.key, self.value))
+        # (B, N, 3 * hidden) -> three (B, heads, N, head_dim) views
+        q, k, v = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
         probs = None
         if self.implementation == "sdpa" and not output_attentions and head_mask is None:
             context = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout.p if self.training else 0.0)
         else:
-            probs = self.dropout(torch.softmax((q @ k.transpose(-1, -2)) * self.head_dim ** -0.5, dim=-1))
+            # Scaling q (N x head_dim) is cheaper than scaling the N x N scores; exact when head_dim is a power of 4.
+            probs = self.dropout(torch.softmax((q * self.head_dim ** -0.5) @ k.transpose(-1, -2), dim=-1))
             if head_mask is not None:
                 probs = probs * head_mask
             context = probs @ v
         return context.transpose(1, 2).flatten(2), probs
+
+    @staticmethod
+    def _split_qkv(module: nn.Module, state: dict, prefix: str, metadata: dict) -> None:
+        for kind in ("weight", "bias"):
+            fused = state.pop(f"{prefix}qkv.{kind}", None)
+            if fused is not None:
+                state.update({f"{prefix}{name}.{kind}": part for name, part in zip(QKV_NAMES, fused.chunk(3))})
+
+    @staticmethod
+    def _fuse_qkv(module: nn.Module, state: dict, prefix: str, metadata: dict, strict: bool,
+                  missing_keys: list[str], *args) -> None:
+        for kind in ("weight", "bias"):
+            names = [f"{prefix}{name}.{kind}" for name in QKV_NAMES]
+            if all(name in state for name in names):
+                state[f"{prefix}qkv.{kind}"] = torch.cat([state.pop(name) for name in names])
+            elif any(name in state for name in names):  # name the Hub keys that are absent, not only qkv
+                missing_keys.extend(name for name in names if name not in state)
 
 
 class Dense(nn.Module):

@@ -1,7 +1,8 @@
-"""The oracle's virtual environment: transformers 4.46.3 beside (not inside) our own environment.
+"""The oracle's virtual environment: transformers 4.46.3 and timm beside (not inside) our own environment.
 
-It is created once (about a minute) and reused while its requirements stay the same. torch, numpy and
-Pillow are pinned to this environment's versions, so both sides compute and resize alike.
+It is created once (a few minutes: torchvision brings a CUDA build of torch) and reused while its
+requirements stay the same. numpy and Pillow are pinned to this environment's versions, so both sides
+resize alike.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from pathlib import Path
 
 import numpy
 import PIL
-import torch
 
 HERE = Path(__file__).resolve().parent
 REQUIREMENTS = HERE / "requirements.txt"
@@ -23,10 +23,9 @@ DEFAULT_LOCATION = Path.home() / ".cache" / "vithybrid" / "oracle-venv"
 
 
 def pinned_requirements() -> list[str]:
-    torch_version = torch.__version__.split("+")[0]
     lines = [line.strip() for line in REQUIREMENTS.read_text().splitlines()]
     return [line for line in lines if line and not line.startswith("#")] + [
-        f"torch=={torch_version}", f"numpy=={numpy.__version__}", f"pillow=={PIL.__version__}"]
+        f"numpy=={numpy.__version__}", f"pillow=={PIL.__version__}"]
 
 
 def oracle_python() -> Path:
@@ -38,11 +37,12 @@ def oracle_python() -> Path:
     digest = hashlib.sha256("\n".join(requirements).encode()).hexdigest()
     if python.exists() and stamp.exists() and stamp.read_text() == digest:
         return python
-    print(f"Creating the oracle environment in {location} (transformers 4.46.3; once)...", file=sys.stderr)
+    print(f"Creating the oracle environment in {location} (transformers 4.46.3 and timm; once)...",
+          file=sys.stderr)
     venv.EnvBuilder(clear=True, with_pip=True).create(location)
     pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    # torch first and alone, so that the CPU wheel is chosen before anything can pull a CUDA build.
-    subprocess.run(pip + [r for r in requirements if r.startswith("torch==")], check=True)
+    # torch and torchvision first and alone, so that no other package picks their versions.
+    subprocess.run(pip + [r for r in requirements if r.startswith(("torch==", "torchvision=="))], check=True)
     subprocess.run(pip + requirements, check=True)
     stamp.write_text(digest)
     return python

@@ -1,0 +1,129 @@
+"""The fast paths against the reference: fused QKV (state dicts in the Hub layout), int8, torch.compile,
+and the allocator setting (counted in page faults, not seconds)."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from helpers import tiny_model
+from oracle.cases import CASES
+from test_reference import LOGITS_ATOL, close, load_case
+from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor
+from vithybrid.optimize import compile_model, keep_freed_memory, quantize_int8
+from vithybrid.shapes import sample
+from vithybrid.shipped import resolve_model
+
+
+def test_state_dict_keeps_the_hub_layout_and_fuses_on_load():
+    model = tiny_model()
+    state = model.state_dict()
+    layer = "vit.encoder.layer.0.attention.attention"
+    assert not any(".qkv." in key for key in state)
+    fused = model.vit.encoder.layer[0].attention.attention.qkv
+    for i, name in enumerate(("query", "key", "value")):  # the fused rows, in the Hub's order
+        assert torch.equal(state[f"{layer}.{name}.weight"], fused.weight[i * 32:(i + 1) * 32])
+        assert torch.equal(state[f"{layer}.{name}.bias"], fused.bias[i * 32:(i + 1) * 32])
+    other = tiny_model(seed=1)
+    other.load_state_dict(state)
+    x = torch.randn(1, 3, 60, 60)
+    with torch.no_grad():
+        assert torch.equal(other(x).logits, model(x).logits)
+    del state[f"{layer}.key.weight"]
+    with pytest.raises(RuntimeError, match=rf"Missing key\(s\).*{layer}\.key\.weight"):
+        other.load_state_dict(state)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_int8_stays_close_to_the_reference(oracle_dir, name):
+    inputs, expected = load_case(oracle_dir, name)
+    model = ViTHybridForImageClassification.from_pretrained(oracle_dir / name)
+    quantized = quantize_int8(model)
+    int8_linear = torch.ao.nn.quantized.dynamic.Linear
+    assert sum(isinstance(m, int8_linear) for m in quantized.modules()) == \
+        sum(isinstance(m, torch.nn.Linear) for m in model.modules())  # every linear layer, in a copy
+    assert not any(isinstance(m, int8_linear) for m in model.modules())
+    with torch.no_grad():
+        for attn in ("eager", "sdpa"):
+            quantized.set_attn_implementation(attn)
+            logits = quantized(inputs["pixel_values"]).logits
+            reference = expected[f"{attn}.logits"]
+            assert F.cosine_similarity(logits.flatten(), reference.flatten(), dim=0) > 0.99
+            assert not torch.allclose(logits, reference, atol=1e-6)  # really int8
+        out = quantized(inputs["pixel_values"], output_attentions=True)
+    for attention in out.attentions:  # maps are still probabilities
+        torch.testing.assert_close(attention.sum(-1), torch.ones(attention.shape[:-1]))
+
+
+def test_int8_agrees_with_float32_on_the_shapes_model():
+    path = resolve_model("shapes")
+    model = ViTHybridForImageClassification.from_pretrained(path)
+    processor = ViTHybridImageProcessor.from_pretrained(path)
+    quantized = quantize_int8(model)
+    pixels = processor([sample(20261124, i, model.config.image_size).image for i in range(400)])["pixel_values"]
+    with torch.no_grad():
+        full, int8 = model(pixels).logits, quantized(pixels).logits
+    agreement = (full.argmax(-1) == int8.argmax(-1)).float().mean().item()
+    print(f"int8 top-1 agreement with float32 on 400 shapes: {agreement:.2%}")
+    assert agreement >= 0.99
+    assert F.cosine_similarity(full, int8).min() > 0.99
+
+
+def test_int8_refuses_a_gpu_model():
+    model = tiny_model()
+    model.to("meta")  # stands in for a non-CPU device without needing one
+    with pytest.raises(ValueError, match="CPU only"):
+        quantize_int8(model)
+
+
+def test_compiled_model_matches_the_reference_on_both_paths(oracle_dir):
+    name = "bottleneck_same"
+    inputs, expected = load_case(oracle_dir, name)
+    model = compile_model(ViTHybridForImageClassification.from_pretrained(oracle_dir / name))
+    with torch.no_grad():
+        for attn in ("sdpa", "eager"):
+            model.set_attn_implementation(attn)
+            close(model(inputs["pixel_values"]).logits, expected[f"{attn}.logits"], LOGITS_ATOL)
+        out = model(inputs["pixel_values"], output_attentions=True)
+    assert len(out.attentions) == CASES[name]["config"]["num_hidden_layers"]
+    for i, attention in enumerate(out.attentions):
+        close(attention, expected[f"eager.attentions.{i}"], 1e-5)
+
+
+FAULTS_SCRIPT = textwrap.dedent("""
+    import resource, sys, torch
+    from vithybrid import ViTHybridConfig, ViTHybridForImageClassification
+    from vithybrid.optimize import keep_freed_memory
+    if sys.argv[1] == "keep":
+        assert keep_freed_memory()
+    torch.set_num_threads(1)
+    # ViT-Hybrid-Base's token count and widths (577 tokens, 12 heads), two layers, a small backbone
+    config = ViTHybridConfig(image_size=384, num_hidden_layers=2, backbone_featmap_shape=[1, 64, 24, 24],
+                             backbone_config=dict(depths=[1, 1, 1], hidden_sizes=[16, 32, 64], embedding_size=8,
+                                                  num_groups=4, out_features=["stage3"]))
+    model = ViTHybridForImageClassification(config).eval()
+    x = torch.randn(2, 3, 384, 384)
+    with torch.inference_mode():
+        for _ in range(3):  # the heap settles within two forwards
+            model(x, output_attentions=True)
+        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+        out = model(x, output_attentions=True)
+        print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a glibc setting")
+def test_keeping_freed_memory_avoids_page_faults_on_the_next_forward():
+    """Once settled, a forward reuses the memory of the last one instead of faulting in fresh pages."""
+    def faults(mode: str) -> int:
+        run = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT, mode], capture_output=True, text=True, check=True)
+        return int(run.stdout.split()[-1])
+
+    default, kept = faults("default"), faults("keep")
+    print(f"page faults in the fourth forward: {default} by default, {kept} keeping freed memory")
+    assert default > 5000  # the 2 x 12 x 577 x 577 score matrices alone are 8 MB per layer
+    assert kept < default / 20
+    assert keep_freed_memory() is True
