@@ -17,6 +17,7 @@ from PIL import Image
 
 import visualization as viz
 from vithybrid import CheckpointError, ViTHybridForImageClassification, ViTHybridImageProcessor
+from vithybrid.optimize import compile_model, quantize_int8
 from vithybrid.shipped import resolve_model
 from vithybrid.timing import SEED_A100, TimingRow, max_logit_difference, time_batch
 
@@ -25,6 +26,8 @@ DEFAULT_MODEL = "google/vit-hybrid-base-bit-384"
 FALLBACK_MODEL = "shapes"
 TOP_K = 5
 DISPLAY_SIZE = 384  # pictures of small models' crops are enlarged to this shorter side
+SPEED_MODES = ("none", "int8", "compile")  # how the classification and timing model runs (see vithybrid.optimize)
+CACHE_MB = 400  # memory for cached analyses (every layer's attention per image)
 
 
 class FairLock:
@@ -62,7 +65,12 @@ class Analysis:
 class Explorer:
     """A model shared by every user: runs go through one lock, analyses through a bounded LRU cache."""
 
-    def __init__(self, name: str, device: str = "cpu", dtype: torch.dtype = torch.float32, cache_entries: int = 4):
+    def __init__(self, name: str, device: str = "cpu", dtype: torch.dtype = torch.float32, speed: str = "none",
+                 cache_mb: int = CACHE_MB):
+        if speed not in SPEED_MODES:
+            raise ValueError(f"speed must be one of {SPEED_MODES}, got {speed!r}")
+        if speed == "int8" and device != "cpu":
+            raise ValueError("int8 runs on the CPU only; use --dtype float16 or bfloat16 on a GPU")
         self.notice = None
         try:
             self.name, self.model, self.processor = name, *self._load(name, device, dtype)
@@ -72,11 +80,18 @@ class Explorer:
             self.notice = (f"Could not load **{name}**, so the app runs the shipped **{FALLBACK_MODEL}** model "
                            f"instead (it recognizes circles, squares, triangles, stars and crosses). Reason: {error}")
             self.name, self.model, self.processor = FALLBACK_MODEL, *self._load(FALLBACK_MODEL, device, dtype)
-        self.device, self.dtype = torch.device(device), dtype
+        self.device, self.dtype, self.speed = torch.device(device), dtype, speed
+        # The model that classifies and is timed; analyses need gradients, so they use self.model.
+        self.fast_model = {"none": self.model, "int8": quantize_int8(self.model) if speed == "int8" else None,
+                           "compile": compile_model(self.model) if speed == "compile" else None}[speed]
         self.lock = FairLock()  # one model run at a time: timing switches the attention path in place
-        self.cache: viz.MapCache[Analysis] = viz.MapCache(cache_entries)
         config = self.model.config
         self.grid = config.grid_size
+        # One analysis keeps every layer's attention: layers x heads x tokens^2 floats (192 MB for the
+        # 384-pixel base model), so the cache holds as many as fit in cache_mb, at least one, at most 8.
+        tokens = self.grid[0] * self.grid[1] + 1
+        analysis_mb = config.num_hidden_layers * config.num_attention_heads * tokens ** 2 * 4 / 2 ** 20
+        self.cache: viz.MapCache[Analysis] = viz.MapCache(max(1, min(8, int(cache_mb // analysis_mb))))
         self.crop_hw = (self.processor.crop_size["height"], self.processor.crop_size["width"])
 
     @staticmethod
@@ -94,7 +109,7 @@ class Explorer:
     def probabilities(self, image: Image.Image) -> torch.Tensor:
         """Class probabilities on the SDPA path (the fast one)."""
         with self.lock:
-            return self.model(self.pixels(image)).logits.float().softmax(-1)[0].cpu()
+            return self.fast_model(self.pixels(image)).logits.float().softmax(-1)[0].cpu()
 
     def classify(self, image: Image.Image) -> dict[str, float]:
         """The top-5 {label: probability}."""
@@ -167,16 +182,17 @@ class Explorer:
     def time_paths(self, image: Image.Image, batch: int, repeats: int) -> TimingRow:
         """Eager vs SDPA for `batch` copies of this image. Each run takes the lock on its own, so
         classification requests interleave with a long timing run instead of waiting for all of it."""
-        return time_batch(self.model, self.pixels(image), batch, repeats=repeats, lock=lambda: self.lock)
+        return time_batch(self.fast_model, self.pixels(image), batch, repeats=repeats, lock=lambda: self.lock)
 
     def logit_difference(self, image: Image.Image) -> float:
         with self.lock:
-            return max_logit_difference(self.model, self.pixels(image))
+            return max_logit_difference(self.fast_model, self.pixels(image))
 
     def environment(self) -> str:
         device = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor() or "CPU"
-        return (f"{device} ({self.device.type}), {str(self.dtype).split('.')[-1]}, torch {torch.__version__}, "
-                f"{torch.get_num_threads()} threads")
+        numbers = {"none": str(self.dtype).split('.')[-1], "int8": "int8 linear layers",
+                   "compile": f"{str(self.dtype).split('.')[-1]}, torch.compile"}[self.speed]
+        return f"{device} ({self.device.type}), {numbers}, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def timing_chart(rows: list[TimingRow]) -> Image.Image:

@@ -285,3 +285,49 @@ def test_falls_back_to_shapes_with_a_banner_when_the_hub_is_unreachable(tmp_path
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_int8_explorer_classifies_like_float32_and_keeps_float_maps(explorer, shape_files):
+    from PIL import Image
+
+    from explorer import Explorer
+
+    int8 = Explorer("shapes", speed="int8")
+    assert int8.fast_model is not int8.model and "int8" in int8.environment()
+    assert any(isinstance(m, __import__("torch").ao.nn.quantized.dynamic.Linear) for m in int8.fast_model.modules())
+    for path, label in shape_files:
+        image = Image.open(path).convert("RGB")
+        fast, full = int8.classify(image), explorer.classify(image)
+        assert next(iter(fast)) == next(iter(full)) == label
+        assert all(abs(fast[k] - full.get(k, 0.0)) < 0.05 for k in fast)
+        maps, float_maps = int8.analysis(image).attentions, explorer.analysis(image).attentions
+        assert all(a.equal(b) for a, b in zip(maps, float_maps))  # the analysis runs the float32 model
+    row = int8.time_paths(image, batch=2, repeats=1)
+    assert row.eager_ms > 0 and row.sdpa_ms > 0
+
+
+def test_int8_on_a_gpu_and_bad_speed_modes_are_refused_before_loading():
+    from explorer import Explorer
+
+    with pytest.raises(ValueError, match="CPU only"):
+        Explorer("shapes", device="cuda", speed="int8")
+    with pytest.raises(ValueError, match="speed must be one of"):
+        Explorer("shapes", speed="fp4")
+    run = subprocess.run([sys.executable, str(ROOT / "app.py"), "--int8", "--device", "cuda"],
+                         capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0 and "int8 runs on the CPU only" in run.stderr
+    assert "Traceback" not in run.stderr
+    run = subprocess.run([sys.executable, str(ROOT / "app.py"), "--int8", "--compile"], capture_output=True,
+                         text=True, timeout=120)
+    assert run.returncode == 2 and "not allowed with argument" in run.stderr
+
+
+def test_the_analysis_cache_holds_what_fits_in_its_memory_budget(explorer):
+    from explorer import CACHE_MB, Explorer
+
+    config = explorer.model.config
+    tokens = config.grid_size[0] * config.grid_size[1] + 1
+    one_mb = config.num_hidden_layers * config.num_attention_heads * tokens ** 2 * 4 / 2 ** 20
+    assert explorer.cache.max_entries == max(1, min(8, int(CACHE_MB // one_mb)))
+    assert Explorer("shapes", cache_mb=2.5 * one_mb).cache.max_entries == 2
+    assert Explorer("shapes", cache_mb=0).cache.max_entries == 1
