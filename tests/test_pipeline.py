@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,6 +14,8 @@ from conftest import SAMPLE_PHOTOS
 from helpers import tiny_checkpoint
 from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor
 from vithybrid.pipeline import pipeline
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +83,15 @@ def test_cli_json(checkpoint):
         expected = pipeline(checkpoint, top_k=2)(photo)
         assert [r["label"] for r in data[str(photo)]] == [r["label"] for r in expected]
         assert [r["score"] for r in data[str(photo)]] == pytest.approx([r["score"] for r in expected], abs=1e-6)
+
+
+def test_cli_int8_gives_the_float32_ranking_up_to_quantization(checkpoint):
+    shapes = [str(ROOT / "examples" / f"shape_{name}.png") for name in ("circle", "star", "triangle")]
+    int8, full = (json.loads(run_cli(*shapes, "--model", "shapes", "--json", *flag).stdout) for flag in (["--int8"], []))
+    for photo in shapes:
+        assert int8[photo][0]["label"] == full[photo][0]["label"] == photo.split("_")[-1][:-4]
+        assert [r["score"] for r in int8[photo]] == pytest.approx([r["score"] for r in full[photo]], abs=0.05)
+        assert [r["score"] for r in int8[photo]] != [r["score"] for r in full[photo]]  # really another model
 
 
 def test_cli_bad_model(tmp_path):
