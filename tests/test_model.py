@@ -115,10 +115,10 @@ def test_attention_gradients_follow_layer_order():
     def logit_with_scaled_head(scale):
         original = module.forward
 
-        def scaled(hidden, head_mask=None, output_attentions=False):
+        def scaled(hidden, head_mask=None, output_attentions=False, cls_only=False):
             mask = torch.ones(1, TINY["num_attention_heads"], 1, 1)
             mask[0, 0] = scale
-            return original(hidden, mask, output_attentions)
+            return original(hidden, mask, output_attentions, cls_only)
         module.forward = scaled
         try:
             with torch.no_grad():
@@ -143,3 +143,24 @@ def test_attention_gradients_with_frozen_weights():
     for a, b in zip(frozen.gradients, trainable.gradients):
         assert torch.allclose(a, b, atol=1e-6) and a.abs().sum() > 0
     assert not model.vit.embeddings._forward_hooks  # the temporary hook is gone
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_classification_computes_the_last_layer_for_cls_alone_with_the_same_logits(attn):
+    model = tiny_model()
+    model.set_attn_implementation(attn)
+    x = torch.randn(2, 3, 60, 60)
+    shapes = []
+    hook = model.vit.encoder.layer[-1].register_forward_hook(lambda m, args, out: shapes.append(out[0].shape))
+    with torch.no_grad():
+        fast = model(x).logits
+        full = model(x, output_hidden_states=True)
+        base = model.vit(x, cls_only=True).last_hidden_state
+    assert shapes == [(2, 1, TINY["hidden_size"]), (2, 17, TINY["hidden_size"]), (2, 1, TINY["hidden_size"])]
+    torch.testing.assert_close(fast, full.logits, atol=1e-6, rtol=0)
+    torch.testing.assert_close(base, model.vit.layernorm(full.hidden_states[-1])[:, :1], atol=1e-6, rtol=0)
+    model.train()  # in training every token is computed, so dropout draws what the reference draws
+    with torch.no_grad():
+        model(x)
+    hook.remove()
+    assert shapes[-1] == (2, 17, TINY["hidden_size"])

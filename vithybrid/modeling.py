@@ -121,10 +121,13 @@ class ViTHybridSelfAttention(nn.Module):
         self.register_state_dict_post_hook(self._split_qkv)
         self.register_load_state_dict_pre_hook(self._fuse_qkv)
 
-    def forward(self, x: torch.Tensor, head_mask: torch.Tensor | None = None,
-                output_attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(self, x: torch.Tensor, head_mask: torch.Tensor | None = None, output_attentions: bool = False,
+                cls_only: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """cls_only: only the CLS token queries (every token is still attended to)."""
         # (B, N, 3 * hidden) -> three (B, heads, N, head_dim) views
         q, k, v = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
+        if cls_only:
+            q = q[:, :, :1]
         probs = None
         if self.implementation == "sdpa" and not output_attentions and head_mask is None:
             context = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout.p if self.training else 0.0)
@@ -172,9 +175,9 @@ class ViTHybridAttention(nn.Module):
         self.attention = ViTHybridSelfAttention(config)
         self.output = Dense(config.hidden_size, config.hidden_size, dropout=config.hidden_dropout_prob)
 
-    def forward(self, x: torch.Tensor, head_mask: torch.Tensor | None,
-                output_attentions: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-        context, probs = self.attention(x, head_mask, output_attentions)
+    def forward(self, x: torch.Tensor, head_mask: torch.Tensor | None, output_attentions: bool,
+                cls_only: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        context, probs = self.attention(x, head_mask, output_attentions, cls_only)
         return self.output(context), probs
 
 
@@ -189,10 +192,11 @@ class ViTHybridLayer(nn.Module):
         self.intermediate = Dense(config.hidden_size, config.intermediate_size, config.hidden_act)
         self.output = Dense(config.intermediate_size, config.hidden_size, dropout=config.hidden_dropout_prob)
 
-    def forward(self, x: torch.Tensor, head_mask: torch.Tensor | None = None,
-                output_attentions: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        attended, probs = self.attention(self.layernorm_before(x), head_mask, output_attentions)
-        x = x + attended
+    def forward(self, x: torch.Tensor, head_mask: torch.Tensor | None = None, output_attentions: bool = False,
+                cls_only: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """cls_only: compute the CLS token's output alone, (B, 1, hidden)."""
+        attended, probs = self.attention(self.layernorm_before(x), head_mask, output_attentions, cls_only)
+        x = (x[:, :1] if cls_only else x) + attended
         x = x + self.output(self.intermediate(self.layernorm_after(x)))
         return x, probs
 
@@ -203,11 +207,13 @@ class ViTHybridEncoder(nn.Module):
         self.layer = nn.ModuleList(ViTHybridLayer(config) for _ in range(config.num_hidden_layers))
 
     def forward(self, x: torch.Tensor, head_mask: torch.Tensor | None, output_attentions: bool,
-                output_hidden_states: bool) -> tuple[torch.Tensor, tuple | None, tuple | None]:
+                output_hidden_states: bool, cls_only: bool = False) -> tuple[torch.Tensor, tuple | None, tuple | None]:
+        """cls_only: the last layer computes the CLS token alone (the output is (B, 1, hidden))."""
         hidden_states, attentions = [], []
+        last = len(self.layer) - 1
         for i, layer in enumerate(self.layer):
             hidden_states.append(x)
-            x, probs = layer(x, None if head_mask is None else head_mask[i], output_attentions)
+            x, probs = layer(x, None if head_mask is None else head_mask[i], output_attentions, cls_only and i == last)
             attentions.append(probs)
         hidden_states.append(x)
         return (x, tuple(hidden_states) if output_hidden_states else None,
@@ -293,11 +299,13 @@ class ViTHybridModel(ViTHybridPreTrainedModel):
 
     def forward(self, pixel_values: torch.Tensor, head_mask: torch.Tensor | None = None,
                 output_attentions: bool = False, output_hidden_states: bool = False,
-                interpolate_pos_encoding: bool = False) -> BaseModelOutputWithPooling:
+                interpolate_pos_encoding: bool = False, cls_only: bool = False) -> BaseModelOutputWithPooling:
+        """cls_only: last_hidden_state holds the CLS token alone, (B, 1, hidden), which is all a classifier
+        or the pooler reads; the last layer then skips the other tokens' output projection and MLP."""
         pixel_values = pixel_values.to(self.dtype)
         tokens = self.embeddings(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding)
         tokens, hidden_states, attentions = self.encoder(
-            tokens, self.head_mask_5d(head_mask), output_attentions, output_hidden_states)
+            tokens, self.head_mask_5d(head_mask), output_attentions, output_hidden_states, cls_only)
         sequence = self.layernorm(tokens)
         pooled = self.pooler(sequence) if self.pooler is not None else None
         return BaseModelOutputWithPooling(sequence, pooled, hidden_states, attentions)
@@ -315,8 +323,13 @@ class ViTHybridForImageClassification(ViTHybridPreTrainedModel):
     def forward(self, pixel_values: torch.Tensor, head_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, output_attentions: bool = False,
                 output_hidden_states: bool = False, interpolate_pos_encoding: bool = False) -> ImageClassifierOutput:
+        # Only the CLS token reaches the classifier: unless every token's states or maps are asked for, the
+        # last layer computes it alone (6% less work for the base model). Not in training, so that dropout
+        # draws the same random numbers as the reference.
+        cls_only = not (output_attentions or output_hidden_states or self.training)
         outputs = self.vit(pixel_values, head_mask=head_mask, output_attentions=output_attentions,
-                           output_hidden_states=output_hidden_states, interpolate_pos_encoding=interpolate_pos_encoding)
+                           output_hidden_states=output_hidden_states, interpolate_pos_encoding=interpolate_pos_encoding,
+                           cls_only=cls_only)
         logits = self.classifier(outputs.last_hidden_state[:, 0])
         loss = None if labels is None else self.loss(logits, labels.to(logits.device))
         return ImageClassifierOutput(loss, logits, outputs.hidden_states, outputs.attentions)
