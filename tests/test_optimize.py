@@ -82,12 +82,14 @@ def test_int8_refuses_a_gpu_model():
 def test_compiled_model_matches_the_reference_on_both_paths(oracle_dir):
     name = "bottleneck_same"
     inputs, expected = load_case(oracle_dir, name)
-    model = compile_model(ViTHybridForImageClassification.from_pretrained(oracle_dir / name))
+    model = ViTHybridForImageClassification.from_pretrained(oracle_dir / name)
+    compiled = compile_model(model)
+    assert compiled.config is model.config and compiled.forward is not model.forward  # a wrapper, same weights
     with torch.no_grad():
         for attn in ("sdpa", "eager"):
-            model.set_attn_implementation(attn)
-            close(model(inputs["pixel_values"]).logits, expected[f"{attn}.logits"], LOGITS_ATOL)
-        out = model(inputs["pixel_values"], output_attentions=True)
+            compiled.set_attn_implementation(attn)
+            close(compiled(inputs["pixel_values"]).logits, expected[f"{attn}.logits"], LOGITS_ATOL)
+        out = compiled(inputs["pixel_values"], output_attentions=True)
     assert len(out.attentions) == CASES[name]["config"]["num_hidden_layers"]
     for i, attention in enumerate(out.attentions):
         close(attention, expected[f"eager.attentions.{i}"], 1e-5)

@@ -57,8 +57,8 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
 
 def compile_model(model: nn.Module) -> nn.Module:
-    """`torch.compile` of the model's forward (inductor), in place; the first call of each input shape
-    compiles (tens of seconds on a small CPU). Attention switching keeps working: the compiled code
-    is guarded on it and recompiles once per path."""
-    model.forward = torch.compile(model.forward, dynamic=False)
-    return model
+    """`torch.compile` (inductor) of the model: a wrapper that shares its weights, while the model
+    itself stays eager (for gradients and anything compile does not cover). The first call of each
+    input shape and attention path compiles, tens of seconds on a small CPU; attribute access and
+    `set_attn_implementation` pass through to the model."""
+    return torch.compile(model, dynamic=False)
