@@ -1,7 +1,8 @@
 """ViT-Hybrid Explorer: upload a photo, see what ViT-Hybrid predicts, where it looked, and how fast its
 eager attention runs against PyTorch's fused SDPA.
 
-    python app.py [--model google/vit-hybrid-base-bit-384 | shapes | FOLDER] [--host 127.0.0.1] [--port 7860]
+    python app.py [--model google/vit-hybrid-base-bit-384 | shapes | FOLDER] [--models MODEL ...]
+                  [--host 127.0.0.1] [--port 7860]
                   [--device auto|cpu|cuda] [--dtype float32|float16|bfloat16] [--int8 | --compile] [--share]
 """
 
@@ -16,15 +17,19 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import functools  # noqa: E402
+from collections.abc import Sequence  # noqa: E402
 
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import visualization as viz  # noqa: E402
-from explorer import DEFAULT_MODEL, EXAMPLES_DIR, Explorer, seed_table, timing_chart  # noqa: E402
+from explorer import (DEFAULT_MODEL, EXAMPLES_DIR, FALLBACK_MODEL, Explorer, ModelShelf, seed_table,  # noqa: E402
+                      timing_chart)
+from vithybrid import CheckpointError  # noqa: E402
 from vithybrid.images import ImageError, load_image  # noqa: E402
 from vithybrid.optimize import keep_freed_memory  # noqa: E402
+from vithybrid.timm_format import SUPPORTED_CHECKPOINTS  # noqa: E402
 
 COLORMAPS = ["jet", "turbo", "viridis", "inferno", "magma", "plasma"]
 FUSIONS = list(viz.HEAD_FUSIONS)
@@ -50,11 +55,43 @@ def open_photo(path: str) -> Image.Image:
     return load_image(path)
 
 
-def build_demo(explorer: Explorer) -> gr.Blocks:
-    """Lay out the page and wire every event. All rendering reads the explorer's per-image cache."""
+def model_choices(startup: str, extra: Sequence[str] = ()) -> list[str]:
+    """The Model dropdown: the startup model, the supported Hub checkpoints, the shipped model, then `extra`."""
+    return list(dict.fromkeys([startup, *SUPPORTED_CHECKPOINTS, FALLBACK_MODEL, *extra]))
+
+
+def intro(name: str) -> str:
+    return ("# ViT-Hybrid Explorer\nDrop a photo: the model's top-5 guesses appear first, then where it looked. "
+            f"Model: **{name}**.")
+
+
+def how_it_works(facts: dict[str, object]) -> str:
+    return (f"The BiT backbone turns the {facts['input']} crop into a {facts['feature map']} feature map "
+            f"(stride {facts['backbone stride']}, {facts['backbone stages']} stages). Each cell becomes a "
+            f"token: a {facts['grid']} grid, plus one CLS token, {facts['tokens']} in all, each of width "
+            f"{facts['hidden size']}. {facts['layers']} transformer layers with {facts['heads']} heads read "
+            f"them; the classifier reads the CLS token. {facts['parameters']} parameters.")
+
+
+def head_choices(heads: int) -> list[str]:
+    return ["all"] + [str(h) for h in range(1, heads + 1)]
+
+
+def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded: int = 2) -> gr.Blocks:
+    """Lay out the page and wire every event. `explorer` is the startup model: the API's, and every new
+    session's until it picks another in the Model dropdown (`extra_models` are offered there too). The
+    models live on a shelf shared by all sessions; all rendering reads the chosen model's per-image cache."""
+    shelf = ModelShelf(explorer, max_loaded)
     config = explorer.model.config
     layers, heads = config.num_hidden_layers, config.num_attention_heads
     on_gpu = explorer.device.type == "cuda"
+
+    def model_of(name: str, on_load=None) -> Explorer:
+        """The session's chosen model (loaded again if the shelf dropped it meanwhile)."""
+        try:
+            return shelf.get(name, on_load)
+        except CheckpointError as error:
+            raise gr.Error(str(error)) from None
 
     def need(path: str | None) -> Image.Image:
         if path is None:
@@ -71,77 +108,108 @@ def build_demo(explorer: Explorer) -> gr.Blocks:
         except ImageError:
             return None
 
+    # Controls may still show the previous model's layer, head or token while a switch lands: clamp them.
+    def layer_index(analysis, layer) -> int:
+        return min(int(layer), len(analysis.attentions)) - 1
+
+    def head_index(analysis, head) -> int | None:
+        return None if head == "all" or int(head) > analysis.attentions[0].shape[1] else int(head) - 1
+
+    def grid_token(grid, token) -> int:
+        return min(int(token), grid[0] * grid[1])
+
     def classify(path: str | None) -> dict[str, float]:
+        """The top-5 {label: probability} of the app's startup model."""
         return explorer.classify(need(path))
 
-    def class_choices(path):
+    def show_labels(name, path):
+        return None if path is None else model_of(name).classify(need(path))
+
+    def load_model(name, progress=gr.Progress()):
+        model_of(name, lambda: progress(0, desc=f"Loading {name} (downloading on first use)..."))
+        return name
+
+    def show_model(name):
+        """Everything on the page that describes the model (the pictures follow from the chain after it)."""
+        chosen = model_of(name)
+        config, facts = chosen.model.config, chosen.facts()
+        return (intro(name), gr.update(maximum=config.num_hidden_layers, value=config.num_hidden_layers),
+                gr.update(choices=head_choices(config.num_attention_heads), value="all"), how_it_works(facts),
+                facts, 1, token_caption(name, 1), None, None, "")
+
+    def class_choices(name, path):
         image = photo(path)
         if image is None:
             return gr.update(choices=[], value=None)
-        top = explorer.analysis(image).top
+        top = model_of(name).analysis(image).top
         return gr.update(choices=[(f"{label} ({p:.1%})", index) for index, label, p in top], value=top[0][0])
 
-    def rollout_picture(path, fusion, discard, cmap, alpha, on_original):
+    def rollout_picture(name, path, fusion, discard, cmap, alpha, on_original):
         image = photo(path)
         if image is None:
             return None
-        analysis = explorer.analysis(image)
+        analysis = model_of(name).analysis(image)
         heatmap = viz.cls_map(viz.attention_rollout(analysis.attentions, fusion, discard, rows=[0]), analysis.grid)[0]
         if on_original:
             return viz.overlay_on_original(image, heatmap, analysis.geometry, cmap=cmap, alpha=alpha)
         return viz.overlay(analysis.crop, heatmap, cmap=cmap, alpha=alpha)
 
-    def head_index(head):
-        return None if head == "all" else int(head) - 1
-
-    def raw_pictures(path, layer, head, fusion, cmap, alpha):
+    def raw_pictures(name, path, layer, head, fusion, cmap, alpha):
         image = photo(path)
         if image is None:
             return None, None
-        analysis = explorer.analysis(image)
-        one = viz.raw_attention(analysis.attentions, analysis.grid, layer - 1, 0, head_index(head), fusion)[0]
-        all_heads = viz.head_stack(analysis.attentions, analysis.grid, layer - 1)[0]
-        figure = viz.small_multiples(all_heads, [f"head {h + 1}" for h in range(heads)], cmap=cmap,
-                                     title=f"CLS attention, layer {layer}, every head")
+        analysis = model_of(name).analysis(image)
+        index = layer_index(analysis, layer)
+        one = viz.raw_attention(analysis.attentions, analysis.grid, index, 0, head_index(analysis, head), fusion)[0]
+        all_heads = viz.head_stack(analysis.attentions, analysis.grid, index)[0]
+        figure = viz.small_multiples(all_heads, [f"head {h + 1}" for h in range(len(all_heads))], cmap=cmap,
+                                     title=f"CLS attention, layer {index + 1}, every head")
         return viz.overlay(analysis.crop, one, cmap=cmap, alpha=alpha), figure
 
-    def layers_picture(path, fusion, cmap):
+    def layers_picture(name, path, fusion, cmap):
         image = photo(path)
         if image is None:
             return None
-        analysis = explorer.analysis(image)
+        analysis = model_of(name).analysis(image)
         stack = viz.layer_stack(analysis.attentions, analysis.grid, head_fusion=fusion)[0]
-        return viz.small_multiples(stack, [f"layer {i + 1}" for i in range(layers)], cmap=cmap,
+        return viz.small_multiples(stack, [f"layer {i + 1}" for i in range(len(stack))], cmap=cmap,
                                    title=f"CLS attention in every layer ({fusion} of heads)")
 
-    def class_picture(path, class_index, cmap, alpha):
+    def class_picture(name, path, class_index, cmap, alpha):
         image = photo(path)
         if image is None or class_index is None:
             return None
-        analysis = explorer.analysis(image)
-        return viz.overlay(analysis.crop, explorer.class_map(image, int(class_index)), cmap=cmap, alpha=alpha)
+        chosen = model_of(name)
+        analysis = chosen.analysis(image)
+        if int(class_index) >= chosen.model.config.num_labels:  # the previous model's class
+            return None
+        return viz.overlay(analysis.crop, chosen.class_map(image, int(class_index)), cmap=cmap, alpha=alpha)
 
-    def token_pictures(path, token, layer, head, fusion, cmap, alpha):
+    def token_pictures(name, path, token, layer, head, fusion, cmap, alpha):
         image = photo(path)
         if image is None:
             return None, None
-        analysis = explorer.analysis(image)
+        analysis = model_of(name).analysis(image)
+        token = grid_token(analysis.grid, token)
         grid_picture = viz.draw_token_grid(analysis.crop, analysis.grid, highlight=token)
-        attention = viz.raw_attention(analysis.attentions, analysis.grid, layer - 1, token, head_index(head), fusion)[0]
+        attention = viz.raw_attention(analysis.attentions, analysis.grid, layer_index(analysis, layer), token,
+                                      head_index(analysis, head), fusion)[0]
         return grid_picture, viz.overlay(analysis.crop, attention, cmap=cmap, alpha=alpha)
 
-    def pick_token(path, evt: gr.SelectData):
+    def pick_token(name, path, evt: gr.SelectData):
         x, y = evt.index  # pixels of the shown picture: the crop the model saw, maybe enlarged
-        crop = explorer.analysis(need(path)).crop
-        return viz.token_at(x, y, (crop.height, crop.width), explorer.grid)
+        analysis = model_of(name).analysis(need(path))
+        return viz.token_at(x, y, (analysis.crop.height, analysis.crop.width), analysis.grid)
 
-    def token_caption(token):
-        row, col = viz.token_to_cell(token, explorer.grid)
-        return f"Token **{token}** of {explorer.grid[0] * explorer.grid[1]}: row {row + 1}, column {col + 1}."
+    def token_caption(name, token):
+        grid = model_of(name).grid
+        token = grid_token(grid, token)
+        row, col = viz.token_to_cell(token, grid)
+        return f"Token **{token}** of {grid[0] * grid[1]}: row {row + 1}, column {col + 1}."
 
-    def backbone_picture(path):
+    def backbone_picture(name, path):
         image = photo(path)
-        return None if image is None else explorer.backbone_picture(image)
+        return None if image is None else model_of(name).backbone_picture(image)
 
     def maps(path: str | None) -> dict:
         """The maps behind the pictures, as numbers: rollout, top class relevance and last-layer CLS attention."""
@@ -153,26 +221,30 @@ def build_demo(explorer: Explorer) -> gr.Blocks:
                 "rollout": rollout.tolist(), "class_map": explorer.class_map(image, best).tolist(),
                 "last_layer_cls_attention": viz.raw_attention(analysis.attentions, analysis.grid)[0].tolist()}
 
-    def run_timing(path, batches, repeats, progress=gr.Progress()):
+    def run_timing(name, path, batches, repeats, progress=gr.Progress()):
         image = need(path)
         if not batches:
             raise gr.Error("Pick at least one batch size.")
+        chosen = model_of(name)
         rows = []
         steps = sorted(int(b) for b in batches)
         progress(0, desc="Warming up")
         for i, batch in enumerate(steps):
             progress(i / len(steps), desc=f"Timing batch {batch} (eager and SDPA, {repeats} runs each)")
-            rows.append(explorer.time_paths(image, batch, int(repeats)))
+            rows.append(chosen.time_paths(image, batch, int(repeats)))
             table = [[r.batch, round(r.eager_ms, 1), round(r.sdpa_ms, 1), f"{r.speedup:.2f}x"] for r in rows]
             yield table, timing_chart(rows), gr.update()
-        difference = explorer.logit_difference(image)
-        yield gr.update(), gr.update(), (f"{explorer.environment()}. Largest logit difference between the paths: "
-                                         f"{difference:.2e}.")
+        difference = chosen.logit_difference(image)
+        yield gr.update(), gr.update(), (f"{name}: {chosen.environment()}. Largest logit difference between the "
+                                         f"paths: {difference:.2e}.")
 
     with gr.Blocks(title="ViT-Hybrid Explorer") as demo:
-        gr.Markdown("# ViT-Hybrid Explorer\nDrop a photo: the model's top-5 guesses appear first, then where it "
-                    f"looked. Model: **{explorer.name}**.")
+        header = gr.Markdown(intro(explorer.name), elem_id="intro")
         gr.Markdown(explorer.notice or "", visible=explorer.notice is not None, elem_id="banner")
+        chosen = gr.State(explorer.name)  # this session's model, once loaded (the dropdown returns to it on failure)
+        model = gr.Dropdown(model_choices(explorer.name, extra_models), value=explorer.name, label="Model",
+                            info="Hub models download on first use; switching re-analyses the photo.",
+                            elem_id="model")
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
                 image = PhotoInput(type="filepath", label="Photo", sources=["upload", "clipboard", "webcam"],
@@ -202,8 +274,7 @@ def build_demo(explorer: Explorer) -> gr.Blocks:
             with gr.Tab("Raw attention", elem_id="tab-raw"):
                 with gr.Row():
                     layer = gr.Slider(1, layers, value=layers, step=1, label="Layer", elem_id="layer")
-                    head = gr.Dropdown(["all"] + [str(h) for h in range(1, heads + 1)], value="all",
-                                       label="Head (all: fused)", elem_id="head")
+                    head = gr.Dropdown(head_choices(heads), value="all", label="Head (all: fused)", elem_id="head")
                 with gr.Row():
                     raw_image = gr.Image(label="CLS attention", elem_id="raw", height=360, interactive=False)
                     heads_image = gr.Image(label="Every head", elem_id="heads", height=360, interactive=False)
@@ -218,16 +289,11 @@ def build_demo(explorer: Explorer) -> gr.Blocks:
                                           interactive=False)
                     token_image = gr.Image(label="Its attention", elem_id="token-attention", height=400,
                                            interactive=False)
-                token_text = gr.Markdown(token_caption(1), elem_id="token-text")
+                token_text = gr.Markdown(token_caption(explorer.name, 1), elem_id="token-text")
             with gr.Tab("How hybrid tokens work", elem_id="tab-how"):
                 facts = explorer.facts()
-                gr.Markdown(
-                    f"The BiT backbone turns the {facts['input']} crop into a {facts['feature map']} feature map "
-                    f"(stride {facts['backbone stride']}, {facts['backbone stages']} stages). Each cell becomes a "
-                    f"token: a {facts['grid']} grid, plus one CLS token, {facts['tokens']} in all, each of width "
-                    f"{facts['hidden size']}. {facts['layers']} transformer layers with {facts['heads']} heads read "
-                    f"them; the classifier reads the CLS token. {facts['parameters']} parameters.")
-                gr.JSON(facts, label="This model", elem_id="facts")
+                how_text = gr.Markdown(how_it_works(facts), elem_id="how")
+                facts_json = gr.JSON(facts, label="This model", elem_id="facts")
                 backbone_image = gr.Image(label="From pixels to tokens", elem_id="backbone", interactive=False)
             with gr.Tab("Eager vs SDPA timing", elem_id="tab-timing"):
                 with gr.Row():
@@ -244,36 +310,45 @@ def build_demo(explorer: Explorer) -> gr.Blocks:
                                  label="The seed's A100 (float32, PyTorch 2.3)", interactive=False)
                 timing_plot = gr.Image(label="Milliseconds per forward", elem_id="timing-chart", interactive=False)
                 timing_info = gr.Markdown(elem_id="timing-info")
+        api_only = gr.Button(visible=False)  # the public API: one image in, the startup model's answers out
 
         private = dict(api_visibility="private")
-        rollout_inputs = [image, fusion, discard, cmap, alpha, on_original]
-        raw_inputs = [image, layer, head, fusion, cmap, alpha]
-        token_inputs = [image, token, layer, head, fusion, cmap, alpha]
-        # Labels first (fast SDPA path); the maps follow without holding them back.
-        analysed = image.change(classify, image, labels, api_name="classify", show_progress="minimal").then(
-            class_choices, image, class_index, **private)
-        for follow_up in [(rollout_picture, rollout_inputs, rollout_image),
-                          (raw_pictures, raw_inputs, [raw_image, heads_image]),
-                          (layers_picture, [image, fusion, cmap], layers_image),
-                          (token_pictures, token_inputs, [grid_image, token_image]),
-                          (backbone_picture, image, backbone_image)]:
-            analysed = analysed.then(*follow_up, **private)
+        rollout_inputs = [chosen, image, fusion, discard, cmap, alpha, on_original]
+        raw_inputs = [chosen, image, layer, head, fusion, cmap, alpha]
+        token_inputs = [chosen, image, token, layer, head, fusion, cmap, alpha]
+        timing_outputs = [timing_table, timing_plot, timing_info]
+        # A model switch: load it (once for all sessions; the dropdown shows the progress, and on failure the
+        # error and its previous model), then describe it. `select`, not `input`: a pick sends `input` twice.
+        loaded = model.select(load_model, model, chosen, show_progress_on=model, concurrency_limit=None, **private)
+        loaded.failure(lambda name: name, chosen, model, **private)
+        shown = loaded.success(show_model, chosen, [header, layer, head, how_text, facts_json, token, token_text,
+                                                    *timing_outputs], **private)
+        # A new photo or a new model: labels first (fast SDPA path), then the maps, without holding the labels back.
+        for trigger in (image.change, shown.success):
+            analysed = trigger(show_labels, [chosen, image], labels, show_progress="minimal", **private).then(
+                class_choices, [chosen, image], class_index, **private)
+            for follow_up in [(rollout_picture, rollout_inputs, rollout_image),
+                              (raw_pictures, raw_inputs, [raw_image, heads_image]),
+                              (layers_picture, [chosen, image, fusion, cmap], layers_image),
+                              (token_pictures, token_inputs, [grid_image, token_image]),
+                              (backbone_picture, [chosen, image], backbone_image)]:
+                analysed = analysed.then(*follow_up, **private)
         for control in (fusion, discard, cmap, alpha, on_original):
             control.change(rollout_picture, rollout_inputs, rollout_image, **private)
         for control in (layer, head, fusion, cmap, alpha):
             control.change(raw_pictures, raw_inputs, [raw_image, heads_image], **private)
             control.change(token_pictures, token_inputs, [grid_image, token_image], **private)
         for control in (fusion, cmap):
-            control.change(layers_picture, [image, fusion, cmap], layers_image, **private)
+            control.change(layers_picture, [chosen, image, fusion, cmap], layers_image, **private)
         for control in (class_index, cmap, alpha):
-            control.change(class_picture, [image, class_index, cmap, alpha], class_image, **private)
-        grid_image.select(pick_token, image, token, **private).then(
+            control.change(class_picture, [chosen, image, class_index, cmap, alpha], class_image, **private)
+        grid_image.select(pick_token, [chosen, image], token, **private).then(
             token_pictures, token_inputs, [grid_image, token_image], **private).then(
-            token_caption, token, token_text, **private)
-        timing = run.click(run_timing, [image, batches, repeats], [timing_table, timing_plot, timing_info],
-                           **private)
+            token_caption, [chosen, token], token_text, **private)
+        timing = run.click(run_timing, [chosen, image, batches, repeats], timing_outputs, **private)
         cancel.click(None, cancels=[timing], **private)
-        gr.Button(visible=False).click(maps, image, gr.JSON(visible=False), api_name="maps")
+        api_only.click(classify, image, labels, api_name="classify")
+        api_only.click(maps, image, gr.JSON(visible=False, label="Maps"), api_name="maps")
     return demo
 
 
@@ -281,6 +356,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Serve the ViT-Hybrid Explorer.")
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help="Hub id, checkpoint folder, or 'shapes' (the shipped offline model); default %(default)s")
+    parser.add_argument("--models", nargs="+", default=[], metavar="MODEL",
+                        help="more Hub ids or checkpoint folders to offer in the Model dropdown")
     # Hugging Face Spaces say where to serve through Gradio's own variables.
     parser.add_argument("--host", default=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
                         help="address to serve on (0.0.0.0 for all); default %(default)s")
@@ -305,7 +382,7 @@ def main(argv: list[str] | None = None) -> None:
         explorer = Explorer(args.model, device, getattr(torch, args.dtype), args.speed)
     except ValueError as error:  # a combination of options that cannot run
         raise SystemExit(f"app.py: {error}") from None
-    demo = build_demo(explorer)
+    demo = build_demo(explorer, args.models)
     demo.queue(default_concurrency_limit=1 if device == "cpu" else 2, max_size=QUEUE_SIZE)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_OPTIONS)
 

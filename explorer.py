@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import platform
 import threading
+from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -66,7 +68,9 @@ class Explorer:
     """A model shared by every user: runs go through one lock, analyses through a bounded LRU cache."""
 
     def __init__(self, name: str, device: str = "cpu", dtype: torch.dtype = torch.float32, speed: str = "none",
-                 cache_mb: int = CACHE_MB):
+                 cache_mb: float = CACHE_MB, fallback: bool = True):
+        """Load `name` (a Hub id, a folder, or "shapes"). If it cannot load, run the shipped shapes model with
+        a notice saying why; with fallback=False, raise the CheckpointError instead."""
         if speed not in SPEED_MODES:
             raise ValueError(f"speed must be one of {SPEED_MODES}, got {speed!r}")
         if speed == "int8" and device != "cpu":
@@ -75,12 +79,12 @@ class Explorer:
         try:
             self.name, self.model, self.processor = name, *self._load(name, device, dtype)
         except CheckpointError as error:
-            if name == FALLBACK_MODEL:
+            if name == FALLBACK_MODEL or not fallback:
                 raise
             self.notice = (f"Could not load **{name}**, so the app runs the shipped **{FALLBACK_MODEL}** model "
                            f"instead (it recognizes circles, squares, triangles, stars and crosses). Reason: {error}")
             self.name, self.model, self.processor = FALLBACK_MODEL, *self._load(FALLBACK_MODEL, device, dtype)
-        self.device, self.dtype, self.speed = torch.device(device), dtype, speed
+        self.device, self.dtype, self.speed, self.cache_mb = torch.device(device), dtype, speed, cache_mb
         # The model that classifies and is timed; analyses need gradients, so they use self.model.
         self.fast_model = {"none": self.model, "int8": quantize_int8(self.model) if speed == "int8" else None,
                            "compile": compile_model(self.model) if speed == "compile" else None}[speed]
@@ -92,6 +96,8 @@ class Explorer:
         tokens = self.grid[0] * self.grid[1] + 1
         analysis_mb = config.num_hidden_layers * config.num_attention_heads * tokens ** 2 * 4 / 2 ** 20
         self.cache: viz.MapCache[Analysis] = viz.MapCache(max(1, min(8, int(cache_mb // analysis_mb))))
+        self._analysing: dict[object, threading.Lock] = {}  # image key -> lock held while it is analysed
+        self._analysing_lock = threading.Lock()
         self.crop_hw = (self.processor.crop_size["height"], self.processor.crop_size["width"])
 
     @staticmethod
@@ -118,8 +124,19 @@ class Explorer:
         return {self.model.config.id2label[int(i)]: float(s) for s, i in zip(scores, indices)}
 
     def analysis(self, image: Image.Image) -> Analysis:
-        """Attentions and the top class's relevance map, computed once per image (eager path) and cached."""
-        return self.cache.get((self.name, viz.image_key(image)), lambda: self._analyse(image))
+        """Attentions and the top class's relevance map, computed once per image (eager path) and cached.
+        Requests for an image that is being analysed wait for that analysis instead of running their own
+        (a model switch re-renders several pictures of the same photo at once)."""
+        key = (self.name, viz.image_key(image))
+        with self._analysing_lock:
+            in_progress = self._analysing.setdefault(key, threading.Lock())
+        try:
+            with in_progress:
+                return self.cache.get(key, lambda: self._analyse(image))
+        finally:
+            with self._analysing_lock:
+                if self._analysing.get(key) is in_progress and not in_progress.locked():
+                    del self._analysing[key]
 
     def _analyse(self, image: Image.Image) -> Analysis:
         pixels = self.pixels(image)
@@ -193,6 +210,57 @@ class Explorer:
         numbers = {"none": str(self.dtype).split('.')[-1], "int8": "int8 linear layers",
                    "compile": f"{str(self.dtype).split('.')[-1]}, torch.compile"}[self.speed]
         return f"{device} ({self.device.type}), {numbers}, torch {torch.__version__}, {torch.get_num_threads()} threads"
+
+
+class ModelShelf:
+    """The models the app has loaded, shared by every session: the startup model always, the others on first
+    use, at most `max_loaded` in all (the least recently used other model is dropped first; a session still
+    rendering with it keeps it until done). Loads run one at a time, so two sessions asking for the same model
+    load it once and memory never holds more than max_loaded + 1 models; a model already on the shelf is
+    handed out at once, even while another one loads. New models get the startup model's device, dtype,
+    speed mode and cache budget."""
+
+    def __init__(self, first: Explorer, max_loaded: int = 2, loader: Callable[[str], Explorer] | None = None):
+        if max_loaded < 2:
+            raise ValueError(f"max_loaded counts the startup model too, so it must be at least 2, got {max_loaded}")
+        self.first, self.max_loaded = first, max_loaded
+        self._load = loader or (lambda name: Explorer(name, str(first.device), first.dtype, first.speed,
+                                                      first.cache_mb, fallback=False))
+        self._loaded: OrderedDict[str, Explorer] = OrderedDict({first.name: first})  # least recently used first
+        self._lock = threading.Lock()  # guards _loaded
+        self._loading = threading.Lock()  # held while a model loads
+
+    def get(self, name: str, on_load: Callable[[], None] | None = None) -> Explorer:
+        """The loaded model `name`, loading it first if needed (then on_load() is called, to show progress).
+        A model that cannot load raises CheckpointError and leaves the shelf as it was."""
+        explorer = self._lookup(name)
+        if explorer is None:
+            if on_load is not None:
+                on_load()
+            with self._loading:
+                explorer = self._lookup(name)  # loaded by another session while this one waited
+                if explorer is None:
+                    explorer = self._load(name)
+                    self._store(name, explorer)
+        return explorer
+
+    @property
+    def loaded(self) -> list[str]:
+        """Names on the shelf, least recently used first."""
+        with self._lock:
+            return list(self._loaded)
+
+    def _lookup(self, name: str) -> Explorer | None:
+        with self._lock:
+            if name in self._loaded:
+                self._loaded.move_to_end(name)
+            return self._loaded.get(name)
+
+    def _store(self, name: str, explorer: Explorer) -> None:
+        with self._lock:
+            self._loaded[name] = explorer
+            while len(self._loaded) > self.max_loaded:
+                del self._loaded[next(n for n in self._loaded if n != self.first.name)]
 
 
 def timing_chart(rows: list[TimingRow]) -> Image.Image:

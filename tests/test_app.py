@@ -38,10 +38,28 @@ def explorer():
 
 
 @pytest.fixture(scope="module")
-def app_url(explorer):
+def tiny_folder(tmp_path_factory):
+    """A second model to pick in the Model dropdown: 2 layers and 2 heads (shapes has 4 and 4), a 4x4 grid
+    (shapes: 8x8), labels LABEL_0..4."""
+    from helpers import tiny_checkpoint
+
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny"), num_attention_heads=2)
+
+
+@pytest.fixture
+def offline_hub(monkeypatch, tmp_path):
+    """The Hub unreachable and its cache empty, whatever the machine: Hub ids fail at once."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
+
+
+@pytest.fixture(scope="module")
+def app_url(explorer, tiny_folder):
     from app import LAUNCH_OPTIONS, QUEUE_SIZE, build_demo
 
-    demo = build_demo(explorer)
+    demo = build_demo(explorer, extra_models=[str(tiny_folder)])
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     port = free_port()
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **LAUNCH_OPTIONS)
@@ -69,6 +87,130 @@ def shape_files(tmp_path_factory):
 def test_api_lists_classify_and_maps(client):
     endpoints = client.view_api(print_info=False, return_format="dict")["named_endpoints"]
     assert {"/classify", "/maps"} <= set(endpoints)
+
+
+def test_the_api_keeps_its_single_image_signatures(client):
+    """The Model dropdown is the UI's: the API still takes one image and answers with the startup model."""
+    api = client.view_api(print_info=False, return_format="dict")
+    assert set(api["named_endpoints"]) == {"/classify", "/maps"} and not api["unnamed_endpoints"]
+    for name, returns in (("/classify", "Label"), ("/maps", "Json")):
+        endpoint = api["named_endpoints"][name]
+        assert [(p["parameter_name"], p["component"], p["parameter_has_default"]) for p in endpoint["parameters"]] \
+            == [("path", "Image", False)]
+        assert [r["component"] for r in endpoint["returns"]] == [returns]
+
+
+def test_the_model_dropdown_offers_the_startup_model_first_then_the_supported_ones(app_url, explorer, tiny_folder):
+    from app import model_choices
+    from vithybrid.timm_format import SUPPORTED_CHECKPOINTS
+
+    assert model_choices("google/vit-hybrid-base-bit-384") == [*SUPPORTED_CHECKPOINTS, "shapes"]
+    assert model_choices("shapes", ["/x", "shapes"]) == ["shapes", *SUPPORTED_CHECKPOINTS, "/x"]
+    with urllib.request.urlopen(app_url + "config", timeout=30) as response:
+        components = json.load(response)["components"]
+    dropdown = next(c["props"] for c in components if c.get("props", {}).get("elem_id") == "model")
+    assert [choice[1] for choice in dropdown["choices"]] == ["shapes", *SUPPORTED_CHECKPOINTS, str(tiny_folder)]
+    assert dropdown["value"] == explorer.name == "shapes"
+
+
+class FakeLoader:
+    """Stands in for loading a model: counts loads, takes `delay` seconds, fails for names starting 'bad'."""
+
+    def __init__(self, delay: float = 0.0):
+        self.delay, self.calls = delay, []
+
+    def __call__(self, name):
+        from types import SimpleNamespace
+
+        from vithybrid import CheckpointError
+
+        self.calls.append(name)
+        time.sleep(self.delay)
+        if name.startswith("bad"):
+            raise CheckpointError(f"{name} cannot be loaded")
+        return SimpleNamespace(name=name)
+
+
+def test_the_shelf_drops_the_least_recently_used_model_but_never_the_startup_one(explorer):
+    from explorer import ModelShelf
+
+    loader = FakeLoader()
+    shelf = ModelShelf(explorer, max_loaded=3, loader=loader)
+    a, b = shelf.get("a"), shelf.get("b")
+    assert shelf.get("a") is a and loader.calls == ["a", "b"]  # on the shelf: not loaded again
+    assert shelf.loaded == ["shapes", "b", "a"]
+    shelf.get("c")  # one too many: "b" goes; "shapes" is used least recently but stays
+    assert shelf.loaded == ["shapes", "a", "c"]
+    assert shelf.get("shapes") is explorer and shelf.get("a") is a
+    shelf.get("d")
+    assert shelf.loaded == ["shapes", "a", "d"] and len(shelf.loaded) == shelf.max_loaded
+    assert shelf.get("b") is not b and loader.calls == ["a", "b", "c", "d", "b"]  # dropped, so loaded again
+    with pytest.raises(ValueError, match="at least 2"):
+        ModelShelf(explorer, max_loaded=1)
+
+
+def test_the_shelf_loads_a_model_once_for_sessions_asking_at_the_same_time(explorer):
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from explorer import ModelShelf
+
+    loader = FakeLoader(delay=0.5)
+    shelf = ModelShelf(explorer, loader=loader)
+    start, progress = threading.Barrier(8), []
+
+    def ask(_):
+        start.wait()
+        return shelf.get("x", on_load=lambda: progress.append(1))
+
+    with ThreadPoolExecutor(8) as pool:
+        got = list(pool.map(ask, range(8)))
+    assert loader.calls == ["x"] and all(g is got[0] for g in got)
+    assert 1 <= len(progress) <= 8  # those that found it missing were told it loads
+    progress.clear()
+    shelf.get("x", on_load=lambda: progress.append(1))
+    assert progress == []  # no progress for a model on the shelf
+
+    slow = threading.Thread(target=shelf.get, args=("y",))  # a long download...
+    slow.start()
+    while loader.calls != ["x", "y"]:
+        time.sleep(0.01)
+    began = time.perf_counter()
+    assert shelf.get("shapes") is explorer and shelf.get("x") is got[0]  # ...holds up no one else
+    assert time.perf_counter() - began < 0.2
+    slow.join()
+    assert shelf.loaded == ["shapes", "y"]  # max_loaded=2: "x" made room
+
+
+def test_a_model_that_fails_to_load_leaves_the_shelf_as_it_was(explorer):
+    from explorer import ModelShelf
+    from vithybrid import CheckpointError
+
+    loader = FakeLoader()
+    shelf = ModelShelf(explorer, loader=loader)
+    shelf.get("a")
+    for _ in range(2):  # a failure is not remembered: the next request tries again (the network may be back)
+        with pytest.raises(CheckpointError, match="bad-model cannot be loaded"):
+            shelf.get("bad-model")
+    assert loader.calls == ["a", "bad-model", "bad-model"] and shelf.loaded == ["shapes", "a"]
+
+
+def test_the_shelf_loads_real_checkpoints_like_the_startup_model_and_never_falls_back(explorer, tiny_folder,
+                                                                                     offline_hub):
+    from explorer import ModelShelf
+    from vithybrid import CheckpointError
+
+    shelf = ModelShelf(explorer)
+    tiny = shelf.get(str(tiny_folder))
+    assert tiny.name == str(tiny_folder) and tiny.model.config.num_hidden_layers == 2 and tiny.grid == (4, 4)
+    assert (tiny.device, tiny.dtype, tiny.speed, tiny.cache_mb) == (explorer.device, explorer.dtype, explorer.speed,
+                                                                    explorer.cache_mb)
+    assert shelf.get(str(tiny_folder)) is tiny
+    began = time.perf_counter()
+    with pytest.raises(CheckpointError, match="Could not download config.json"):  # not the shapes fallback
+        shelf.get("timm/vit_tiny_r_s16_p8_224.augreg_in21k_ft_in1k")
+    assert time.perf_counter() - began < 10
+    assert shelf.loaded == ["shapes", str(tiny_folder)]
 
 
 def test_classify_returns_sorted_top5_and_the_right_shape(client, shape_files):
@@ -259,6 +401,97 @@ def test_in_a_real_browser(app_url, explorer, browser, shape_files):
     shot = os.environ.get("VITHYBRID_SCREENSHOT", str(Path(tempfile.gettempdir()) / "vithybrid-app.png"))
     page.screenshot(path=shot, full_page=True)
     assert Path(shot).stat().st_size > 10_000
+    assert not errors, errors
+
+
+def test_pictures_asking_for_the_same_photo_at_once_share_one_analysis(explorer):
+    """After a model switch several pictures of one photo ask for its analysis together: the model runs once."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    image = sample(seed=77, index=3, size=150).image
+    start, runs = threading.Barrier(6), []
+    hook = explorer.model.register_forward_hook(lambda *args: runs.append(1))
+    try:
+        with ThreadPoolExecutor(6) as pool:
+            analyses = list(pool.map(lambda _: (start.wait(), explorer.analysis(image))[1], range(6)))
+    finally:
+        hook.remove()
+    assert len(runs) == 1 and all(a is analyses[0] for a in analyses)
+    assert not explorer._analysing  # nothing left behind
+
+
+def test_switching_models_in_a_real_browser(app_url, browser, client, tiny_folder, offline_hub, shape_files):
+    """A second model takes over every panel of this session only; a model that cannot load says why, the
+    dropdown returns to the loaded model, and the app keeps answering."""
+    from playwright.sync_api import expect
+
+    def choose(page, name):
+        page.locator("#model input").click()
+        page.get_by_role("option", name=name, exact=True).click()
+
+    def tab(page, name):
+        page.get_by_role("tab", name=name).click()
+
+    tiny, star = str(tiny_folder), str(ROOT / "examples" / "shape_star.png")
+    page, other = browser.new_page(), browser.new_page()
+    errors = []
+    for session in (page, other):
+        session.on("pageerror", lambda error: errors.append(str(error)))
+        session.goto(app_url)
+    labels, slider = page.locator("#labels"), page.locator("#layer input[type=range]")
+    page.locator("#inp input[type=file]").set_input_files(star)
+    expect(labels).to_contain_text("star", timeout=30_000)
+    rollout = page.locator("#rollout img")
+    expect(rollout).to_be_visible(timeout=30_000)
+    before = rollout.get_attribute("src")
+    tab(page, "Raw attention")
+    expect(slider).to_have_attribute("max", "4")
+
+    choose(page, tiny)
+    expect(labels).to_contain_text("LABEL_", timeout=30_000)  # the photo classified again, by the new model
+    expect(labels).not_to_contain_text("star")
+    expect(page.locator("#intro")).to_contain_text(f"Model: {tiny}.")
+    expect(slider).to_have_attribute("max", "2", timeout=10_000)
+    expect(slider).to_have_value("2")
+    expect(page.locator("#raw img")).to_be_visible(timeout=30_000)
+    page.locator("#head input").click()
+    expect(page.get_by_role("option")).to_have_count(3)
+    assert [option.get_attribute("aria-label") for option in page.get_by_role("option").all()] == ["all", "1", "2"]
+    page.keyboard.press("Escape")
+    tab(page, "Class map")
+    expect(page.locator("#class-index input")).to_have_value(re.compile(r"^LABEL_\d \(\d+\.\d%\)$"), timeout=30_000)
+    tab(page, "Token explorer")
+    expect(page.locator("#token-text")).to_contain_text("Token 1 of 16:", timeout=10_000)
+    tab(page, "How hybrid tokens work")
+    expect(page.locator("#how")).to_contain_text("a 4x4 grid, plus one CLS token, 17 in all", timeout=10_000)
+    expect(page.locator("#how")).to_contain_text("2 transformer layers with 2 heads")
+    expect(page.locator("#facts")).to_contain_text(tiny)
+    expect(page.locator("#facts")).to_contain_text("128x4x4")
+    tab(page, "Eager vs SDPA timing")
+    page.locator("#run-timing").click()
+    expect(page.locator("#timing-info")).to_contain_text(f"{tiny}: ", timeout=60_000)  # timed the chosen model
+    tab(page, "Rollout")
+    expect(rollout).not_to_have_attribute("src", before, timeout=30_000)  # every picture re-rendered
+
+    other.locator("#inp input[type=file]").set_input_files(star)  # another session keeps the startup model
+    expect(other.locator("#labels")).to_contain_text("star", timeout=30_000)
+    expect(other.locator("#intro")).to_contain_text("Model: shapes.")
+
+    hub_id = "timm/vit_tiny_r_s16_p8_224.augreg_in21k_ft_in1k"  # offline here, and not in the (empty) cache
+    choose(page, hub_id)
+    expect(page.locator("[data-testid=toast-body]")).to_contain_text(
+        f"Could not download config.json of '{hub_id}' from the Hugging Face Hub", timeout=15_000)
+    expect(page.locator("#model input")).to_have_value(tiny, timeout=10_000)
+    expect(page.locator("#intro")).to_contain_text(f"Model: {tiny}.")
+    expect(labels).to_contain_text("LABEL_")
+
+    choose(page, "shapes")  # the session still works, and so does the API
+    expect(labels).to_contain_text("star", timeout=30_000)
+    tab(page, "Raw attention")
+    expect(slider).to_have_attribute("max", "4", timeout=10_000)
+    path, label = shape_files[0]
+    assert client.predict(handle_file(str(path)), api_name="/classify")["label"] == label
     assert not errors, errors
 
 
