@@ -40,17 +40,22 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(skip)
 
 
+def oracle_output(tmp_path_factory, command: str, what: str) -> Path:
+    """A new folder filled by one oracle command (`reference.py COMMAND OUT PHOTO...`); missing() if it cannot run."""
+    if not SAMPLE_PHOTOS:
+        missing(f"the sample photos are not in {IMAGES}")
+    out = tmp_path_factory.mktemp(what)
+    try:
+        run_oracle(command, str(out), *map(str, SAMPLE_PHOTOS))
+    except Exception as error:  # noqa: BLE001 - any failure to build or run the oracle
+        missing(f"the {what} oracle could not run: {error}")
+    return out
+
+
 @pytest.fixture(scope="session")
 def oracle_dir(tmp_path_factory) -> Path:
     """Random checkpoints, inputs and transformers 4.46.3's outputs for every case in oracle/cases.py."""
-    if not SAMPLE_PHOTOS:
-        missing(f"the sample photos are not in {IMAGES}")
-    out = tmp_path_factory.mktemp("oracle")
-    try:
-        run_oracle("generate", str(out), *map(str, SAMPLE_PHOTOS))
-    except Exception as error:  # noqa: BLE001 - any failure to build or run the oracle
-        missing(f"the reference oracle could not run: {error}")
-    return out
+    return oracle_output(tmp_path_factory, "generate", "reference")
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,11 @@
 
 Field names and defaults follow transformers' `ViTHybridConfig` and `BitConfig`, so a config.json
 written by either library loads in the other. Keys we do not know are kept and written back.
+
+timm's nine hybrid ViTs (timm_format.py) fit these keys too, so transformers 4.46.3 builds every one of
+them: the tiny models' stem-only backbone is `depths: []` with `out_features: ["stem"]`, timm's
+LayerNorm eps is `layer_norm_eps: 1e-6`, and weight standardization uses eps 1e-8 in timm, in
+transformers and here alike (it is not a config key anywhere).
 """
 
 from __future__ import annotations

@@ -99,11 +99,20 @@ def resolve_files(name_or_path: str | Path, **hub_kwargs: Any) -> tuple[Path, Pa
     raise CheckpointError(f"{str(name_or_path)!r} has config.json but no model.safetensors or pytorch_model.bin.")
 
 
-def read_config(path: Path) -> ViTHybridConfig:
+def read_json(path: Path) -> dict[str, Any]:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise CheckpointError(f"{path} is not valid JSON ({error}).") from error
+
+
+def read_config(path: Path) -> ViTHybridConfig:
+    """Our (transformers') config.json, or timm's for one of its hybrid ViTs (see timm_format)."""
+    from . import timm_format
+
+    data = read_json(path)
+    if timm_format.is_timm_config(data):
+        return timm_format.vithybrid_config(data, path)
     model_type = data.get("model_type", ViTHybridConfig.model_type)
     if model_type != ViTHybridConfig.model_type:
         raise CheckpointError(f"{path} describes a {model_type!r} model, not a ViT-Hybrid ('vit-hybrid') one. "
@@ -179,8 +188,11 @@ class PreTrainedMixin:
                         token: str | bool | None = None):
         """Load a checkpoint folder or Hub repo (e.g. "google/vit-hybrid-base-bit-384") in eval mode.
 
+        Also timm's layout of its hybrid ViTs (e.g. "timm/vit_small_r26_s32_384.augreg_in21k_ft_in1k").
         torch_dtype: None loads float32, "auto" the dtype recorded in config.json, or a torch dtype.
         """
+        from . import timm_format
+
         hub_kwargs = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
         config_path, weights_path = resolve_files(name_or_path, **hub_kwargs)
         config = read_config(config_path)
@@ -190,7 +202,10 @@ class PreTrainedMixin:
 
         with torch.device("meta"):  # no memory and no random init for weights that are about to be replaced
             model = cls(config)
-        state, fresh = _match_keys(read_state_dict(weights_path), model, cls.base_model_prefix)
+        state = read_state_dict(weights_path)
+        if timm_format.is_timm_state_dict(state):  # timm's names -> ours
+            state = timm_format.hub_state_dict(state, config)
+        state, fresh = _match_keys(state, model, cls.base_model_prefix)
         own = model.state_dict()
         mismatched = [f"{k}: checkpoint {tuple(v.shape)}, model {tuple(own[k].shape)}"
                       for k, v in state.items() if v.shape != own[k].shape]

@@ -2,6 +2,9 @@
 
 Same options, same preprocessor_config.json and the same pixel values as transformers'
 ViTHybridImageProcessor (each step is done in the same order and precision, on Pillow and numpy).
+One option of our own, `crop_offset_rounding="round"`, centers the crop as torchvision (and so timm's
+eval transform) does; transformers ignores it and floors the offset, which differs by one pixel where
+the resized side exceeds the crop by 3 modulo 4.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from PIL import Image
 CONFIG_NAME = "preprocessor_config.json"
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]  # transformers' defaults for this processor
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
+CROP_OFFSET_ROUNDINGS = ("floor", "round")
 ImageLike = Image.Image | np.ndarray | torch.Tensor
 
 
@@ -53,7 +57,8 @@ class ViTHybridImageProcessor:
     def __init__(self, do_resize: bool = True, size: int | dict | None = None, resample: int = Image.BICUBIC,
                  do_center_crop: bool = True, crop_size: int | dict | None = None, do_rescale: bool = True,
                  rescale_factor: float = 1 / 255, do_normalize: bool = True, image_mean: Sequence[float] | None = None,
-                 image_std: Sequence[float] | None = None, do_convert_rgb: bool = True, **extra: Any):
+                 image_std: Sequence[float] | None = None, do_convert_rgb: bool = True,
+                 crop_offset_rounding: str = "floor", **extra: Any):
         self.do_resize, self.resample = do_resize, int(resample)
         self.size = _size_dict(224 if size is None else size, square=False)
         self.do_center_crop = do_center_crop
@@ -63,6 +68,10 @@ class ViTHybridImageProcessor:
         self.image_mean = list(CLIP_MEAN if image_mean is None else image_mean)
         self.image_std = list(CLIP_STD if image_std is None else image_std)
         self.do_convert_rgb = do_convert_rgb
+        if crop_offset_rounding not in CROP_OFFSET_ROUNDINGS:
+            raise ValueError(f"crop_offset_rounding must be one of {CROP_OFFSET_ROUNDINGS}, "
+                             f"got {crop_offset_rounding!r}")
+        self.crop_offset_rounding = crop_offset_rounding
         extra.pop("image_processor_type", None)
         extra.pop("feature_extractor_type", None)
         self.extra = extra
@@ -76,9 +85,16 @@ class ViTHybridImageProcessor:
         return (new_short, new_long) if width <= height else (new_long, new_short)
 
     def crop_box(self, width: int, height: int) -> tuple[int, int, int, int]:
-        """(left, top, right, bottom) of the center crop in an image of this size (may reach outside it)."""
+        """(left, top, right, bottom) of the center crop in an image of this size (may reach outside it).
+
+        The offset is floor(excess / 2) as in transformers, or round(excess / 2) (half to even) as in
+        torchvision's CenterCrop with crop_offset_rounding="round"."""
         crop_h, crop_w = self.crop_size["height"], self.crop_size["width"]
-        top, left = (height - crop_h) // 2, (width - crop_w) // 2
+
+        def offset(excess: int) -> int:
+            return excess // 2 if self.crop_offset_rounding == "floor" else round(excess / 2)
+
+        top, left = offset(height - crop_h), offset(width - crop_w)
         return left, top, left + crop_w, top + crop_h
 
     def preprocess_one(self, image: ImageLike) -> np.ndarray:
@@ -128,7 +144,9 @@ class ViTHybridImageProcessor:
                 "resample": self.resample, "do_center_crop": self.do_center_crop, "crop_size": self.crop_size,
                 "do_rescale": self.do_rescale, "rescale_factor": self.rescale_factor,
                 "do_normalize": self.do_normalize, "image_mean": self.image_mean, "image_std": self.image_std,
-                "do_convert_rgb": self.do_convert_rgb, **self.extra}
+                "do_convert_rgb": self.do_convert_rgb,
+                **({"crop_offset_rounding": self.crop_offset_rounding} if self.crop_offset_rounding != "floor" else {}),
+                **self.extra}
 
     def save_pretrained(self, directory: str | Path) -> None:
         Path(directory).mkdir(parents=True, exist_ok=True)
@@ -136,11 +154,17 @@ class ViTHybridImageProcessor:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, **hub_kwargs: Any) -> ViTHybridImageProcessor:
-        """From preprocessor_config.json in a checkpoint folder or Hub repo."""
-        from .hub import CheckpointError, locate
+        """From preprocessor_config.json in a checkpoint folder or Hub repo, or, for a timm checkpoint,
+        from the pretrained_cfg in its config.json (timm's eval transform)."""
+        from . import timm_format
+        from .hub import CheckpointError, locate, read_json
 
         path = locate(name_or_path, CONFIG_NAME, **hub_kwargs)
         if path is None:
+            model_config = locate(name_or_path, "config.json", **hub_kwargs)
+            data = read_json(model_config) if model_config is not None else {}
+            if timm_format.is_timm_config(data):
+                return cls(**timm_format.processor_options(data, model_config))
             raise CheckpointError(f"{str(name_or_path)!r} has no {CONFIG_NAME}.")
         try:
             return cls(**json.loads(path.read_text(encoding="utf-8")))

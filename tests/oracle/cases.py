@@ -5,6 +5,8 @@ Imported by both environments (ours and the reference's), so it needs only numpy
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 
@@ -42,6 +44,40 @@ CASES = {
                 depths=[1, 1, 1, 1], hidden_sizes=[16, 32, 64, 128], embedding_size=8, num_groups=4,
                 output_stride=8, out_features=["stage2", "stage4"]))),
 }
+
+# timm's nine hybrid ViTs at their native sizes, random, saved by timm's own save_for_hf. Between them:
+# both weight files, 1000 classes, a few with label names and descriptions, none (a headless feature
+# model, as timm/vit_base_r50_s16_224.orig_in21k), and pretrained_cfg preprocessing other than the
+# default (bilinear, other crop_pct and mean/std, the "squash" crop mode).
+IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
+TIMM_CASES = {
+    "vit_tiny_r_s16_p8_224": dict(batch=2, weights="bin", num_classes=1000),
+    "vit_tiny_r_s16_p8_384": dict(batch=2, weights="safetensors", num_classes=10, label_names=True, pretrained_cfg=dict(
+        interpolation="bilinear", crop_pct=0.875, crop_mode="squash", mean=IMAGENET_MEAN, std=IMAGENET_STD)),
+    "vit_small_r26_s32_224": dict(batch=2, weights="safetensors", num_classes=1000, pretrained_cfg=dict(
+        interpolation="bilinear", crop_pct=0.95)),
+    "vit_small_r26_s32_384": dict(batch=2, weights="safetensors", num_classes=1000),
+    "vit_base_r26_s32_224": dict(batch=1, weights="safetensors", num_classes=1000),
+    "vit_base_r50_s16_224": dict(batch=1, weights="safetensors", num_classes=0),
+    "vit_base_r50_s16_384": dict(batch=1, weights="safetensors", num_classes=1000),
+    "vit_large_r50_s32_224": dict(batch=1, weights="bin", num_classes=1000),
+    "vit_large_r50_s32_384": dict(batch=1, weights="safetensors", num_classes=1000),
+}
+
+
+def timm_label_names(num_classes: int) -> tuple[list[str], dict[str, str]]:
+    """Synset-like label names and their descriptions, as timm's config.json holds them."""
+    names = [f"n{i:08d}" for i in range(num_classes)]
+    return names, {name: f"thing number {i}" for i, name in enumerate(names)}
+
+
+def processor_images(photos: list[str]) -> dict[str, Image.Image]:
+    """RGB pictures for comparing preprocessing: the photos, and odd sizes whose crop offsets round."""
+    images = {Path(photo).stem: Image.open(photo).convert("RGB") for photo in photos}
+    for width, height in ((97, 61), (61, 97), (300, 211), (389, 513), (641, 480)):
+        images[f"gradient_{width}x{height}"] = gradient_image(width, height)
+    return images
+
 
 # The image processor of google/vit-hybrid-base-bit-384 and transformers' defaults.
 PROCESSORS = {

@@ -1,7 +1,9 @@
 """Runs inside the oracle environment (transformers 4.46.3): writes what our tests compare against.
 
     python reference.py generate OUT [IMAGE ...]   random checkpoints, inputs and reference outputs
-    python reference.py logits CHECKPOINT INPUTS OUT   transformers' logits for a checkpoint we saved
+    python reference.py logits CHECKPOINT INPUTS OUT [CHECKPOINT INPUTS OUT ...]
+                                                    transformers' logits for checkpoints we saved
+    python reference.py timm OUT [IMAGE ...]        timm's hybrid ViTs and eval transforms (timm_reference.py)
 
 Tensors travel as safetensors files; checkpoints in the Hub layout. Nothing here imports vithybrid.
 """
@@ -132,7 +134,12 @@ def main(argv: list[str]) -> None:
         generate_processors(out, args[1:])
         (out / "versions.json").write_text(json.dumps({"transformers": __import__("transformers").__version__}))
     elif command == "logits":
-        logits(*args)
+        for i in range(0, len(args), 3):
+            logits(*args[i:i + 3])
+    elif command == "timm":
+        from timm_reference import generate  # imports timm only when asked
+
+        generate(Path(args[0]), args[1:])
     else:
         raise SystemExit(__doc__)
 

@@ -1,0 +1,252 @@
+"""timm's hybrid ViTs: its Hub layout loads, preprocesses and converts as timm 1.0.31 itself runs them.
+
+One oracle call builds all nine architectures of oracle/cases.py's TIMM_CASES at their native sizes
+with random weights (every parameter, norms and biases included), saves them with timm's save_for_hf,
+and records timm's logits for a random input and timm's eval transform of sample pictures.
+"""
+
+import json
+import shutil
+import subprocess
+import sys
+
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file, save_file
+
+from conftest import SAMPLE_PHOTOS, missing, oracle_output
+from oracle.cases import TIMM_CASES, processor_images, timm_label_names
+from oracle.env import oracle_python, run_oracle
+from vithybrid import CheckpointError, ViTHybridConfig, ViTHybridForImageClassification, ViTHybridImageProcessor
+from vithybrid.convert import convert
+from vithybrid.timm_format import (ARCHITECTURES, IN21K_CHECKPOINTS, SUPPORTED_CHECKPOINTS, architecture_config,
+                                  imagenet_labels)
+
+# Random weights give logits of standard deviation about 1 (asserted below), so 1e-4 is 1e-4 of their scale.
+LOGITS_ATOL = 1e-4
+# timm's eval transform gives the same floats (0.0 difference measured); a float32 ulp or two is allowed.
+PIXELS_ATOL = 1e-6
+# Converted, every one of the nine runs in transformers 4.46.3 (stem-only, three- and four-stage
+# backbones, a headless model, and the checkpoint behind google/vit-hybrid-base-bit-384).
+TRANSFORMERS_CASES = list(TIMM_CASES)
+
+
+@pytest.fixture(scope="session")
+def timm_dir(tmp_path_factory):
+    """timm's checkpoints (config.json + weights), inputs, logits and eval transforms for TIMM_CASES."""
+    out = oracle_output(tmp_path_factory, "timm", "timm")
+    yield out
+    shutil.rmtree(out, ignore_errors=True)  # about 4 GB: not for pytest to keep for three sessions
+
+
+@pytest.fixture(scope="session")
+def images():
+    return processor_images([str(photo) for photo in SAMPLE_PHOTOS])
+
+
+def timm_logits(timm_dir, name):
+    expected = load_file(timm_dir / f"{name}.safetensors")
+    return expected["pixel_values"], expected["logits"]
+
+
+def logits_of(model, pixels):
+    with torch.no_grad():
+        return model(pixels).logits
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+@pytest.mark.parametrize("name", TIMM_CASES)
+def test_timm_checkpoint_gives_timms_logits(timm_dir, name, attn):
+    pixels, expected = timm_logits(timm_dir, name)
+    model = ViTHybridForImageClassification.from_pretrained(timm_dir / name, attn_implementation=attn)
+    assert model.attn_implementation == attn and model.config.image_size == pixels.shape[-1]
+    assert 0.8 < expected.std() < 1.5  # logits on the scale the tolerance assumes
+    logits = logits_of(model, pixels)
+    assert logits.shape == expected.shape
+    torch.testing.assert_close(logits, expected, atol=LOGITS_ATOL, rtol=0)
+
+
+def test_shipped_imagenet_labels_are_timms():
+    run = subprocess.run([str(oracle_python()), "-c", "import json; from timm.data import ImageNetInfo; "
+                          "info = ImageNetInfo('imagenet-1k'); "
+                          "print(json.dumps([info.index_to_description(i) for i in range(1000)]))"],
+                         capture_output=True, text=True, check=True)
+    assert imagenet_labels() == dict(enumerate(json.loads(run.stdout)))
+    assert imagenet_labels()[281] == "tabby, tabby cat"
+
+
+def test_timm_configs_become_our_configs(timm_dir):
+    """The facts that follow from timm's config.json: architecture, eps, labels, backbone."""
+    tiny = ViTHybridConfig.from_pretrained(timm_dir / "vit_tiny_r_s16_p8_384")
+    assert (tiny.backbone_config.depths, tiny.backbone_config.out_features) == ([], ["stem"])
+    assert (tiny.patch_size, tiny.grid_size, tiny.hidden_size, tiny.layer_norm_eps) == (8, (12, 12), 192, 1e-6)
+    names, descriptions = timm_label_names(10)
+    assert tiny.id2label == {i: descriptions[name] for i, name in enumerate(names)}  # label_descriptions win
+    large = ViTHybridConfig.from_pretrained(timm_dir / "vit_large_r50_s32_224")
+    assert large.backbone_config.depths == [3, 4, 6, 3] and large.backbone_featmap_shape == [1, 2048, 7, 7]
+    assert (large.num_hidden_layers, large.num_attention_heads, large.intermediate_size) == (24, 16, 4096)
+    assert large.num_labels == 1000 and large.id2label == imagenet_labels()  # no label_names: ImageNet-1k's
+    headless = ViTHybridForImageClassification.from_pretrained(timm_dir / "vit_base_r50_s16_224")
+    assert headless.config.num_labels == 0 and isinstance(headless.classifier, torch.nn.Identity)
+
+
+@pytest.mark.parametrize("name", TIMM_CASES)
+def test_processor_follows_timms_eval_transform(timm_dir, images, name):
+    """Resize to floor(size / crop_pct) with the named interpolation, center crop, mean/std: timm's pixels."""
+    expected = load_file(timm_dir / f"{name}.processed.safetensors")
+    processor = ViTHybridImageProcessor.from_pretrained(timm_dir / name)
+    assert sorted(expected) == sorted(images)
+    for image_name, image in images.items():
+        torch.testing.assert_close(processor(image)["pixel_values"], expected[image_name], atol=PIXELS_ATOL, rtol=0)
+
+
+def test_timms_rounded_crop_offset_matters(timm_dir, images):
+    """With transformers' floored offset, some of these crops would sit one pixel off timm's."""
+    expected = load_file(timm_dir / "vit_base_r50_s16_384.processed.safetensors")
+    processor = ViTHybridImageProcessor.from_pretrained(timm_dir / "vit_base_r50_s16_384")
+    floored = ViTHybridImageProcessor(**{**processor.to_dict(), "crop_offset_rounding": "floor"})
+    assert processor.crop_offset_rounding == "round"
+    off = [n for n, image in images.items() if not torch.allclose(floored(image)["pixel_values"], expected[n])]
+    assert off and len(off) < len(images)
+
+
+def assert_same_files(first, second):
+    """Two converted checkpoints hold identical tensors and identical JSON."""
+    a, b = load_file(first / "model.safetensors"), load_file(second / "model.safetensors")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) and a[k].dtype == b[k].dtype for k in a)
+    for name in ("config.json", "preprocessor_config.json"):
+        assert (first / name).read_text() == (second / name).read_text()
+
+
+@pytest.mark.parametrize("name", ["vit_tiny_r_s16_p8_384", "vit_small_r26_s32_224"])
+def test_convert_timm_round_trip(timm_dir, images, tmp_path, name):
+    pixels, expected = timm_logits(timm_dir, name)
+    convert(timm_dir / name, tmp_path / "ours")
+    assert sorted(p.name for p in (tmp_path / "ours").iterdir()) == \
+        ["config.json", "model.safetensors", "preprocessor_config.json"]
+    assert "architecture" not in json.loads((tmp_path / "ours" / "config.json").read_text())  # ours, not timm's
+    converted = ViTHybridForImageClassification.from_pretrained(tmp_path / "ours")
+    direct = ViTHybridForImageClassification.from_pretrained(timm_dir / name)
+    saved = {k: v for k, v in converted.config.to_dict().items() if k not in ("architectures", "torch_dtype")}
+    assert saved == direct.config.to_dict()
+    assert torch.equal(logits_of(converted, pixels), logits_of(direct, pixels))
+    torch.testing.assert_close(logits_of(converted, pixels), expected, atol=LOGITS_ATOL, rtol=0)
+    ours = ViTHybridImageProcessor.from_pretrained(tmp_path / "ours")
+    timms = ViTHybridImageProcessor.from_pretrained(timm_dir / name)
+    for image in images.values():
+        assert torch.equal(ours(image)["pixel_values"], timms(image)["pixel_values"])
+    convert(tmp_path / "ours", tmp_path / "again")
+    assert_same_files(tmp_path / "ours", tmp_path / "again")
+
+
+def test_convert_command_line(timm_dir, tmp_path):
+    command = [sys.executable, "-m", "vithybrid.convert"]
+    result = subprocess.run(command + [str(timm_dir / "vit_tiny_r_s16_p8_224"), str(tmp_path / "out")],
+                            capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "vit_tiny_r_s16_p8_224" in result.stdout and "transformers 4.46.3" in result.stdout
+    assert "one pixel off" in result.stdout  # the processor caveat, since timm rounds its crop offset
+    again = subprocess.run(command + [str(timm_dir / "vit_tiny_r_s16_p8_224"), str(tmp_path / "out")],
+                           capture_output=True, text=True)
+    assert again.returncode == 2 and "--overwrite" in again.stderr
+    absent = subprocess.run(command + [str(tmp_path / "absent"), str(tmp_path / "x")], capture_output=True, text=True)
+    assert absent.returncode == 2 and absent.stderr.startswith("error: ") and "Traceback" not in absent.stderr
+    usage = subprocess.run(command + ["--help"], capture_output=True, text=True)
+    assert usage.returncode == 0 and "timm" in usage.stdout and "OUTPUT_DIR" in usage.stdout.upper()
+
+
+def test_converted_timm_checkpoints_load_in_transformers(timm_dir, tmp_path):
+    """transformers 4.46.3 loads what the converter writes and gives timm's logits, eager and SDPA."""
+    triples = []
+    try:
+        for name in TRANSFORMERS_CASES:
+            convert(timm_dir / name, tmp_path / name)
+            triples += [str(tmp_path / name), str(timm_dir / f"{name}.safetensors"),
+                        str(tmp_path / f"{name}.hf.safetensors")]
+        try:
+            run_oracle("logits", *triples)
+        except Exception as error:  # noqa: BLE001 - any failure to build or run the oracle
+            missing(f"the transformers oracle could not run: {error}")
+    finally:
+        for name in TRANSFORMERS_CASES:  # about 4 GB of converted weights
+            shutil.rmtree(tmp_path / name, ignore_errors=True)
+    for name in TRANSFORMERS_CASES:
+        _, expected = timm_logits(timm_dir, name)
+        theirs = load_file(tmp_path / f"{name}.hf.safetensors")
+        for attn in ("eager", "sdpa"):
+            torch.testing.assert_close(theirs[attn], expected, atol=LOGITS_ATOL, rtol=0)
+
+
+def timm_folder(tmp_path, data, weights=None):
+    """A timm-layout folder with this config.json and these weights (else an empty weights file)."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
+    (tmp_path / "config.json").write_text(json.dumps(data))
+    if weights is None:
+        (tmp_path / "model.safetensors").write_bytes(b"")
+    else:
+        (tmp_path / weights.name).symlink_to(weights)
+    return tmp_path
+
+
+@pytest.mark.parametrize("architecture", ["vit_base_resnet50d_224", "resnet50.a1_in1k", "vit_base_patch16_224"])
+def test_unsupported_timm_architecture_is_a_clear_error(tmp_path, architecture):
+    folder = timm_folder(tmp_path, {"architecture": architecture, "num_classes": 1000, "pretrained_cfg": {}})
+    with pytest.raises(CheckpointError, match=f"timm '{architecture}' checkpoint; only timm's hybrid ViTs"):
+        ViTHybridForImageClassification.from_pretrained(folder)
+    with pytest.raises(CheckpointError, match="vit_small_r26_s32_384"):  # the message lists what is supported
+        ViTHybridImageProcessor.from_pretrained(folder)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"model_args": {"class_token": False}}, "model_args .*class_token"),
+    ({"model_args": {"global_pool": "avg"}}, "global_pool 'avg'"),
+    ({"model_args": {"img_size": [224, 320]}}, "not square"),
+    ({"label_names": ["a", "b"]}, "label_names name 2 classes, but num_classes is 1000"),
+])
+def test_unsupported_timm_options_are_clear_errors(timm_dir, tmp_path, change, message):
+    data = {**json.loads((timm_dir / "vit_base_r26_s32_224" / "config.json").read_text()), **change}
+    with pytest.raises(CheckpointError, match=message):
+        ViTHybridConfig.from_pretrained(timm_folder(tmp_path, data))
+
+
+@pytest.mark.parametrize("config_of, weights_of, message", [
+    ("vit_small_r26_s32_224", "vit_base_r26_s32_224", "Weight shapes do not match"),  # same layers, other widths
+    ("vit_small_r26_s32_224", "vit_tiny_r_s16_p8_224", "not part of a ResNetV2 hybrid ViT"),
+    ("vit_tiny_r_s16_p8_224", "vit_small_r26_s32_224", "not part of a stem-only hybrid ViT"),
+    ("vit_tiny_r_s16_p8_224", "vit_tiny_r_s16_p8_384", r"position_embeddings: checkpoint \(1, 145, 192\)"),
+    ("vit_base_r50_s16_224", "vit_base_r50_s16_384", "unexpected 2 weights: classifier.bias, classifier.weight"),
+])
+def test_timm_config_with_other_weights_is_a_clear_error(timm_dir, tmp_path, config_of, weights_of, message):
+    weights = next(p for p in (timm_dir / weights_of).iterdir() if p.name != "config.json")
+    data = json.loads((timm_dir / config_of / "config.json").read_text())
+    with pytest.raises(CheckpointError, match=message):
+        ViTHybridForImageClassification.from_pretrained(timm_folder(tmp_path, data, weights))
+
+
+def test_bad_timm_weights_file_is_a_clear_error(timm_dir, tmp_path):
+    state = load_file(timm_dir / "vit_tiny_r_s16_p8_384" / "model.safetensors")
+    folder = timm_folder(tmp_path, json.loads((timm_dir / "vit_tiny_r_s16_p8_384" / "config.json").read_text()))
+    state["blocks.0.attn.qkv.weight"] = state["blocks.0.attn.qkv.weight"][:-1]  # 575 rows: not 3 x 192
+    save_file(state, folder / "model.safetensors")
+    with pytest.raises(CheckpointError, match="not a stacked q, k, v"):
+        ViTHybridForImageClassification.from_pretrained(folder)
+
+
+def test_supported_checkpoint_ids_name_supported_architectures():
+    for repo_id in SUPPORTED_CHECKPOINTS + IN21K_CHECKPOINTS:
+        owner, name = repo_id.split("/")
+        assert owner == "google" or (owner == "timm" and name.split(".")[0] in ARCHITECTURES)
+    assert len(ARCHITECTURES) == 9 and SUPPORTED_CHECKPOINTS[0] == "google/vit-hybrid-base-bit-384"
+    # timm's vit_base_r50_s16_384 is google's checkpoint, but for LayerNorm eps (timm 1e-6, transformers 1e-12)
+    timm_base, google = architecture_config("vit_base_r50_s16_384").to_dict(), ViTHybridConfig(
+        image_size=384, num_labels=1000).to_dict()
+    # (and the labels: ImageNet-1k's names rather than LABEL_i, since only the checkpoint's config.json has those)
+    assert {k for k in google if google[k] != timm_base[k]} == {"layer_norm_eps", "id2label", "label2id"}
+    assert timm_base["id2label"]["281"] == "tabby, tabby cat"
+
+
+def test_processor_of_a_folder_without_any_config_is_a_clear_error(tmp_path):
+    Image.new("RGB", (4, 4)).save(tmp_path / "x.png")
+    with pytest.raises(CheckpointError, match="has no preprocessor_config.json"):
+        ViTHybridImageProcessor.from_pretrained(tmp_path)
