@@ -264,6 +264,22 @@ def test_crop_is_what_the_model_saw(image_hw, crop_hw):
     assert np.array_equal(np.asarray(CropGeometry.shortest_edge(image_hw, 64, crop_hw).crop(photo)), seen)
 
 
+@pytest.mark.parametrize("image_hw, crop_hw", [((90, 151), (64, 64)), ((151, 90), (64, 47)), ((61, 77), (80, 57))])
+def test_crop_is_what_a_timm_style_processor_saw(image_hw, crop_hw):
+    """Rounded crop offsets (torchvision's CenterCrop) and another resampling filter, as timm's checkpoints use."""
+    photo = Image.fromarray(np.random.default_rng(9).integers(0, 256, (*image_hw, 3), dtype=np.uint8))
+    processor = ViTHybridImageProcessor(size={"shortest_edge": 64}, image_mean=[0.5] * 3, image_std=[0.5] * 3,
+                                        crop_size={"height": crop_hw[0], "width": crop_hw[1]},
+                                        crop_offset_rounding="round", resample=Image.BILINEAR)
+    seen = ((processor(photo)["pixel_values"][0] * 0.5 + 0.5) * 255).round().byte().permute(1, 2, 0).numpy()
+    resized = shortest_edge_size(image_hw, 64)
+    geometry = CropGeometry(image_hw, resized, crop_hw, "round", Image.BILINEAR)
+    assert np.array_equal(np.asarray(geometry.crop(photo)), seen)
+    floored = CropGeometry(image_hw, resized, crop_hw, "floor", Image.BILINEAR)
+    assert floored.offset != geometry.offset  # these sizes are ones where the two roundings differ
+    assert not np.array_equal(np.asarray(floored.crop(photo)), seen)
+
+
 @pytest.mark.parametrize("image_hw, marker", [((480, 640), (400, 150, 470, 260)), ((640, 480), (60, 300, 150, 345))])
 def test_crop_boxes_map_back_into_the_original_photo(image_hw, marker):
     """A white rectangle in a landscape or portrait photo is found in the crop, and its crop box and the

@@ -23,11 +23,14 @@ def shortest_edge_size(image_hw: tuple[int, int], shortest_edge: int) -> tuple[i
 
 @dataclass(frozen=True)
 class CropGeometry:
-    """A photo of `image_hw`, resized to `resized_hw`, center-cropped to `crop_hw`."""
+    """A photo of `image_hw`, resized to `resized_hw` (with Pillow's `resample` filter), center-cropped to
+    `crop_hw`, the offset floored (transformers) or rounded half to even (torchvision, so timm's models)."""
 
     image_hw: tuple[int, int]
     resized_hw: tuple[int, int]
     crop_hw: tuple[int, int]
+    offset_rounding: str = "floor"
+    resample: int = Image.BICUBIC
 
     @classmethod
     def shortest_edge(cls, image_hw: tuple[int, int], shortest_edge: int, crop_hw: tuple[int, int]) -> CropGeometry:
@@ -37,7 +40,10 @@ class CropGeometry:
     @property
     def offset(self) -> tuple[int, int]:
         """(left, top) of the crop in the resized image."""
-        return (self.resized_hw[1] - self.crop_hw[1]) // 2, (self.resized_hw[0] - self.crop_hw[0]) // 2
+        def half(excess: int) -> int:
+            return excess // 2 if self.offset_rounding == "floor" else round(excess / 2)
+
+        return half(self.resized_hw[1] - self.crop_hw[1]), half(self.resized_hw[0] - self.crop_hw[0])
 
     @property
     def scale(self) -> tuple[float, float]:
@@ -56,7 +62,7 @@ class CropGeometry:
         return x / sx - dx, y / sy - dy
 
     def crop(self, photo: Image.Image) -> Image.Image:
-        """What the model saw, before rescaling and normalization (RGB, bicubic as the processor)."""
-        resized = photo.convert("RGB").resize(self.resized_hw[::-1], resample=Image.BICUBIC)
+        """What the model saw, before rescaling and normalization (RGB, resized as the processor does)."""
+        resized = photo.convert("RGB").resize(self.resized_hw[::-1], resample=self.resample)
         left, top = self.offset
         return resized.crop((left, top, left + self.crop_hw[1], top + self.crop_hw[0]))
