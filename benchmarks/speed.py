@@ -61,6 +61,7 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from vithybrid import ViTHybridConfig, ViTHybridForImageClassification  # noqa: E402
+from vithybrid.optimize import keep_freed_memory  # noqa: E402
 from vithybrid.timing import SEED_A100  # noqa: E402
 
 VARIANTS = ("ours sdpa", "ours eager", "ours eager + maps", "ours int8", "transformers sdpa", "transformers eager",
@@ -211,6 +212,8 @@ def measure(args: argparse.Namespace) -> dict:
         raise SystemExit(f"--dtypes: unknown {unknown}; choose from {list(DTYPES)}")
     if args.threads:
         torch.set_num_threads(args.threads)
+    # As the app and the command line do on a CPU: large blocks are reused, not faulted in afresh each time.
+    freed_memory_kept = device.type == "cpu" and keep_freed_memory()
     batches = [1] if args.quick else args.batches
     repeats = 1 if args.quick else args.repeats
     warmup = args.warmup if args.warmup is not None else (3 if device.type == "cuda" else 1)
@@ -218,6 +221,7 @@ def measure(args: argparse.Namespace) -> dict:
     meta = dict(torch=torch.__version__, transformers=transformers.__version__, timm=timm.__version__,
                 python=platform.python_version(), device=device.type, machine=machine(device),
                 cpus=os.cpu_count(), threads=torch.get_num_threads(), omp_wait_policy=os.environ["OMP_WAIT_POLICY"],
+                freed_memory_kept=freed_memory_kept,
                 config=args.config, image_size=size, batches=batches, repeats=repeats, warmup=warmup,
                 date=datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"), load_before=os.getloadavg())
     log(f"Building the models ({args.config} config, random weights) under torch {torch.__version__}...")
@@ -262,9 +266,12 @@ def measure(args: argparse.Namespace) -> dict:
                                for other in ("transformers sdpa", "ours int8")
                                if other in logits and "ours sdpa" in logits}
                 scale = float(logits["ours sdpa"].float().abs().max()) if "ours sdpa" in logits else None
+                int8_cosine = (float(torch.nn.functional.cosine_similarity(
+                    logits["ours sdpa"].float(), logits["ours int8"].float(), dim=-1).min())
+                    if {"ours sdpa", "ours int8"} <= logits.keys() else None)
                 results.append(dict(dtype=dtype_name, batch=batch, samples=samples, max_logit=scale,
                                     max_logit_difference=differences.get("transformers sdpa"),
-                                    max_int8_logit_difference=differences.get("ours int8"),
+                                    max_int8_logit_difference=differences.get("ours int8"), int8_cosine=int8_cosine,
                                     ms={name: statistics.median(s) if s else None for name, s in samples.items()}))
         del models, variants
         if device.type == "cuda":
@@ -323,11 +330,12 @@ def tables(data: dict) -> str:
         parts += [f"| {r['batch']} | " + " | ".join(f"{r['ms'][n]:.1f}" if r["ms"].get(n) else "-" for n in names)
                   + " |" for r in rows]
         parts += ["", "| batch | " + " | ".join(label for label, *_ in RATIOS) + " | max abs logits diff, ours sdpa "
-                  "vs transformers sdpa | max abs logits diff, ours int8 vs ours sdpa | max abs logit (scale) | "
-                  "noise: largest slowest/fastest run of a variant |", "|---:" * (len(RATIOS) + 5) + "|"]
+                  "vs transformers sdpa | max abs logits diff, ours int8 vs ours sdpa | min logits cosine, ours int8 "
+                  "vs ours sdpa | max abs logit (scale) | noise: largest slowest/fastest run of a variant |",
+                  "|---:" * (len(RATIOS) + 6) + "|"]
         for r in rows:
             checks = [number(r["max_logit_difference"], ".1e"), number(r.get("max_int8_logit_difference"), ".1e"),
-                      number(r["max_logit"], ".2f"), spread(r)]
+                      number(r.get("int8_cosine"), ".4f"), number(r["max_logit"], ".2f"), spread(r)]
             parts.append(f"| {r['batch']} | " + " | ".join([*(ratio(r, a, b) for _, a, b in RATIOS), *checks]) + " |")
         parts.append("")
     return "\n".join(parts)
@@ -356,8 +364,9 @@ def markdown(data: dict) -> str:
               "noise figure well above 1 means the machine's speed changed during the runs. Load average "
               f"{m['load_before'][0]:.1f} before, {m['load_after'][0]:.1f} after: on a shared machine the figures "
               "are noisy.")
+    kept = ", freed memory kept for reuse (vithybrid.optimize.keep_freed_memory)" if m.get("freed_memory_kept") else ""
     machine_line = (f"Machine: {m['machine']} ({m['device']}), {m['cpus']} CPUs, {m['threads']} torch threads "
-                    f"(OMP_WAIT_POLICY={m['omp_wait_policy']}). torch {m['torch']}, transformers {m['transformers']}, "
+                    f"(OMP_WAIT_POLICY={m['omp_wait_policy']}{kept}). torch {m['torch']}, transformers {m['transformers']}, "
                     f"timm {m['timm']}, Python {m['python']}. Date: {m['date']}.")
     lines = ["# Speed: ours against transformers 4.46.3 and timm", "", machine_line, "",
              f"Command: `{m['command']}`", "", f"Model: {model}.", "", method, "", tables(data)]

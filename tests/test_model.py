@@ -156,8 +156,16 @@ def test_classification_computes_the_last_layer_for_cls_alone_with_the_same_logi
         fast = model(x).logits
         full = model(x, output_hidden_states=True)
         base = model.vit(x, cls_only=True).last_hidden_state
-    assert shapes == [(2, 1, TINY["hidden_size"]), (2, 17, TINY["hidden_size"]), (2, 1, TINY["hidden_size"])]
+        with_maps = model(x, output_attentions=True)  # the maps stay whole, the last layer's outputs do not
+    assert shapes == [(2, 1, TINY["hidden_size"]), (2, 17, TINY["hidden_size"]), (2, 1, TINY["hidden_size"]),
+                      (2, 1, TINY["hidden_size"])]
     torch.testing.assert_close(fast, full.logits, atol=1e-6, rtol=0)
+    torch.testing.assert_close(with_maps.logits, full.logits, atol=1e-6, rtol=0)
+    with torch.no_grad():
+        reference_maps = model(x, output_attentions=True, output_hidden_states=True).attentions
+    for ours, reference in zip(with_maps.attentions, reference_maps, strict=True):
+        assert ours.shape == (2, TINY["num_attention_heads"], 17, 17)
+        torch.testing.assert_close(ours, reference, atol=1e-7, rtol=0)
     torch.testing.assert_close(base, model.vit.layernorm(full.hidden_states[-1])[:, :1], atol=1e-6, rtol=0)
     model.train()  # in training every token is computed, so dropout draws what the reference draws
     with torch.no_grad():

