@@ -46,6 +46,8 @@ def test_int8_stays_close_to_the_reference(oracle_dir, name):
     assert sum(isinstance(m, int8_linear) for m in quantized.modules()) == \
         sum(isinstance(m, torch.nn.Linear) for m in model.modules())  # every linear layer, in a copy
     assert not any(isinstance(m, int8_linear) for m in model.modules())
+    model_tensors = {t.data_ptr() for t in model.parameters()}
+    assert {t.data_ptr() for t in quantized.parameters()} < model_tensors  # shared, not copied
     with torch.no_grad():
         for attn in ("eager", "sdpa"):
             quantized.set_attn_implementation(attn)

@@ -40,6 +40,7 @@ def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
 def quantize_int8(model: nn.Module) -> nn.Module:
     """A copy of `model` whose linear layers run in int8 on the CPU (dynamic quantization: weights
     stored as int8 with one scale per output channel, activations quantized per batch on the fly).
+    Every other weight is shared with `model`, so the copy costs only its int8 weights in memory.
 
     The backbone's convolutions, the norms and the attention products stay float32; the linear
     layers are 80% of ViT-Hybrid-Base's FLOPs. Attention maps stay real: the eager path still
@@ -50,10 +51,13 @@ def quantize_int8(model: nn.Module) -> nn.Module:
         raise ValueError("int8 mode runs on the CPU only (PyTorch's dynamic quantization has no GPU kernels)")
     from torch.ao.quantization import per_channel_dynamic_qconfig, quantize_dynamic
 
+    # Copy the modules but share every tensor: the copy's float linear weights are replaced by int8 ones,
+    # and the rest (backbone, norms, embeddings) would be a second copy of the same numbers.
+    shared = {id(tensor): tensor for tensor in [*model.parameters(), *model.buffers()]}
     with warnings.catch_warnings():  # torch.ao.quantization announces its move to torchao; it works in 2.13
         warnings.simplefilter("ignore")
-        return quantize_dynamic(copy.deepcopy(model).eval(), {nn.Linear: per_channel_dynamic_qconfig},
-                                dtype=torch.qint8)
+        return quantize_dynamic(copy.deepcopy(model, shared).eval(), {nn.Linear: per_channel_dynamic_qconfig},
+                                dtype=torch.qint8, inplace=True)
 
 
 def compile_model(model: nn.Module) -> nn.Module:
