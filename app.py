@@ -354,8 +354,11 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Serve the ViT-Hybrid Explorer.")
-    parser.add_argument("--model", default=DEFAULT_MODEL,
-                        help="Hub id, checkpoint folder, or 'shapes' (the shipped offline model); default %(default)s")
+    # A Space runs `python app.py` without arguments: its variables VITHYBRID_MODEL and VITHYBRID_SPEED
+    # (none, int8 or compile) stand in for --model and --int8 / --compile.
+    parser.add_argument("--model", default=os.environ.get("VITHYBRID_MODEL", DEFAULT_MODEL),
+                        help="Hub id, checkpoint folder, or 'shapes' (the shipped offline model); default %(default)s "
+                             "($VITHYBRID_MODEL or google/vit-hybrid-base-bit-384)")
     parser.add_argument("--models", nargs="+", default=[], metavar="MODEL",
                         help="more Hub ids or checkpoint folders to offer in the Model dropdown")
     # Hugging Face Spaces say where to serve through Gradio's own variables.
@@ -366,7 +369,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default="float32")
     parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
     speed = parser.add_mutually_exclusive_group()
-    speed.add_argument("--int8", dest="speed", action="store_const", const="int8", default="none",
+    speed.add_argument("--int8", dest="speed", action="store_const", const="int8",
+                       default=os.environ.get("VITHYBRID_SPEED", "none"),
                        help="classify with int8 linear layers (CPU; about 0.6x the time; maps stay float32)")
     speed.add_argument("--compile", dest="speed", action="store_const", const="compile",
                        help="classify with torch.compile (the first request of each batch size compiles, ~1 min)")

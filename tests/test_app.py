@@ -564,3 +564,13 @@ def test_the_analysis_cache_holds_what_fits_in_its_memory_budget(explorer):
     assert explorer.cache.max_entries == max(1, min(8, int(CACHE_MB // one_mb)))
     assert Explorer("shapes", cache_mb=2.5 * one_mb).cache.max_entries == 2
     assert Explorer("shapes", cache_mb=0).cache.max_entries == 1
+
+
+def test_a_space_sets_the_model_and_speed_through_variables(monkeypatch):
+    from app import parse_args
+
+    assert (parse_args([]).model, parse_args([]).speed) == ("google/vit-hybrid-base-bit-384", "none")
+    monkeypatch.setenv("VITHYBRID_MODEL", "shapes")
+    monkeypatch.setenv("VITHYBRID_SPEED", "int8")
+    assert (parse_args([]).model, parse_args([]).speed) == ("shapes", "int8")
+    assert parse_args(["--model", "x", "--compile"]).model == "x" and parse_args(["--compile"]).speed == "compile"
