@@ -250,3 +250,24 @@ def test_processor_of_a_folder_without_any_config_is_a_clear_error(tmp_path):
     Image.new("RGB", (4, 4)).save(tmp_path / "x.png")
     with pytest.raises(CheckpointError, match="has no preprocessor_config.json"):
         ViTHybridImageProcessor.from_pretrained(tmp_path)
+
+
+def test_a_cached_timm_repo_loads_offline(timm_dir, tmp_path):
+    """timm's repos have no preprocessor_config.json; once the Hub has said so (huggingface_hub caches the
+    404 as a .no_exist entry), model and processor load from the cache without a network."""
+    from test_loading import make_hub_cache
+
+    repo_id, name = "timm/vit_tiny_r_s16_p8_384.augreg_in21k_ft_in1k", "vit_tiny_r_s16_p8_384"  # safetensors
+    make_hub_cache(tmp_path, repo_id, timm_dir / name)
+    offline = dict(cache_dir=tmp_path, local_files_only=True)
+    with pytest.raises(CheckpointError, match="not in the local cache"):  # not known to be missing yet
+        ViTHybridImageProcessor.from_pretrained(repo_id, **offline)
+    repo = tmp_path / ("models--" + repo_id.replace("/", "--"))
+    commit = (repo / "refs" / "main").read_text()
+    (repo / ".no_exist" / commit).mkdir(parents=True)
+    (repo / ".no_exist" / commit / "preprocessor_config.json").touch()
+    processor = ViTHybridImageProcessor.from_pretrained(repo_id, **offline)
+    assert processor.to_dict() == ViTHybridImageProcessor.from_pretrained(timm_dir / name).to_dict()
+    pixels, expected = timm_logits(timm_dir, name)
+    model = ViTHybridForImageClassification.from_pretrained(repo_id, **offline)
+    torch.testing.assert_close(logits_of(model, pixels), expected, atol=LOGITS_ATOL, rtol=0)

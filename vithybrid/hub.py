@@ -52,7 +52,7 @@ def hub_reachable(timeout: float = 3.0) -> bool:
 
 def _hub_file(repo_id: str, filename: str, **hub_kwargs: Any) -> Path | None:
     """Download (or find in the cache) one file of a Hub repo; None if the repo has no such file."""
-    from huggingface_hub import hf_hub_download
+    from huggingface_hub import _CACHED_NO_EXIST, hf_hub_download, try_to_load_from_cache
     from huggingface_hub.errors import (EntryNotFoundError, LocalEntryNotFoundError, RepositoryNotFoundError,
                                         RevisionNotFoundError)
 
@@ -61,6 +61,11 @@ def _hub_file(repo_id: str, filename: str, **hub_kwargs: Any) -> Path | None:
     try:
         return Path(hf_hub_download(repo_id, filename, **hub_kwargs))
     except LocalEntryNotFoundError as error:
+        # Offline, a file the Hub said it does not have (timm repos have no preprocessor_config.json) is
+        # remembered as such in the cache: that is "no such file", not "not downloaded yet".
+        if try_to_load_from_cache(repo_id, filename, cache_dir=hub_kwargs.get("cache_dir"),
+                                  revision=hub_kwargs.get("revision")) is _CACHED_NO_EXIST:
+            return None
         raise CheckpointError(
             f"Could not download {filename} of '{repo_id}' from the Hugging Face Hub (no network, or HF_HUB_OFFLINE "
             f"is set) and it is not in the local cache. Connect to the internet once so it is cached, or pass a "
