@@ -176,7 +176,7 @@ class Explorer:
             pixels = self.pixels(image)
             with self.lock, torch.inference_mode():
                 maps = embeddings.backbone(pixels, keep_stages=True)
-                tokens, _ = embeddings(pixels)
+                tokens, _ = embeddings.project(maps[-1])
             names = ["stem"] + [f"stage {i}" for i in range(1, len(maps))]
             analysis.backbone_picture = viz.backbone_figure(
                 analysis.crop, [m[0].float().cpu() for m in maps], tokens[0].float().cpu(), self.grid, names)

@@ -574,3 +574,18 @@ def test_a_space_sets_the_model_and_speed_through_variables(monkeypatch):
     monkeypatch.setenv("VITHYBRID_SPEED", "int8")
     assert (parse_args([]).model, parse_args([]).speed) == ("shapes", "int8")
     assert parse_args(["--model", "x", "--compile"]).model == "x" and parse_args(["--compile"]).speed == "compile"
+
+
+def test_the_backbone_picture_runs_the_backbone_once(explorer, shape_files):
+    from PIL import Image
+
+    image = Image.open(shape_files[0][0]).convert("RGB").rotate(90)  # not analysed by another test yet
+    explorer.analysis(image)
+    backbone = explorer.model.vit.embeddings.patch_embeddings.backbone
+    calls = []
+    hook = backbone.register_forward_hook(lambda *args: calls.append(1))
+    try:
+        picture = explorer.backbone_picture(image)
+    finally:
+        hook.remove()
+    assert calls == [1] and picture.width > 100

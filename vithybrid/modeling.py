@@ -62,7 +62,10 @@ class ViTHybridPatchEmbeddings(nn.Module):
         self.projection = nn.Conv2d(config.backbone_featmap_shape[1], config.hidden_size, kernel_size=p, stride=p)
 
     def forward(self, pixel_values: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
-        features = self.backbone(pixel_values)[-1]
+        return self.project(self.backbone(pixel_values)[-1])
+
+    def project(self, features: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
+        """The backbone's last feature map -> (tokens, token grid size)."""
         grid = self.projection(features)
         return grid.flatten(2).transpose(1, 2), tuple(grid.shape[-2:])
 
