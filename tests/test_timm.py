@@ -21,7 +21,7 @@ from oracle.env import oracle_python, run_oracle
 from vithybrid import CheckpointError, ViTHybridConfig, ViTHybridForImageClassification, ViTHybridImageProcessor
 from vithybrid.convert import convert
 from vithybrid.timm_format import (ARCHITECTURES, IN21K_CHECKPOINTS, SUPPORTED_CHECKPOINTS, architecture_config,
-                                  imagenet_labels)
+                                  imagenet_labels, processor_options, vithybrid_config)
 
 # Random weights give logits of standard deviation about 1 (asserted below), so 1e-4 is 1e-4 of their scale.
 LOGITS_ATOL = 1e-4
@@ -271,3 +271,22 @@ def test_a_cached_timm_repo_loads_offline(timm_dir, tmp_path):
     pixels, expected = timm_logits(timm_dir, name)
     model = ViTHybridForImageClassification.from_pretrained(repo_id, **offline)
     torch.testing.assert_close(logits_of(model, pixels), expected, atol=LOGITS_ATOL, rtol=0)
+
+
+def test_the_config_json_timm_publishes_on_the_hub():
+    """The shape of the config.json files in timm's Hub repos (timm/vit_*: architecture without its tag,
+    num_features, global_pool and a pretrained_cfg with the tag and timm's bookkeeping, no label names)."""
+    published = {
+        "architecture": "vit_small_r26_s32_384", "num_classes": 1000, "num_features": 384, "global_pool": "token",
+        "pretrained_cfg": {
+            "tag": "augreg_in21k_ft_in1k", "custom_load": True, "input_size": [3, 384, 384],
+            "fixed_input_size": True, "interpolation": "bicubic", "crop_pct": 1.0, "crop_mode": "center",
+            "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5], "num_classes": 1000, "pool_size": None,
+            "first_conv": "patch_embed.backbone.stem.conv", "classifier": "head"}}
+    config = vithybrid_config(published, "config.json")
+    assert config == architecture_config("vit_small_r26_s32_384")
+    assert (config.image_size, config.hidden_size, config.backbone_config.depths) == (384, 384, [2, 2, 2, 2])
+    assert config.id2label[281] == "tabby, tabby cat"
+    options = processor_options(published)
+    assert options["size"] == {"shortest_edge": 384} and options["crop_size"] == {"height": 384, "width": 384}
+    assert options["image_mean"] == [0.5] * 3 and options["resample"] == Image.BICUBIC
