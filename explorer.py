@@ -86,8 +86,8 @@ class Explorer:
             self.name, self.model, self.processor = FALLBACK_MODEL, *self._load(FALLBACK_MODEL, device, dtype)
         self.device, self.dtype, self.speed, self.cache_mb = torch.device(device), dtype, speed, cache_mb
         # The model that classifies and is timed; analyses need gradients, so they use self.model.
-        self.fast_model = {"none": self.model, "int8": quantize_int8(self.model) if speed == "int8" else None,
-                           "compile": compile_model(self.model) if speed == "compile" else None}[speed]
+        self.fast_model = (quantize_int8(self.model) if speed == "int8" else
+                           compile_model(self.model) if speed == "compile" else self.model)
         self.lock = FairLock()  # one model run at a time: timing switches the attention path in place
         config = self.model.config
         self.grid = config.grid_size

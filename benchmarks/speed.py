@@ -61,7 +61,7 @@ import torch  # noqa: E402
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from vithybrid import ViTHybridConfig, ViTHybridForImageClassification  # noqa: E402
-from vithybrid.optimize import keep_freed_memory  # noqa: E402
+from vithybrid.optimize import keep_freed_memory, quantize_int8  # noqa: E402
 from vithybrid.timing import SEED_A100  # noqa: E402
 
 VARIANTS = ("ours sdpa", "ours eager", "ours eager + maps", "ours int8", "transformers sdpa", "transformers eager",
@@ -173,14 +173,9 @@ def variants_for(models: dict[str, torch.nn.Module], device: torch.device, dtype
         Variant("ours eager + maps", lambda x: ours(x, output_attentions=True).logits, use("eager")),
     ]
     if device.type == "cpu" and dtype == torch.float32:
-        try:
-            from vithybrid.optimize import quantize_int8
-        except ImportError as error:
-            notes.append(f"ours int8 skipped: vithybrid.optimize.quantize_int8 is not available ({error}).")
-        else:
-            ours.set_attn_implementation("sdpa")
-            quantized = quantize_int8(ours)
-            variants.append(Variant("ours int8", lambda x: quantized(x).logits))
+        ours.set_attn_implementation("sdpa")
+        quantized = quantize_int8(ours)
+        variants.append(Variant("ours int8", lambda x: quantized(x).logits))
     else:
         notes.append(f"ours int8 not run in {str(dtype).split('.')[-1]} on {device.type}: dynamic int8 "
                      "quantization is for float32 on the CPU.")

@@ -1,6 +1,6 @@
 """How long `python app.py` takes to serve, and its peak memory, with the full-size model's weights on disk.
 
-    python benchmarks/startup.py [--model FOLDER_OR_HUB_ID] [--runs 3] [--app-args "--int8"]
+    python benchmarks/startup.py [--model FOLDER_OR_HUB_ID] [--runs 3] [--app-args=--int8]
 
 Without --model, a random checkpoint of google/vit-hybrid-base-bit-384's architecture (same files and
 sizes: 88 M parameters, 396 MB of safetensors) is written to a temporary folder, so the figure is that
@@ -86,7 +86,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", help="checkpoint folder or cached Hub id (default: a random full-size one)")
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--app-args", default="", help="more arguments for app.py, e.g. '--int8'")
+    parser.add_argument("--app-args", default="",
+                        help="more arguments for app.py, e.g. --app-args=--int8 (with '=': they start with a dash)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         if args.model is None:

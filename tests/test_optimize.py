@@ -113,9 +113,13 @@ FAULTS_SCRIPT = textwrap.dedent("""
     with torch.inference_mode():
         for _ in range(3):  # the heap settles within two forwards
             model(x, output_attentions=True)
-        before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-        out = model(x, output_attentions=True)
-        print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+        faults = []
+        for _ in range(3):  # the fewest of three: now and then something else in the process maps memory too
+            before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+            out = model(x, output_attentions=True)
+            faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+            del out
+        print(min(faults))
 """)
 
 
@@ -127,7 +131,7 @@ def test_keeping_freed_memory_avoids_page_faults_on_the_next_forward():
         return int(run.stdout.split()[-1])
 
     default, kept = faults("default"), faults("keep")
-    print(f"page faults in the fourth forward: {default} by default, {kept} keeping freed memory")
+    print(f"page faults in a settled forward: {default} by default, {kept} keeping freed memory")
     assert default > 5000  # the 2 x 12 x 577 x 577 score matrices alone are 8 MB per layer
     assert kept < default / 20
     assert keep_freed_memory() is True

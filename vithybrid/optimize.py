@@ -32,7 +32,8 @@ def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return bool(libc.mallopt(_M_MMAP_THRESHOLD, limit_bytes)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, 2 * limit_bytes))
+        kept = libc.mallopt(_M_MMAP_THRESHOLD, limit_bytes) and libc.mallopt(_M_TRIM_THRESHOLD, 2 * limit_bytes)
+        return bool(kept)
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
 
