@@ -115,10 +115,10 @@ def test_attention_gradients_follow_layer_order():
     def logit_with_scaled_head(scale):
         original = module.forward
 
-        def scaled(hidden, head_mask=None, output_attentions=False, cls_only=False):
+        def scaled(hidden, head_mask=None, output_attentions=False, cls_only=False, scores=None):
             mask = torch.ones(1, TINY["num_attention_heads"], 1, 1)
             mask[0, 0] = scale
-            return original(hidden, mask, output_attentions, cls_only)
+            return original(hidden, mask, output_attentions, cls_only, scores)
         module.forward = scaled
         try:
             with torch.no_grad():
@@ -172,3 +172,46 @@ def test_classification_computes_the_last_layer_for_cls_alone_with_the_same_logi
         model(x)
     hook.remove()
     assert shapes[-1] == (2, 17, TINY["hidden_size"])
+
+
+@pytest.mark.parametrize("output_attentions", [True, False])
+@pytest.mark.parametrize("cls_only", [True, False])
+@pytest.mark.parametrize("masked", [True, False])
+def test_cpu_inference_attention_is_the_differentiable_attention(output_attentions, cls_only, masked):
+    attention = tiny_model().vit.encoder.layer[0].attention.attention.eval()
+    x = torch.randn(3, 17, TINY["hidden_size"])
+    head_mask = torch.rand(3, TINY["num_attention_heads"], 1, 1) if masked else None
+    q, k, v = attention.qkv(x).unflatten(-1, (3, attention.num_heads, attention.head_dim)).permute(2, 0, 3, 1, 4)
+    q = q if output_attentions or not cls_only else q[:, :, :1]
+    expected_context, expected_probs = attention.differentiable_attention(q, k, v, head_mask, cls_only)
+    scores = torch.full((5,), float("nan"))  # too small: grown in place, and whatever it held is overwritten
+    with torch.no_grad():
+        context, probs = attention.cpu_inference_attention(q.detach(), k.detach(), v.detach(), head_mask,
+                                                       output_attentions, cls_only, scores)
+    assert scores.numel() == TINY["num_attention_heads"] * q.shape[2] * 17
+    torch.testing.assert_close(context, expected_context.detach(), atol=1e-6, rtol=0)
+    if output_attentions:
+        torch.testing.assert_close(probs, expected_probs.detach(), atol=1e-7, rtol=0)
+        assert probs.untyped_storage().data_ptr() != scores.untyped_storage().data_ptr()  # maps never share it
+    else:
+        assert probs is None
+
+
+def test_eager_path_picks_the_differentiable_attention_only_when_autograd_or_dropout_need_it():
+    model = tiny_model()
+    model.set_attn_implementation("eager")
+    attention = model.vit.encoder.layer[0].attention.attention
+    calls = []
+    for name in ("differentiable_attention", "cpu_inference_attention"):
+        original = getattr(attention, name)
+        setattr(attention, name, lambda *args, _name=name, _original=original: calls.append(_name) or _original(*args))
+    x = torch.randn(1, 3, 60, 60)
+    with torch.no_grad():
+        model(x)
+    model(x)  # the weights want gradients
+    model.requires_grad_(False)(x)
+    model.attention_with_gradients(x)  # gradients with respect to the attention itself
+    with torch.no_grad():
+        model.train()(x)  # dropout
+    assert calls == ["cpu_inference_attention", "differentiable_attention", "cpu_inference_attention",
+                     "differentiable_attention", "differentiable_attention"]
