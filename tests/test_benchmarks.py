@@ -17,19 +17,24 @@ def test_speed_benchmark_quick_tiny(tmp_path):
         oracle_python()  # the script measures there when transformers and timm are not installed here
     except Exception as error:  # noqa: BLE001 - any failure to build the oracle's environment
         missing(f"the reference oracle's environment could not be built: {error}")
-    result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--config", "tiny", "--out-dir", str(tmp_path),
+    # bfloat16 on the CPU takes the path a GPU's half-precision runs take (no int8, models cast, a panel each)
+    result = subprocess.run([sys.executable, str(SCRIPT), "--quick", "--config", "tiny", "--device", "cpu",
+                             "--dtypes", "float32,bfloat16", "--out-dir", str(tmp_path),
                              "--out-json", str(tmp_path / "speed.json")],
                             capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode == 0, result.stderr
     data = json.loads((tmp_path / "speed.json").read_text())
-    (row,) = data["results"]
-    assert (row["dtype"], row["batch"]) == ("float32", 1)
+    row, half = data["results"]
+    assert (row["dtype"], row["batch"], half["dtype"], half["batch"]) == ("float32", 1, "bfloat16", 1)
     for name in ("ours sdpa", "ours eager", "ours eager + maps", "transformers sdpa", "transformers eager", "timm"):
-        assert row["ms"][name] > 0, name
+        assert row["ms"][name] > 0 and half["ms"][name] > 0, name
     assert row["ms"]["ours int8"] > 0 and 0.99 < row["int8_cosine"] <= 1 + 1e-6  # int8 runs, close to float32
     assert row["max_logit_difference"] < 1e-4 < row["max_logit"]  # the same model, with logits that are not all 0
+    assert "ours int8" not in half["ms"] and any("int8 not run in bfloat16" in n for n in data["notes"])
+    assert half["max_logit_difference"] < 0.05 * half["max_logit"]  # the same model at bfloat16's precision
     markdown = (tmp_path / "speed.md").read_text()
     assert "| batch | ours sdpa |" in markdown and f"torch {data['meta']['torch']}" in markdown
+    assert "**float32**" in markdown and "**bfloat16**" in markdown
     assert "python benchmarks/speed.py --quick --config tiny" in markdown
     assert (tmp_path / "speed.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "ours sdpa / timm" in result.stdout
