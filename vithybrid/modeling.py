@@ -108,7 +108,9 @@ class ViTHybridEmbeddings(nn.Module):
 class ViTHybridSelfAttention(nn.Module):
     """Multi-head self-attention with two paths: "eager" (explicit softmax, can return the probabilities)
     and "sdpa" (torch's fused scaled_dot_product_attention). When the probabilities are asked for, or a
-    head mask must scale them, the eager path runs whatever the setting, so maps are always real.
+    head mask must scale them, the eager path runs whatever the setting, so maps are always real. The eager
+    path has two implementations of the same arithmetic: one autograd can follow (training, gradients of
+    the maps, GPUs) and one with less memory traffic for inference on the CPU.
 
     Query, key and value are one fused projection (one matrix multiply instead of three); state dicts
     keep the Hub layout's separate `query`, `key` and `value` weights on saving and loading.
