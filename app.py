@@ -374,7 +374,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     speed = parser.add_mutually_exclusive_group()
     speed.add_argument("--int8", dest="speed", action="store_const", const="int8",
                        default=os.environ.get("VITHYBRID_SPEED", "none"),
-                       help="classify with int8 linear layers (CPU; about 0.6x the time; maps stay float32)")
+                       help="classify with int8 linear layers (CPU; about 0.65x the time; maps stay float32)")
     speed.add_argument("--compile", dest="speed", action="store_const", const="compile",
                        help="classify with torch.compile (the first request of each batch size compiles, ~1 min)")
     return parser.parse_args(argv)

@@ -75,7 +75,6 @@ def measure(config: ViTHybridConfig, repeats: int) -> dict:
     model.set_attn_implementation("eager")
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:  # every token through every layer
         model.classifier(model.vit(pixels).last_hidden_state[:, 0])
-    model.set_attn_implementation("sdpa")
     times = [forward_ms(model, pixels, "sdpa") for _ in range(1 + repeats)][1:]  # the first is the warm-up
     return dict(params=sum(p.numel() for p in model.parameters()) / 1e6, gflops=counter.get_total_flops() / 1e9,
                 ms=statistics.median(times))

@@ -9,9 +9,10 @@ Variants, all with the architecture of google/vit-hybrid-base-bit-384 and random
 - timm 1.0.31's vit_base_r50_s16_384 (the same architecture, its own random weights).
 
     python benchmarks/speed.py [--device cpu|cuda] [--dtypes float32,float16,bfloat16] [--batches 1,2,4,8]
-                               [--repeats 3] [--threads N] [--quick] [--out-dir docs]
+                               [--repeats 3] [--warmup N] [--threads N] [--quick] [--config base|tiny]
+                               [--out-dir docs] [--out-md FILE] [--out-png FILE] [--out-json FILE]
 
-For each dtype and batch: a warm-up call of every variant, then `repeats` rounds that call each variant
+For each dtype and batch: warm-up calls of every variant (1; 3 on CUDA), then `repeats` rounds that call each variant
 once in turn (round-robin, so drift in the machine's speed hits all alike), all under
 torch.inference_mode, with CUDA synchronized around each call; the tables give medians in ms per forward
 pass of the whole batch, ratios between variants, and the largest |logits difference| between our SDPA
@@ -37,7 +38,6 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when torch's OpenMP runtime starts
-os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 import argparse  # noqa: E402
 import copy  # noqa: E402

@@ -3,7 +3,7 @@
     python benchmarks/startup.py [--model FOLDER_OR_HUB_ID] [--runs 3] [--app-args=--int8]
 
 Without --model, a random checkpoint of google/vit-hybrid-base-bit-384's architecture (same files and
-sizes: 88 M parameters, 396 MB of safetensors) is written to a temporary folder, so the figure is that
+sizes: 99 M parameters, 396 MB of safetensors) is written to a temporary folder, so the figure is that
 of a cached download, whatever the network. For each run, the app is started as users start it, the
 clock stops at the first answer of its HTTP server; then one photo is classified and mapped through the
 API, and the process's peak resident memory (VmHWM) is read after each step.
@@ -55,12 +55,15 @@ def one_run(model: str, app_args: list[str], timeout_s: float = 120.0) -> dict[s
     port = free_port()
     url = f"http://127.0.0.1:{port}/"
     start = time.perf_counter()
+    # stderr to a file, not a pipe: a pipe nobody reads until the end would stall a chatty app once full
+    log = tempfile.TemporaryFile(mode="w+")
     app = subprocess.Popen([sys.executable, str(ROOT / "app.py"), "--model", model, "--port", str(port), *app_args],
-                           stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                           stdout=subprocess.DEVNULL, stderr=log, text=True)
     try:
         while True:
             if app.poll() is not None:
-                raise RuntimeError(f"the app exited ({app.returncode}): {app.stderr.read()[-2000:]}")
+                log.seek(0)
+                raise RuntimeError(f"the app exited ({app.returncode}): {log.read()[-2000:]}")
             if time.perf_counter() - start > timeout_s:
                 raise TimeoutError(f"the app did not answer within {timeout_s:.0f} s")
             try:
@@ -80,6 +83,7 @@ def one_run(model: str, app_args: list[str], timeout_s: float = 120.0) -> dict[s
     finally:
         app.terminate()
         app.wait(timeout=30)
+        log.close()
 
 
 def main() -> None:

@@ -35,6 +35,9 @@ def test_speed_benchmark_quick_tiny(tmp_path):
     markdown = (tmp_path / "speed.md").read_text()
     assert "| batch | ours sdpa |" in markdown and f"torch {data['meta']['torch']}" in markdown
     assert "**float32**" in markdown and "**bfloat16**" in markdown
+    ms = row["ms"]  # the ratio columns divide what their labels say
+    assert (f"| 1 | {ms['ours sdpa'] / ms['timm']:.2f} | {ms['ours sdpa'] / ms['transformers sdpa']:.2f} | "
+            f"{ms['ours eager + maps'] / ms['ours sdpa']:.2f} | {ms['ours int8'] / ms['timm']:.2f} |") in markdown
     assert "python benchmarks/speed.py --quick --config tiny" in markdown
     assert (tmp_path / "speed.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "ours sdpa / timm" in result.stdout

@@ -163,9 +163,9 @@ class ViTHybridSelfAttention(nn.Module):
         traffic as it allows. An image's scores go to `scores`, a buffer the encoder hands every layer, so
         it is still in cache (a product writing a 577x577 result to memory not recently touched takes
         twice as long), and are normalized from there into the returned probabilities, or in place when
-        those are not wanted; k and v stay strided views (no copies). At 384x384 on this project's 2-core
-        CPU a layer's eager attention takes 4.8 ms instead of 8.1 (6.0 returning the probabilities; SDPA
-        4.3). GPUs keep `differentiable_attention`, whose speed there is what the seed measured."""
+        those are not wanted; k and v stay strided views (no copies). With it the whole model on the eager
+        path runs within 1-3% of SDPA at 384x384 on a CPU (benchmarks/speed.py). GPUs keep
+        `differentiable_attention`: this is tuned to a CPU's caches and unmeasured there."""
         batch, heads, queries, _ = q.shape
         keys = k.shape[2]
         needed = heads * queries * keys

@@ -44,7 +44,7 @@ def quantize_int8(model: nn.Module) -> nn.Module:
     Every other weight is shared with `model`, so the copy costs only its int8 weights in memory.
 
     The backbone's convolutions, the norms and the attention products stay float32; the linear
-    layers are 80% of ViT-Hybrid-Base's FLOPs. Attention maps stay real: the eager path still
+    layers are 73% of ViT-Hybrid-Base's FLOPs. Attention maps stay real: the eager path still
     computes float32 softmax probabilities, from int8-projected queries and keys. The accuracy cost
     is measured in benchmarks/speed.py and tests/test_optimize.py.
     """

@@ -1,5 +1,5 @@
-"""Timing the eager attention path against PyTorch's fused SDPA on one model, as the app's panel and the
-benchmark script do: warm-up, then interleaved runs of both paths, medians."""
+"""Timing the eager attention path against PyTorch's fused SDPA on one model, as the app's panel does:
+warm-up, then interleaved runs of both paths, medians."""
 
 from __future__ import annotations
 
