@@ -125,9 +125,9 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
     def show_labels(name, path):
         return None if path is None else model_of(name).classify(need(path))
 
-    def load_model(name, progress=gr.Progress()):
+    def load_model(name, progress=gr.Progress(track_tqdm=True)):  # tqdm: huggingface_hub's download bars
         model_of(name, lambda: progress(0, desc=f"Loading {name} (downloading on first use)..."))
-        return name
+        return name, name  # the dropdown too: a pick made while this one loaded was dropped
 
     def show_model(name):
         """Everything on the page that describes the model (the pictures follow from the chain after it)."""
@@ -319,10 +319,12 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
         rollout_inputs = [chosen, image, fusion, discard, cmap, alpha, on_original]
         raw_inputs = [chosen, image, layer, head, fusion, cmap, alpha]
         token_inputs = [chosen, image, token, layer, head, fusion, cmap, alpha]
+        class_inputs = [chosen, image, class_index, cmap, alpha]
         timing_outputs = [timing_table, timing_plot, timing_info]
         # A model switch: load it (once for all sessions; the dropdown shows the progress, and on failure the
         # error and its previous model), then describe it. `select`, not `input`: a pick sends `input` twice.
-        loaded = model.select(load_model, model, chosen, show_progress_on=model, concurrency_limit=None, **private)
+        loaded = model.select(load_model, model, [chosen, model], show_progress_on=model, concurrency_limit=None,
+                              **private)
         loaded.failure(lambda name: name, chosen, model, **private)
         shown = loaded.success(show_model, chosen, [header, layer, head, how_text, facts_json, token, token_text,
                                                     *timing_outputs], **private)
@@ -331,6 +333,7 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
             analysed = trigger(show_labels, [chosen, image], labels, show_progress="minimal", **private).then(
                 class_choices, [chosen, image], class_index, **private)
             for follow_up in [(rollout_picture, rollout_inputs, rollout_image),
+                              (class_picture, class_inputs, class_image),  # even when the top class is as before
                               (raw_pictures, raw_inputs, [raw_image, heads_image]),
                               (layers_picture, [chosen, image, fusion, cmap], layers_image),
                               (token_pictures, token_inputs, [grid_image, token_image]),
@@ -343,8 +346,9 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
             control.change(token_pictures, token_inputs, [grid_image, token_image], **private)
         for control in (fusion, cmap):
             control.change(layers_picture, [chosen, image, fusion, cmap], layers_image, **private)
-        for control in (class_index, cmap, alpha):
-            control.change(class_picture, [chosen, image, class_index, cmap, alpha], class_image, **private)
+        class_index.select(class_picture, class_inputs, class_image, **private)  # a pick; new photos: the chain
+        for control in (cmap, alpha):
+            control.change(class_picture, class_inputs, class_image, **private)
         grid_image.select(pick_token, [chosen, image], token, **private).then(
             token_pictures, token_inputs, [grid_image, token_image], **private).then(
             token_caption, [chosen, token], token_text, **private)
@@ -359,9 +363,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Serve the ViT-Hybrid Explorer.")
     # A Space runs `python app.py` without arguments: its variables VITHYBRID_MODEL and VITHYBRID_SPEED
     # (none, int8 or compile) stand in for --model and --int8 / --compile.
-    parser.add_argument("--model", default=os.environ.get("VITHYBRID_MODEL", DEFAULT_MODEL),
-                        help="Hub id, checkpoint folder, or 'shapes' (the shipped offline model); default %(default)s "
-                             "($VITHYBRID_MODEL or google/vit-hybrid-base-bit-384)")
+    parser.add_argument("--model", default=os.environ.get("VITHYBRID_MODEL") or DEFAULT_MODEL,
+                        help="Hub id, checkpoint folder, or 'shapes' (the shipped offline model); default "
+                             f"$VITHYBRID_MODEL or {DEFAULT_MODEL}")
     parser.add_argument("--models", nargs="+", default=[], metavar="MODEL",
                         help="more Hub ids or checkpoint folders to offer in the Model dropdown")
     # Hugging Face Spaces say where to serve through Gradio's own variables.
@@ -373,7 +377,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--share", action="store_true", help="also open a public Gradio share link")
     speed = parser.add_mutually_exclusive_group()
     speed.add_argument("--int8", dest="speed", action="store_const", const="int8",
-                       default=os.environ.get("VITHYBRID_SPEED", "none"),
+                       default=os.environ.get("VITHYBRID_SPEED") or "none",  # a blank Space variable too
                        help="classify with int8 linear layers (CPU; about 0.65x the time; maps stay float32)")
     speed.add_argument("--compile", dest="speed", action="store_const", const="compile",
                        help="classify with torch.compile (the first request of each batch size compiles, ~1 min)")

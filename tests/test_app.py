@@ -179,15 +179,20 @@ def test_the_shelf_loads_a_model_once_for_sessions_asking_at_the_same_time(explo
 
     slow = threading.Thread(target=shelf.get, args=("slow-y",))  # a download that goes on...
     slow.start()
-    while loader.calls != ["x", "slow-y"]:
-        time.sleep(0.01)
-    meanwhile = []
-    other = threading.Thread(target=lambda: meanwhile.extend([shelf.get("shapes"), shelf.get("x")]))
-    other.start()
-    other.join(timeout=30)
-    assert not other.is_alive() and meanwhile == [explorer, got[0]]  # ...until these were answered
-    loader.gate.set()
-    slow.join()
+    try:
+        for _ in range(3000):  # up to 30 s for the slow load to begin (a guard against hanging, not a bound)
+            if loader.calls == ["x", "slow-y"]:
+                break
+            time.sleep(0.01)
+        assert loader.calls == ["x", "slow-y"]
+        meanwhile = []
+        other = threading.Thread(target=lambda: meanwhile.extend([shelf.get("shapes"), shelf.get("x")]))
+        other.start()
+        other.join(timeout=30)
+        assert not other.is_alive() and meanwhile == [explorer, got[0]]  # ...until these were answered
+    finally:
+        loader.gate.set()
+        slow.join()
     assert shelf.loaded == ["shapes", "slow-y"]  # max_loaded=2: "x" made room
 
 
@@ -412,6 +417,7 @@ def test_in_a_real_browser(app_url, explorer, browser, shape_files):
     page.screenshot(path=shot, full_page=True)
     assert Path(shot).stat().st_size > 10_000
     assert not errors, errors
+    page.close()
 
 
 def test_pictures_asking_for_the_same_photo_at_once_share_one_analysis(explorer):
@@ -455,6 +461,10 @@ def test_switching_models_in_a_real_browser(app_url, browser, client, tiny_folde
     rollout = page.locator("#rollout img")
     expect(rollout).to_be_visible(timeout=30_000)
     before = rollout.get_attribute("src")
+    tab(page, "Class map")
+    class_map = page.locator("#class-map img")
+    expect(class_map).to_be_visible(timeout=30_000)
+    class_map_before = class_map.get_attribute("src")
     tab(page, "Raw attention")
     expect(slider).to_have_attribute("max", "4")
 
@@ -471,6 +481,11 @@ def test_switching_models_in_a_real_browser(app_url, browser, client, tiny_folde
     page.keyboard.press("Escape")
     tab(page, "Class map")
     expect(page.locator("#class-index input")).to_have_value(re.compile(r"^LABEL_\d \(\d+\.\d%\)$"), timeout=30_000)
+    expect(class_map).not_to_have_attribute("src", class_map_before, timeout=30_000)  # the new model's map
+    top_class_map = class_map.get_attribute("src")
+    page.locator("#class-index input").click()
+    page.get_by_role("option").nth(1).click()  # another class: its own map
+    expect(class_map).not_to_have_attribute("src", top_class_map, timeout=30_000)
     tab(page, "Token explorer")
     expect(page.locator("#token-text")).to_contain_text("Token 1 of 16:", timeout=10_000)
     tab(page, "How hybrid tokens work")
@@ -503,6 +518,8 @@ def test_switching_models_in_a_real_browser(app_url, browser, client, tiny_folde
     path, label = shape_files[0]
     assert client.predict(handle_file(str(path)), api_name="/classify")["label"] == label
     assert not errors, errors
+    page.close()
+    other.close()
 
 
 def test_falls_back_to_shapes_with_a_banner_when_the_hub_is_unreachable(tmp_path):
@@ -584,6 +601,9 @@ def test_a_space_sets_the_model_and_speed_through_variables(monkeypatch):
     monkeypatch.setenv("VITHYBRID_SPEED", "int8")
     assert (parse_args([]).model, parse_args([]).speed) == ("shapes", "int8")
     assert parse_args(["--model", "x", "--compile"]).model == "x" and parse_args(["--compile"]).speed == "compile"
+    monkeypatch.setenv("VITHYBRID_MODEL", "")  # variables left blank in a Space's settings: the defaults
+    monkeypatch.setenv("VITHYBRID_SPEED", "")
+    assert (parse_args([]).model, parse_args([]).speed) == ("google/vit-hybrid-base-bit-384", "none")
 
 
 def test_the_backbone_picture_runs_the_backbone_once(explorer, shape_files):
