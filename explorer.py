@@ -150,8 +150,9 @@ class Explorer:
                            self.grid)
         width, height = image.size
         resized = self.processor.resized_size(width, height)
-        geometry = viz.CropGeometry((height, width), (resized[1], resized[0]), self.crop_hw,
-                                    self.processor.crop_offset_rounding, self.processor.resample)
+        left, top, _, _ = self.processor.crop_box(*resized)
+        geometry = viz.CropGeometry((height, width), (resized[1], resized[0]), self.crop_hw, (left, top),
+                                    self.processor.resample)
         crop = geometry.crop(image)
         scale = max(1, -(-DISPLAY_SIZE // min(crop.size)))
         crop = crop.resize((crop.width * scale, crop.height * scale), Image.BICUBIC) if scale > 1 else crop

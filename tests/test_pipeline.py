@@ -85,7 +85,7 @@ def test_cli_json(checkpoint):
         assert [r["score"] for r in data[str(photo)]] == pytest.approx([r["score"] for r in expected], abs=1e-6)
 
 
-def test_cli_int8_gives_the_float32_ranking_up_to_quantization(checkpoint):
+def test_cli_int8_gives_the_float32_ranking_up_to_quantization():
     shapes = [str(ROOT / "examples" / f"shape_{name}.png") for name in ("circle", "star", "triangle")]
     int8, full = (json.loads(run_cli(*shapes, "--model", "shapes", "--json", *flag).stdout) for flag in (["--int8"], []))
     for photo in shapes:

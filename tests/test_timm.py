@@ -16,6 +16,7 @@ from PIL import Image
 from safetensors.torch import load_file, save_file
 
 from conftest import SAMPLE_PHOTOS, missing, oracle_output
+from helpers import tiny_model
 from oracle.cases import TIMM_CASES, processor_images, timm_label_names
 from oracle.env import oracle_python, run_oracle
 from vithybrid import CheckpointError, ViTHybridConfig, ViTHybridForImageClassification, ViTHybridImageProcessor
@@ -140,6 +141,18 @@ def test_convert_timm_round_trip(timm_dir, images, tmp_path, name):
     assert_same_files(tmp_path / "ours", tmp_path / "again")
 
 
+def test_convert_overwrite_leaves_nothing_of_the_old_checkpoint(tmp_path):
+    tiny_model().save_pretrained(tmp_path / "plain")  # our layout, without a processor
+    out = tmp_path / "out"
+    out.mkdir()
+    for name in ("config.json", "preprocessor_config.json", "pytorch_model.bin"):  # an older checkpoint
+        (out / name).write_text("{}")
+    report = convert(tmp_path / "plain", out, overwrite=True)
+    assert sorted(p.name for p in out.iterdir()) == ["config.json", "model.safetensors"]
+    assert any("none was written" in line for line in report)
+    ViTHybridForImageClassification.from_pretrained(out)
+
+
 def test_convert_command_line(timm_dir, tmp_path):
     command = [sys.executable, "-m", "vithybrid.convert"]
     result = subprocess.run(command + [str(timm_dir / "vit_tiny_r_s16_p8_224"), str(tmp_path / "out")],
@@ -165,9 +178,10 @@ def test_converted_timm_checkpoints_load_in_transformers(timm_dir, tmp_path):
             triples += [str(tmp_path / name), str(timm_dir / f"{name}.safetensors"),
                         str(tmp_path / f"{name}.hf.safetensors")]
         try:
-            run_oracle("logits", *triples)
-        except Exception as error:  # noqa: BLE001 - any failure to build or run the oracle
-            missing(f"the transformers oracle could not run: {error}")
+            oracle_python()
+        except Exception as error:  # noqa: BLE001 - any failure to build the oracle's environment
+            missing(f"the reference oracle's environment could not be built: {error}")
+        run_oracle("logits", *triples)  # transformers failing to load a converted checkpoint fails the test
     finally:
         for name in TRANSFORMERS_CASES:  # about 4 GB of converted weights
             shutil.rmtree(tmp_path / name, ignore_errors=True)

@@ -264,7 +264,9 @@ def test_crop_is_what_the_model_saw(image_hw, crop_hw):
     assert np.array_equal(np.asarray(CropGeometry.shortest_edge(image_hw, 64, crop_hw).crop(photo)), seen)
 
 
-@pytest.mark.parametrize("image_hw, crop_hw", [((90, 151), (64, 64)), ((151, 90), (64, 47)), ((61, 77), (80, 57))])
+# the last two crop more than the resized photo holds: padded, by an even and by an odd number of rows
+@pytest.mark.parametrize("image_hw, crop_hw", [((90, 151), (64, 64)), ((151, 90), (64, 47)), ((61, 77), (80, 57)),
+                                              ((61, 77), (67, 57))])
 def test_crop_is_what_a_timm_style_processor_saw(image_hw, crop_hw):
     """Rounded crop offsets (torchvision's CenterCrop) and another resampling filter, as timm's checkpoints use."""
     photo = Image.fromarray(np.random.default_rng(9).integers(0, 256, (*image_hw, 3), dtype=np.uint8))
@@ -273,9 +275,11 @@ def test_crop_is_what_a_timm_style_processor_saw(image_hw, crop_hw):
                                         crop_offset_rounding="round", resample=Image.BILINEAR)
     seen = ((processor(photo)["pixel_values"][0] * 0.5 + 0.5) * 255).round().byte().permute(1, 2, 0).numpy()
     resized = shortest_edge_size(image_hw, 64)
-    geometry = CropGeometry(image_hw, resized, crop_hw, "round", Image.BILINEAR)
+    left, top, _, _ = processor.crop_box(resized[1], resized[0])
+    geometry = CropGeometry(image_hw, resized, crop_hw, (left, top), Image.BILINEAR)
     assert np.array_equal(np.asarray(geometry.crop(photo)), seen)
-    floored = CropGeometry(image_hw, resized, crop_hw, "floor", Image.BILINEAR)
+    floored_offset = ((resized[1] - crop_hw[1]) // 2, (resized[0] - crop_hw[0]) // 2)
+    floored = CropGeometry(image_hw, resized, crop_hw, floored_offset, Image.BILINEAR)
     assert floored.offset != geometry.offset  # these sizes are ones where the two roundings differ
     assert not np.array_equal(np.asarray(floored.crop(photo)), seen)
 
@@ -301,7 +305,9 @@ def test_crop_boxes_map_back_into_the_original_photo(image_hw, marker):
 
 def test_crop_geometry_of_a_non_uniform_resize():
     """A processor with size {"height", "width"} stretches the photo: x and y scale apart."""
-    geometry = CropGeometry((480, 640), (384, 384), (320, 384))
+    processor = ViTHybridImageProcessor(size={"height": 384, "width": 384}, crop_size={"height": 320, "width": 384})
+    left, top, _, _ = processor.crop_box(384, 384)
+    geometry = CropGeometry((480, 640), (384, 384), (320, 384), (left, top))
     assert geometry.offset == (0, 32) and geometry.scale == (640 / 384, 480 / 384)
     assert np.allclose(geometry.to_original((0, 0, 384, 320)), (0, 40, 640, 440))
     assert np.allclose(geometry.to_crop(320, 120), (192, 64))

@@ -1,8 +1,9 @@
 """Where the processed crop lies in the original photo.
 
 The image processor resizes the photo (for the base model: shortest edge to 384, bicubic, the long
-side truncated to int(384 * long / short)) and center-crops it with left = (W' - crop_w) // 2,
-top = (H' - crop_h) // 2 (negative offsets pad with zeros). A pixel edge x' of the resized image is
+side truncated to int(384 * long / short)) and center-crops it at an offset (left, top) in the resized
+image, (W' - crop_w) // 2 and (H' - crop_h) // 2 for transformers' processors (timm's round it as
+torchvision does: the processor's `crop_box` says); negative offsets pad with zeros. A pixel edge x' of the resized image is
 the edge x' * W / W' of the photo, so boxes map between the two by a shift and a per-axis scale.
 Sizes are (height, width); boxes and points are (x, y) based, as Pillow's.
 """
@@ -23,27 +24,21 @@ def shortest_edge_size(image_hw: tuple[int, int], shortest_edge: int) -> tuple[i
 
 @dataclass(frozen=True)
 class CropGeometry:
-    """A photo of `image_hw`, resized to `resized_hw` (with Pillow's `resample` filter), center-cropped to
-    `crop_hw`, the offset floored (transformers) or rounded half to even (torchvision, so timm's models)."""
+    """A photo of `image_hw`, resized to `resized_hw` (with Pillow's `resample` filter), cropped to
+    `crop_hw` at `offset`, the (left, top) of the crop in the resized image."""
 
     image_hw: tuple[int, int]
     resized_hw: tuple[int, int]
     crop_hw: tuple[int, int]
-    offset_rounding: str = "floor"
+    offset: tuple[int, int]
     resample: int = Image.BICUBIC
 
     @classmethod
     def shortest_edge(cls, image_hw: tuple[int, int], shortest_edge: int, crop_hw: tuple[int, int]) -> CropGeometry:
-        """The geometry of a shortest-edge resize followed by a center crop."""
-        return cls(tuple(image_hw), shortest_edge_size(image_hw, shortest_edge), tuple(crop_hw))
-
-    @property
-    def offset(self) -> tuple[int, int]:
-        """(left, top) of the crop in the resized image."""
-        def half(excess: int) -> int:
-            return excess // 2 if self.offset_rounding == "floor" else round(excess / 2)
-
-        return half(self.resized_hw[1] - self.crop_hw[1]), half(self.resized_hw[0] - self.crop_hw[0])
+        """The geometry of a shortest-edge resize followed by transformers' center crop."""
+        resized_hw = shortest_edge_size(image_hw, shortest_edge)
+        offset = ((resized_hw[1] - crop_hw[1]) // 2, (resized_hw[0] - crop_hw[0]) // 2)
+        return cls(tuple(image_hw), resized_hw, tuple(crop_hw), offset)
 
     @property
     def scale(self) -> tuple[float, float]:

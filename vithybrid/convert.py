@@ -14,13 +14,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from . import hub
 from .hub import CONFIG_NAME, CheckpointError, locate, read_config, read_json
 from .modeling import ViTHybridForImageClassification, ViTHybridModel
 from .processing import CONFIG_NAME as PROCESSOR_NAME
 from .processing import ViTHybridImageProcessor
 from .timm_format import architecture_name, is_timm_config
 
-DTYPES = ("auto", "float32", "float16", "bfloat16")
+DTYPES = ("auto", *hub.DTYPES)
 
 
 def transformers_notes(processor: ViTHybridImageProcessor | None) -> list[str]:
@@ -51,6 +52,8 @@ def convert(source: str | Path, output_dir: str | Path, dtype: str = "auto", ove
     if timm or locate(source, PROCESSOR_NAME, **hub_kwargs) is not None:
         processor = ViTHybridImageProcessor.from_pretrained(source, **hub_kwargs)
 
+    for stale in (PROCESSOR_NAME, "pytorch_model.bin"):  # an older checkpoint's, which loaders would still read
+        (output_dir / stale).unlink(missing_ok=True)
     model.save_pretrained(output_dir)
     written = [CONFIG_NAME, "model.safetensors"]
     if processor is not None:

@@ -1,10 +1,10 @@
-"""The image processor: RGB, shortest-edge bicubic resize, center crop, rescale, normalize.
+"""The image processor: RGB, resize (shortest edge, or both sides), center crop, rescale, normalize.
 
 Same options, same preprocessor_config.json and the same pixel values as transformers'
 ViTHybridImageProcessor (each step is done in the same order and precision, on Pillow and numpy).
 One option of our own, `crop_offset_rounding="round"`, centers the crop as torchvision (and so timm's
 eval transform) does; transformers ignores it and floors the offset, which differs by one pixel where
-the resized side exceeds the crop by 3 modulo 4.
+the resized side exceeds the crop by 3 modulo 4 (or falls short of it by an odd number).
 """
 
 from __future__ import annotations
@@ -87,12 +87,15 @@ class ViTHybridImageProcessor:
     def crop_box(self, width: int, height: int) -> tuple[int, int, int, int]:
         """(left, top, right, bottom) of the center crop in an image of this size (may reach outside it).
 
-        The offset is floor(excess / 2) as in transformers, or round(excess / 2) (half to even) as in
-        torchvision's CenterCrop with crop_offset_rounding="round"."""
+        The offset is floor(excess / 2) as in transformers; with crop_offset_rounding="round" it is
+        torchvision's CenterCrop: round(excess / 2) (half to even), and where the crop is the larger,
+        the image padded with deficit // 2 before it, i.e. an offset of -(deficit // 2)."""
         crop_h, crop_w = self.crop_size["height"], self.crop_size["width"]
 
         def offset(excess: int) -> int:
-            return excess // 2 if self.crop_offset_rounding == "floor" else round(excess / 2)
+            if self.crop_offset_rounding == "floor":
+                return excess // 2
+            return round(excess / 2) if excess >= 0 else -(-excess // 2)
 
         top, left = offset(height - crop_h), offset(width - crop_w)
         return left, top, left + crop_w, top + crop_h
@@ -116,17 +119,15 @@ class ViTHybridImageProcessor:
         return array.transpose(2, 0, 1)
 
     def _center_crop(self, array: np.ndarray) -> np.ndarray:
-        """Crop (H, W, C) to crop_size around the center, padding with zeros where the image is smaller."""
+        """Crop (H, W, C) to `crop_box`, with zeros where the box reaches outside the image."""
         height, width = array.shape[:2]
         left, top, right, bottom = self.crop_box(width, height)
-        if left >= 0 and top >= 0:
+        if left >= 0 and top >= 0 and right <= width and bottom <= height:
             return array[top:bottom, left:right]
-        new_h, new_w = max(height, bottom - top), max(width, right - left)
-        pad_top, pad_left = -(-(new_h - height) // 2), -(-(new_w - width) // 2)  # ceil, as transformers
-        canvas = np.zeros((new_h, new_w, array.shape[2]), dtype=array.dtype)
-        canvas[pad_top:pad_top + height, pad_left:pad_left + width] = array
-        top, bottom, left, right = top + pad_top, bottom + pad_top, left + pad_left, right + pad_left
-        return canvas[max(0, top):min(new_h, bottom), max(0, left):min(new_w, right)]
+        crop = np.zeros((bottom - top, right - left, array.shape[2]), dtype=array.dtype)
+        y0, x0, y1, x1 = max(top, 0), max(left, 0), min(bottom, height), min(right, width)  # the part inside
+        crop[y0 - top:y1 - top, x0 - left:x1 - left] = array[y0:y1, x0:x1]
+        return crop
 
     def __call__(self, images: ImageLike | Sequence[ImageLike], return_tensors: str | None = "pt") -> dict[str, Any]:
         """{"pixel_values": batch} for one image or a list: a tensor ("pt"), an array ("np") or a list (None)."""
@@ -157,11 +158,12 @@ class ViTHybridImageProcessor:
         """From preprocessor_config.json in a checkpoint folder or Hub repo, or, for a timm checkpoint,
         from the pretrained_cfg in its config.json (timm's eval transform)."""
         from . import timm_format
+        from .hub import CONFIG_NAME as MODEL_CONFIG_NAME
         from .hub import CheckpointError, locate, read_json
 
         path = locate(name_or_path, CONFIG_NAME, **hub_kwargs)
         if path is None:
-            model_config = locate(name_or_path, "config.json", **hub_kwargs)
+            model_config = locate(name_or_path, MODEL_CONFIG_NAME, **hub_kwargs)
             data = read_json(model_config) if model_config is not None else {}
             if timm_format.is_timm_config(data):
                 return cls(**timm_format.processor_options(data, model_config))

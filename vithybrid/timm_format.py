@@ -254,7 +254,7 @@ def processor_options(data: dict[str, Any], source: str | Path = "config.json") 
 
     timm (transforms_imagenet_eval): resize the shortest edge to floor(size / crop_pct) with the named
     interpolation (crop_mode "center"), or both edges ("squash"); center-crop to size with torchvision's
-    offsets, round((resized - size) / 2); to [0, 1]; normalize with mean and std.
+    offsets, round((resized - size) / 2), zero-padded where crop_pct > 1; to [0, 1]; normalize.
     """
     source = str(source)
     arch = _architecture(data, source)

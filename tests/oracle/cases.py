@@ -57,7 +57,8 @@ TIMM_CASES = {
     "vit_small_r26_s32_224": dict(batch=2, weights="safetensors", num_classes=1000, pretrained_cfg=dict(
         interpolation="bilinear", crop_pct=0.95)),
     "vit_small_r26_s32_384": dict(batch=2, weights="safetensors", num_classes=1000),
-    "vit_base_r26_s32_224": dict(batch=1, weights="safetensors", num_classes=1000),
+    # crop_pct > 1: the crop is larger than the resized image (213 of 224 pixels), padded as torchvision pads
+    "vit_base_r26_s32_224": dict(batch=1, weights="safetensors", num_classes=1000, pretrained_cfg=dict(crop_pct=1.05)),
     "vit_base_r50_s16_224": dict(batch=1, weights="safetensors", num_classes=0),
     "vit_base_r50_s16_384": dict(batch=1, weights="safetensors", num_classes=1000),
     "vit_large_r50_s32_224": dict(batch=1, weights="bin", num_classes=1000),
