@@ -150,8 +150,8 @@ class Explorer:
                            self.grid)
         width, height = image.size
         resized = self.processor.resized_size(width, height)
-        left, top, _, _ = self.processor.crop_box(*resized)
-        geometry = viz.CropGeometry((height, width), (resized[1], resized[0]), self.crop_hw, (left, top),
+        crop_left, crop_top, _, _ = self.processor.crop_box(*resized)
+        geometry = viz.CropGeometry((height, width), (resized[1], resized[0]), self.crop_hw, (crop_left, crop_top),
                                     self.processor.resample)
         crop = geometry.crop(image)
         scale = max(1, -(-DISPLAY_SIZE // min(crop.size)))
