@@ -29,7 +29,7 @@ from explorer import (DEFAULT_MODEL, EXAMPLES_DIR, FALLBACK_MODEL, Explorer, Mod
 from vithybrid import CheckpointError  # noqa: E402
 from vithybrid.images import ImageError, load_image  # noqa: E402
 from vithybrid.optimize import keep_freed_memory  # noqa: E402
-from vithybrid.timm_format import SUPPORTED_CHECKPOINTS  # noqa: E402
+from vithybrid.checkpoints.timm_format import SUPPORTED_CHECKPOINTS  # noqa: E402
 
 COLORMAPS = ["jet", "turbo", "viridis", "inferno", "magma", "plasma"]
 FUSIONS = list(viz.HEAD_FUSIONS)
@@ -255,7 +255,7 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
                 examples = sorted(p for p in EXAMPLES_DIR.glob("*") if p.suffix in (".png", ".jpg"))
                 gr.Examples([[str(p)] for p in examples], inputs=image, label="Examples")
                 gr.Markdown("Example photos: CC0 or public domain (scikit-image's sample data; see "
-                            "examples/SOURCES.md). Shapes: drawn by `vithybrid.shapes`.", elem_classes="compact")
+                            "examples/SOURCES.md). Shapes: drawn by `vithybrid.training.shapes`.", elem_classes="compact")
             with gr.Column(scale=1, min_width=320):
                 labels = gr.Label(num_top_classes=5, label="Top-5", elem_id="labels")
         with gr.Row():

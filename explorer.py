@@ -20,7 +20,7 @@ from PIL import Image
 import visualization as viz
 from vithybrid import CheckpointError, ViTHybridForImageClassification, ViTHybridImageProcessor
 from vithybrid.optimize import compile_model, quantize_int8
-from vithybrid.shipped import resolve_model
+from vithybrid.checkpoints.shipped import resolve_model
 from vithybrid.timing import SEED_A100, TimingRow, max_logit_difference, time_batch
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"

@@ -3,7 +3,7 @@
     python benchmarks/checkpoints.py [--repeats 3] [--threads N] [--out docs/checkpoints.md]
 
 For google/vit-hybrid-base-bit-384 (our default ViTHybridConfig at 384) and timm's nine hybrid ViTs
-(vithybrid.timm_format), a model with random weights is built from its config alone (nothing is
+(vithybrid.checkpoints.timm_format), a model with random weights is built from its config alone (nothing is
 downloaded), with 1000 classes, at its native image size:
 - parameters, in millions;
 - GFLOPs per image: torch.utils.flop_counter.FlopCounterMode over one batch-1 pass of the base model
@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 from speed import machine  # noqa: E402  (benchmarks/speed.py, beside this file)
 from vithybrid import ViTHybridConfig, ViTHybridForImageClassification  # noqa: E402
 from vithybrid.timing import forward_ms  # noqa: E402
-from vithybrid.timm_format import ARCHITECTURES, IN21K_CHECKPOINTS, SUPPORTED_CHECKPOINTS, architecture_config  # noqa: E402
+from vithybrid.checkpoints.timm_format import ARCHITECTURES, IN21K_CHECKPOINTS, SUPPORTED_CHECKPOINTS, architecture_config  # noqa: E402
 
 TOP1_SOURCE = ("https://github.com/huggingface/pytorch-image-models/blob/0173a139a2c66db3a41ebfe1d8ac4fb02483642e/"
                "results/results-imagenet.csv")

@@ -26,8 +26,8 @@ from tqdm import tqdm  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import visualization as viz  # noqa: E402
 from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor  # noqa: E402
-from vithybrid.shapes import sample  # noqa: E402
-from vithybrid.shipped import resolve_model  # noqa: E402
+from vithybrid.training.shapes import sample  # noqa: E402
+from vithybrid.checkpoints.shipped import resolve_model  # noqa: E402
 
 METHODS = ("rollout", "class map", "last-layer CLS attention", "random")
 

@@ -27,7 +27,7 @@ from pathlib import Path  # noqa: E402
 from gradio_client import Client, handle_file  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vithybrid.shapes import CLASSES, sample  # noqa: E402
+from vithybrid.training.shapes import CLASSES, sample  # noqa: E402
 
 
 @dataclass

@@ -18,7 +18,7 @@ from gradio_client import Client, handle_file
 
 from conftest import SAMPLE_PHOTOS, missing
 from oracle.cases import PIL_MODES, mode_images
-from vithybrid.shapes import CLASSES, sample
+from vithybrid.training.shapes import CLASSES, sample
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -103,7 +103,7 @@ def test_the_api_keeps_its_single_image_signatures(client):
 
 def test_the_model_dropdown_offers_the_startup_model_first_then_the_supported_ones(app_url, explorer, tiny_folder):
     from app import model_choices
-    from vithybrid.timm_format import SUPPORTED_CHECKPOINTS
+    from vithybrid.checkpoints.timm_format import SUPPORTED_CHECKPOINTS
 
     assert model_choices("google/vit-hybrid-base-bit-384") == [*SUPPORTED_CHECKPOINTS, "shapes"]
     assert model_choices("shapes", ["/x", "shapes"]) == ["shapes", *SUPPORTED_CHECKPOINTS, "/x"]
@@ -238,7 +238,7 @@ def test_classify_returns_sorted_top5_and_the_right_shape(client, shape_files):
 
 def test_maps_have_the_grid_size(client, shape_files):
     from vithybrid import ViTHybridConfig
-    from vithybrid.shipped import resolve_model
+    from vithybrid.checkpoints.shipped import resolve_model
 
     rows, cols = ViTHybridConfig.from_pretrained(resolve_model("shapes")).grid_size
     result = client.predict(handle_file(str(shape_files[0][0])), api_name="/maps")

@@ -218,7 +218,7 @@ def test_config_from_pretrained_reads_only_config(tmp_path):
 def test_hub_probe_defers_to_a_proxy(monkeypatch):
     from huggingface_hub import constants
 
-    from vithybrid.hub import hub_reachable
+    from vithybrid.checkpoints.hub import hub_reachable
 
     monkeypatch.setattr(constants, "ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
     for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
@@ -226,3 +226,18 @@ def test_hub_probe_defers_to_a_proxy(monkeypatch):
     assert not hub_reachable(timeout=1)
     monkeypatch.setenv("HTTPS_PROXY", "http://proxy.invalid:3128")
     assert hub_reachable(timeout=1)  # only the proxy knows: let the download try
+
+
+def test_shipped_model_name_works_in_every_from_pretrained(tmp_path, monkeypatch):
+    """"shapes" names the shipped model for the model, its config and its processor, from any folder."""
+    from vithybrid import ViTHybridImageProcessor, resolve_model
+
+    monkeypatch.chdir(tmp_path)  # no ./shapes here: the name must not be read as a path or a Hub id
+    model = ViTHybridForImageClassification.from_pretrained("shapes")
+    config = ViTHybridConfig.from_pretrained("shapes")
+    processor = ViTHybridImageProcessor.from_pretrained("shapes")
+    folder = resolve_model("shapes")
+    assert config == ViTHybridConfig.from_pretrained(folder) == model.config
+    assert processor.to_dict() == ViTHybridImageProcessor.from_pretrained(folder).to_dict()
+    expected = load_file(folder / "model.safetensors")
+    assert all(torch.equal(tensor, expected[name]) for name, tensor in model.state_dict().items())

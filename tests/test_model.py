@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from helpers import TINY, tiny_model
-from vithybrid.backbone import StdConv2d
+from vithybrid.model.backbone import StdConv2d
 
 
 def test_wrong_input_size_names_the_expected_size():

@@ -14,8 +14,8 @@ from oracle.cases import CASES
 from test_reference import LOGITS_ATOL, close, load_case
 from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor
 from vithybrid.optimize import compile_model, keep_freed_memory, quantize_int8
-from vithybrid.shapes import sample
-from vithybrid.shipped import resolve_model
+from vithybrid.training.shapes import sample
+from vithybrid.checkpoints.shipped import resolve_model
 
 
 def test_state_dict_keeps_the_hub_layout_and_fuses_on_load():

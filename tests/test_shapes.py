@@ -6,8 +6,8 @@ import torch
 from PIL import Image, ImageChops
 
 from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor
-from vithybrid.shapes import CLASSES, SIZE_RANGE, make_sample, sample
-from vithybrid.shipped import resolve_model
+from vithybrid.training.shapes import CLASSES, SIZE_RANGE, make_sample, sample
+from vithybrid.checkpoints.shipped import resolve_model
 
 FRESH_SEED = 20240611  # never used in training (the shipped model trained on seed 0)
 

@@ -20,8 +20,8 @@ from helpers import tiny_model
 from oracle.cases import TIMM_CASES, processor_images, timm_label_names
 from oracle.env import oracle_python, run_oracle
 from vithybrid import CheckpointError, ViTHybridConfig, ViTHybridForImageClassification, ViTHybridImageProcessor
-from vithybrid.convert import convert
-from vithybrid.timm_format import (ARCHITECTURES, IN21K_CHECKPOINTS, SUPPORTED_CHECKPOINTS, architecture_config,
+from vithybrid.checkpoints.convert import convert
+from vithybrid.checkpoints.timm_format import (ARCHITECTURES, IN21K_CHECKPOINTS, SUPPORTED_CHECKPOINTS, architecture_config,
                                   imagenet_labels, processor_options, vithybrid_config)
 
 # Random weights give logits of standard deviation about 1 (asserted below), so 1e-4 is 1e-4 of their scale.
@@ -154,7 +154,7 @@ def test_convert_overwrite_leaves_nothing_of_the_old_checkpoint(tmp_path):
 
 
 def test_convert_command_line(timm_dir, tmp_path):
-    command = [sys.executable, "-m", "vithybrid.convert"]
+    command = [sys.executable, "-m", "vithybrid.checkpoints.convert"]
     result = subprocess.run(command + [str(timm_dir / "vit_tiny_r_s16_p8_224"), str(tmp_path / "out")],
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stderr

@@ -10,10 +10,10 @@ import torch
 from safetensors.torch import load_file
 
 from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor
-from vithybrid import train as train_module
-from vithybrid.shapes import CLASSES, sample
-from vithybrid.shipped import resolve_model
-from vithybrid.train import main
+from vithybrid.training import train as train_module
+from vithybrid.training.shapes import CLASSES, sample
+from vithybrid.checkpoints.shipped import resolve_model
+from vithybrid.training.train import main
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_SHAPES = ["--config", "tiny", "--shapes", "--train-size", "64", "--val-size", "32", "--batch-size", "32",
@@ -55,7 +55,7 @@ def test_generator_run_writes_a_hub_folder_that_loads_and_predicts(shapes_run):
     assert json.loads((shapes_run / "preprocessor_config.json").read_text())["crop_size"] == {"height": 32, "width": 32}
     state = json.loads((shapes_run / "trainer_state.json").read_text())
     assert [e["epoch"] for e in state["epochs"]] == [1] and 0 <= state["epochs"][0]["val_accuracy"] <= 1
-    assert state["command"].startswith("python -m vithybrid.train --config tiny --shapes")
+    assert state["command"].startswith("python -m vithybrid.training.train --config tiny --shapes")
     assert (shapes_run / "checkpoints" / "last.pt").is_file()
     predicted = predict(shapes_run, [sample(1, i, 32).image for i in range(4)])
     assert predicted.min() >= 0 and predicted.max() < len(CLASSES)
@@ -153,7 +153,7 @@ def test_unreadable_files_are_named_without_a_traceback(tmp_path):
     data = write_folder(tmp_path / "data", {"circle": 2, "square": 2})
     (data / "square" / "broken.jpg").write_bytes(b"this is not a JPEG")
     (data / "circle" / "cut.png").write_bytes((data / "circle" / "1.png").read_bytes()[:60])
-    result = subprocess.run([sys.executable, "-m", "vithybrid.train", "--config", "tiny", "--data-dir", str(data),
+    result = subprocess.run([sys.executable, "-m", "vithybrid.training.train", "--config", "tiny", "--data-dir", str(data),
                              "--output", str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr

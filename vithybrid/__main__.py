@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from .hub import CheckpointError
+from .checkpoints.hub import CheckpointError
 from .optimize import keep_freed_memory, quantize_int8
 from .pipeline import DEFAULT_MODEL, open_image, pipeline
 

@@ -8,9 +8,9 @@ from typing import Sequence
 import torch
 
 from .images import load_image
-from .modeling import ViTHybridForImageClassification
-from .processing import ImageLike, ViTHybridImageProcessor
-from .shipped import resolve_model
+from .model.modeling import ViTHybridForImageClassification
+from .model.processing import ImageLike, ViTHybridImageProcessor
+from .checkpoints.shipped import resolve_model
 
 DEFAULT_MODEL = "google/vit-hybrid-base-bit-384"
 Input = str | Path | ImageLike

@@ -11,7 +11,7 @@ from typing import ContextManager, Callable
 
 import torch
 
-from .modeling import ViTHybridForImageClassification
+from .model.modeling import ViTHybridForImageClassification
 
 # The seed's figures: google/vit-hybrid-base-bit-384, float32, PyTorch 2.3, one A100 (ms per forward).
 SEED_A100 = ((1, 29.0, 18.0), (2, 26.0, 18.0), (4, 25.0, 18.0), (8, 34.0, 24.0))

@@ -157,9 +157,9 @@ class ViTHybridImageProcessor:
     def from_pretrained(cls, name_or_path: str | Path, **hub_kwargs: Any) -> ViTHybridImageProcessor:
         """From preprocessor_config.json in a checkpoint folder or Hub repo, or, for a timm checkpoint,
         from the pretrained_cfg in its config.json (timm's eval transform)."""
-        from . import timm_format
-        from .hub import CONFIG_NAME as MODEL_CONFIG_NAME
-        from .hub import CheckpointError, locate, read_json
+        from ..checkpoints import timm_format
+        from ..checkpoints.hub import CONFIG_NAME as MODEL_CONFIG_NAME
+        from ..checkpoints.hub import CheckpointError, locate, read_json
 
         path = locate(name_or_path, CONFIG_NAME, **hub_kwargs)
         if path is None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 MODELS_DIR = Path(__file__).resolve().parent / "models"
-SHIPPED = {"shapes": MODELS_DIR / "shapes"}  # a ViT-Hybrid trained on vithybrid.shapes (see its README.md)
+SHIPPED = {"shapes": MODELS_DIR / "shapes"}  # a ViT-Hybrid trained on vithybrid.training.shapes (see its README.md)
 
 
 def resolve_model(name: str | Path) -> Path | str:

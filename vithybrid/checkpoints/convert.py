@@ -1,4 +1,4 @@
-"""python -m vithybrid.convert SOURCE OUTPUT_DIR: a ViT-Hybrid checkpoint in our Hub layout.
+"""python -m vithybrid.checkpoints.convert SOURCE OUTPUT_DIR: a ViT-Hybrid checkpoint in our Hub layout.
 
 SOURCE is a checkpoint folder or Hub id in our (transformers') layout or in timm's (one of its hybrid
 ViTs, e.g. timm/vit_small_r26_s32_384.augreg_in21k_ft_in1k). OUTPUT_DIR receives config.json,
@@ -16,9 +16,9 @@ from pathlib import Path
 
 from . import hub
 from .hub import CONFIG_NAME, CheckpointError, locate, read_config, read_json
-from .modeling import ViTHybridForImageClassification, ViTHybridModel
-from .processing import CONFIG_NAME as PROCESSOR_NAME
-from .processing import ViTHybridImageProcessor
+from ..model.modeling import ViTHybridForImageClassification, ViTHybridModel
+from ..model.processing import CONFIG_NAME as PROCESSOR_NAME
+from ..model.processing import ViTHybridImageProcessor
 from .timm_format import architecture_name, is_timm_config
 
 DTYPES = ("auto", *hub.DTYPES)
@@ -77,7 +77,7 @@ def convert(source: str | Path, output_dir: str | Path, dtype: str = "auto", ove
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m vithybrid.convert",
+        prog="python -m vithybrid.checkpoints.convert",
         description="Convert a ViT-Hybrid checkpoint (our/transformers' Hub layout, or timm's layout of its hybrid "
                     "ViTs such as timm/vit_base_r50_s16_384.orig_in21k_ft_in1k) into our Hub layout: config.json, "
                     "model.safetensors and preprocessor_config.json, loadable here and by transformers 4.46.3.")

@@ -17,8 +17,8 @@ import torch
 from PIL import Image, ImageEnhance, ImageFilter, UnidentifiedImageError
 
 from . import shapes
-from .images import ImageError, load_image
-from .processing import ViTHybridImageProcessor
+from ..images import ImageError, load_image
+from ..model.processing import ViTHybridImageProcessor
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 Transform = Callable[[Image.Image, np.random.Generator], Image.Image]

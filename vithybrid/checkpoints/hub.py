@@ -20,7 +20,8 @@ from urllib.parse import urlparse
 import torch
 from safetensors.torch import load_file, save_file
 
-from .config import ViTHybridConfig
+from ..model.config import ViTHybridConfig
+from .shipped import resolve_model
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +81,9 @@ def _hub_file(repo_id: str, filename: str, **hub_kwargs: Any) -> Path | None:
 
 
 def locate(name_or_path: str | Path, filename: str, **hub_kwargs: Any) -> Path | None:
-    """`filename` in a checkpoint folder or Hub repo (downloaded to the cache); None if it has none."""
-    folder = Path(name_or_path).expanduser()
+    """`filename` in a checkpoint folder, a shipped model ("shapes") or a Hub repo (downloaded to the
+    cache); None if it has none."""
+    folder = Path(resolve_model(name_or_path)).expanduser()
     if folder.is_dir():
         return folder / filename if (folder / filename).is_file() else None
     name = str(name_or_path)

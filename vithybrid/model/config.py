@@ -208,7 +208,7 @@ class ViTHybridConfig:
 
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path, **hub_kwargs: Any) -> ViTHybridConfig:
-        from .hub import load_config
+        from ..checkpoints.hub import load_config
 
         return load_config(name_or_path, **hub_kwargs)
 

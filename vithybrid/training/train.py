@@ -1,8 +1,8 @@
-"""Train or fine-tune a ViT-Hybrid image classifier: `python -m vithybrid.train --help`.
+"""Train or fine-tune a ViT-Hybrid image classifier: `python -m vithybrid.training.train --help`.
 
 The model comes from an architecture (a preset name or a config.json) with random weights, or from
 any checkpoint (a Hub id, a folder, or "shapes", the model shipped in the package). The data comes
-from the shapes generator (vithybrid.shapes) or from an image folder with one subfolder per class.
+from the shapes generator (vithybrid.training.shapes) or from an image folder with one subfolder per class.
 Training uses AdamW with linear warm-up and cosine decay, writes a resumable checkpoint every epoch,
 and leaves a Hub-layout folder (config.json, model.safetensors, preprocessor_config.json) that
 `ViTHybridForImageClassification.from_pretrained` and the app load. Bad input ends with a message
@@ -26,13 +26,13 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from . import shapes
-from .config import ViTHybridConfig
+from ..model.config import ViTHybridConfig
 from .datasets import (SHAPES_AUGMENTATION, Augmentation, DataError, FolderDataset, ImageDataset, ShapesDataset,
                        scan_folder, split_files)
-from .hub import CheckpointError
-from .modeling import ViTHybridForImageClassification
-from .processing import ViTHybridImageProcessor
-from .shipped import resolve_model
+from ..checkpoints.hub import CheckpointError
+from ..model.modeling import ViTHybridForImageClassification
+from ..model.processing import ViTHybridImageProcessor
+from ..checkpoints.shipped import resolve_model
 
 # Architectures to train from scratch. "shapes" is the shipped model's; "tiny" is for quick checks.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -50,10 +50,10 @@ PRESETS: dict[str, dict[str, Any]] = {
                              num_groups=4, out_features=["stage1"])),
 }
 EXAMPLES = """examples:
-  python -m vithybrid.train --config shapes --shapes --epochs 45 --train-size 8192 --output runs/shapes
-  python -m vithybrid.train --from-pretrained shapes --data-dir my_images --epochs 5 --output runs/mine
-  python -m vithybrid.train --from-pretrained shapes --data-dir my_images --epochs 5 --output runs/mine --resume
-(the first is how the shipped model was trained: see vithybrid/models/shapes/README.md)"""
+  python -m vithybrid.training.train --config shapes --shapes --epochs 45 --train-size 8192 --output runs/shapes
+  python -m vithybrid.training.train --from-pretrained shapes --data-dir my_images --epochs 5 --output runs/mine
+  python -m vithybrid.training.train --from-pretrained shapes --data-dir my_images --epochs 5 --output runs/mine --resume
+(the first is how the shipped model was trained: see vithybrid/checkpoints/models/shapes/README.md)"""
 CHECKPOINT_NAME = "last.pt"
 STATE_NAME = "trainer_state.json"
 
@@ -78,14 +78,14 @@ def describe(metrics: dict[str, float], epochs: int) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m vithybrid.train", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+        prog="python -m vithybrid.training.train", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Train or fine-tune a ViT-Hybrid image classifier on the shapes generator or an image folder.")
     model = parser.add_mutually_exclusive_group(required=True)
     model.add_argument("--config", help=f"train from random weights: a preset ({', '.join(PRESETS)}) or a config.json")
     model.add_argument("--from-pretrained", metavar="MODEL",
                        help="fine-tune a checkpoint: Hub id, folder, or 'shapes' (the shipped model)")
     data = parser.add_mutually_exclusive_group(required=True)
-    data.add_argument("--shapes", action="store_true", help="train on the shapes generator (vithybrid.shapes)")
+    data.add_argument("--shapes", action="store_true", help="train on the shapes generator (vithybrid.training.shapes)")
     data.add_argument("--data-dir", type=Path, help="train on an image folder: one subfolder of images per class")
     parser.add_argument("--output", type=Path, required=True, help="folder for the trained model (Hub layout)")
     parser.add_argument("--checkpoint-dir", type=Path, help="where the per-epoch checkpoint goes [OUTPUT/checkpoints]")
@@ -326,7 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     try:
-        state = run(args, shlex.join(["python", "-m", "vithybrid.train", *argv]))
+        state = run(args, shlex.join(["python", "-m", "vithybrid.training.train", *argv]))
     except (DataError, CheckpointError, TrainingError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

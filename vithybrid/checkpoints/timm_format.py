@@ -38,8 +38,8 @@ from typing import Any
 
 import torch
 
-from .backbone import feature_map_shape
-from .config import BitConfig, ViTHybridConfig
+from ..model.backbone import feature_map_shape
+from ..model.config import BitConfig, ViTHybridConfig
 from .hub import CheckpointError
 
 

@@ -22,7 +22,7 @@ from torch import nn
 from .activations import activation
 from .backbone import BitBackbone
 from .config import ViTHybridConfig
-from .hub import PreTrainedMixin
+from ..checkpoints.hub import PreTrainedMixin
 
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 QKV_NAMES = ("query", "key", "value")  # the Hub layout's three projections

@@ -1,0 +1,1 @@
+"""The model: configuration, BiT backbone, ViT-Hybrid modules and the image processor."""

@@ -1,0 +1,1 @@
+"""Training: the shapes generator, datasets and the training loop (`python -m vithybrid.training.train`)."""
