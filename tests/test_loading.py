@@ -241,3 +241,10 @@ def test_shipped_model_name_works_in_every_from_pretrained(tmp_path, monkeypatch
     assert processor.to_dict() == ViTHybridImageProcessor.from_pretrained(folder).to_dict()
     expected = load_file(folder / "model.safetensors")
     assert all(torch.equal(tensor, expected[name]) for name, tensor in model.state_dict().items())
+
+
+def test_saved_weights_are_readable_like_any_other_file(tmp_path):
+    """A checkpoint folder is often shared or served: the weights get the umask's mode, not 0600."""
+    tiny_model().save_pretrained(tmp_path)
+    modes = {path.name: path.stat().st_mode & 0o777 for path in tmp_path.iterdir()}
+    assert modes["model.safetensors"] == modes["config.json"] != 0o600

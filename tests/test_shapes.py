@@ -161,3 +161,20 @@ def test_shipped_model_recognizes_shapes_from_another_renderer(shipped):
     accuracy = (logits.argmax(-1) == torch.tensor([label for _, label in drawn])).float().mean().item()
     print(f"top-1 on matplotlib's markers {accuracy:.1%}")
     assert accuracy >= 0.9
+
+
+def test_image_folder_command_writes_the_samples_by_class(tmp_path):
+    """`python -m vithybrid.training.shapes OUT` writes what sample() draws, one subfolder per class."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "vithybrid.training.shapes", str(tmp_path), "--count", "12",
+                          "--size", "48", "--seed", "3"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    files = sorted(tmp_path.rglob("*.png"))
+    assert len(files) == 12
+    for path in files:
+        index = int(path.stem.split("_")[1])
+        expected = sample(3, index, 48)
+        assert path.parent.name == CLASSES[expected.label]
+        assert np.array_equal(np.asarray(Image.open(path)), np.asarray(expected.image))

@@ -31,6 +31,17 @@ REPO_ID = re.compile(r"^[\w-][\w.-]*(/[\w-][\w.-]*)?$")  # "name" or "owner/name
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (os.umask can only set it)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+
 class CheckpointError(OSError):
     """A checkpoint could not be found, read or matched to the model; the message says what to do."""
 
@@ -238,3 +249,6 @@ class PreTrainedMixin:
         self.config.save_pretrained(directory)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
         save_file(state, directory / WEIGHTS_NAMES[0], metadata={"format": "pt"})
+        # safetensors writes through a private temporary file (mode 0600); give the weights the mode any
+        # other file gets here, so that a shared or served folder can read them.
+        os.chmod(directory / WEIGHTS_NAMES[0], 0o666 & ~current_umask())

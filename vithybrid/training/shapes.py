@@ -8,11 +8,16 @@ geometry varies within each class (triangle angles, star depth, cross arm width)
 trained on it recognizes these shapes as other renderers draw them.
 
 Everything is deterministic: `sample(seed, index, size)` always returns the same image.
+
+`python -m vithybrid.training.shapes OUT` writes an image folder (one subfolder per class) for tools that
+read folders: the training command's --data-dir, datasets' "imagefolder", the analyze command.
 """
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -176,3 +181,33 @@ def make_sample(rng: np.random.Generator, size: int, background_kind: str | None
 def sample(seed: int, index: int, size: int) -> ShapeSample:
     """Image number `index` of the stream `seed`: the same arguments always give the same image."""
     return make_sample(np.random.default_rng([seed, index]), size)
+
+
+def write_image_folder(out: str | Path, count: int, size: int = 64, seed: int = 0) -> list[Path]:
+    """Write `count` samples as OUT/<class>/<seed>_<index>.png; returns the files written."""
+    paths = []
+    for index in range(count):
+        shape = sample(seed, index, size)
+        path = Path(out) / CLASSES[shape.label] / f"{seed}_{index:05d}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shape.image.save(path)
+        paths.append(path)
+    return paths
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m vithybrid.training.shapes",
+                                     description="Write shapes as an image folder, one subfolder per class.")
+    parser.add_argument("out", type=Path, help="folder to write into (created)")
+    parser.add_argument("--count", type=int, default=500, help="number of images (default: %(default)s)")
+    parser.add_argument("--size", type=int, default=64, help="image side in pixels (default: %(default)s)")
+    parser.add_argument("--seed", type=int, default=0, help="stream of images (default: %(default)s)")
+    args = parser.parse_args(argv)
+    if args.count < 1 or args.size < 16:
+        parser.error("--count must be at least 1 and --size at least 16")
+    written = write_image_folder(args.out, args.count, args.size, args.seed)
+    print(f"wrote {len(written)} images to {args.out}/{{{','.join(CLASSES)}}}/")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,9 +1,15 @@
-"""The README promises a green test run on any machine: no test may compare model outputs bit for bit."""
+"""What the README promises on a fresh machine: its commands install the package, and the test run is
+green on any CPU (no test compares model outputs bit for bit)."""
 
 import ast
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
+README = TESTS.parent / "README.md"
 OUTPUT_NAMES = ("logits", "last_hidden_state", "pooler_output", "hidden_states", "attentions")
 
 
@@ -30,3 +36,23 @@ def test_the_check_sees_an_exact_comparison():
     assert exact_comparisons_of_model_outputs("assert torch.equal(a(x).logits, b(x).logits)") == [1]
     assert exact_comparisons_of_model_outputs("assert torch.equal(state['w'], other['w'])") == []
     assert exact_comparisons_of_model_outputs("assert torch.equal(attentions[0], expected)") == []
+
+
+def test_the_package_is_installed_for_scripts_outside_the_repository(tmp_path):
+    """The README's commands install vithybrid itself: a script in another folder imports it."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run([sys.executable, "-c", "from vithybrid import ViTHybridForImageClassification, resolve_model; "
+                          "import visualization; print(resolve_model('shapes'))"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    assert Path(run.stdout.strip(), "model.safetensors").is_file()  # the shipped model came along
+
+
+def test_readme_commands_install_the_package_with_what_the_tests_need():
+    commands = re.findall(r"```bash\n(.*?)\n```", README.read_text(encoding="utf-8"), re.S)
+    app = next(c for c in commands if "python app.py" in c)
+    tests = next(c for c in commands if "pytest" in c)
+    assert re.search(r"pip install (-e )?\"?\.\[app\]", app), app
+    assert re.search(r"pip install (-e )?\"?\.\[test\]", tests), tests
+    ci = (TESTS.parent / ".ci" / "run").read_text(encoding="utf-8")
+    assert '-e ".[test]"' in ci and "pytest" in ci
