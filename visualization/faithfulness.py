@@ -118,19 +118,26 @@ def faithfulness_curves(classify: Callable[[torch.Tensor], torch.Tensor], pixel_
     image = pixel_values.detach()
     cells = grid_hw[0] * grid_hw[1]
     counts = np.round(fractions * cells).astype(int)
-    starts = {"deletion": image, "insertion": gaussian_blur(image, image.shape[-2] / grid_hw[0])}
-    ends = {"deletion": image.mean(dim=(-2, -1), keepdim=True).expand_as(image), "insertion": image}
+    starts = {"deletion": image, "insertion": gaussian_blur(image, image.shape[-2] / grid_hw[0])}  # at 0 tokens
+    ends = {"deletion": image.mean(dim=(-2, -1), keepdim=True).expand_as(image), "insertion": image}  # at all
     pixel_ranks = {name: torch.from_numpy(expand_to_pixels(token_ranks(m), tuple(image.shape[-2:])))
                    for name, m in maps.items()}
 
-    def perturbed(kind: str, name: str | None, count: int) -> torch.Tensor:
-        if name is None:  # no token changed yet, or all: the same image for every map
+    # One job per distinct image: the ends of the curves (the original, the all-mean and the blurred image)
+    # are shared by all maps.
+    def key(kind: str, name: str, count: int) -> tuple:
+        if count == (0 if kind == "deletion" else cells):
+            return ("original",)
+        return (kind, name if 0 < count < cells else None, count)
+
+    def perturbed(job: tuple) -> torch.Tensor:
+        if job == ("original",):
+            return image
+        kind, name, count = job
+        if name is None:  # no token shown yet (insertion) or all hidden (deletion)
             return starts[kind] if count == 0 else ends[kind]
         return torch.where(pixel_ranks[name] < count, ends[kind], starts[kind])
 
-    # One job per distinct image: the two ends of each curve are shared by all maps.
-    def key(kind: str, name: str, count: int) -> tuple:
-        return (kind, name if 0 < count < cells else None, count)
     jobs = list(dict.fromkeys(key(kind, name, count) for count in counts for kind in KINDS for name in maps))
     run = FaithfulnessRun(fractions, {n: np.full(len(counts), np.nan) for n in maps},
                           {n: np.full(len(counts), np.nan) for n in maps}, 0, len(jobs))
@@ -138,7 +145,7 @@ def faithfulness_curves(classify: Callable[[torch.Tensor], torch.Tensor], pixel_
     for first in range(0, len(jobs), batch_size):
         batch = jobs[first:first + batch_size]
         with torch.inference_mode():
-            logits = classify(torch.cat([perturbed(*job) for job in batch]))
+            logits = classify(torch.cat([perturbed(job) for job in batch]))
             logits = getattr(logits, "logits", logits)
             scores.update(zip(batch, logits.float().softmax(-1)[:, class_index].tolist()))
         run.done += len(batch)
