@@ -286,3 +286,22 @@ def test_rollout_and_class_map_beat_random_on_fresh_shapes(tmp_path):
         deletion, insertion = data["areas"][name]
         assert deletion < random_deletion - 0.1 and insertion > random_insertion + 0.1, (name, data["areas"])
         assert data["beats_random"][name] >= 0.75, (name, data["beats_random"])
+
+
+def test_sanity_check_cascade_on_shapes(tmp_path):
+    grad_cam()
+    out = tmp_path / "sanity.json"
+    script = FAITHFULNESS.with_name("sanity.py")
+    result = subprocess.run([sys.executable, str(script), "--images", "4", "--json", str(out), "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    steps, correlations = data["steps"], data["correlations"]
+    assert steps[:3] == ["none (trained)", "classifier", "layer 4"] and steps[-1] == "stem"
+    after_classifier, all_random = correlations[1], correlations[-1]
+    # rollout and raw attention never read the classifier; the class-specific maps follow it
+    assert after_classifier["rollout"] > 0.999 and after_classifier["last-layer attention"] > 0.999
+    assert after_classifier["class map"] < 0.95 and after_classifier["Grad-CAM"] < 0.95
+    assert all(value < 0.5 for value in all_random.values()), all_random  # a random model's maps are other maps
+    assert "| randomized down to | rollout |" in (tmp_path / "sanity.md").read_text()
+    assert (tmp_path / "sanity.png").stat().st_size > 0 and (tmp_path / "sanity_maps.png").stat().st_size > 0
