@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> None:
              "|---|---|---|---|---|"]
     for n in names:
         dele, ins = mean.areas[n]
-        lines.append(f"| {n} | {dele:.3f} | {ins:.3f} | {ins - dele:.3f} | {'' if n == 'random' else f'{wins[n]:.0%}'} |")
+        beats = "" if n == "random" else f"{wins[n]:.0%}"
+        lines.append(f"| {n} | {dele:.3f} | {ins:.3f} | {ins - dele:.3f} | {beats} |")
     table = "\n".join(lines)
     print(table)
     if args.json:

@@ -68,7 +68,8 @@ def main(argv: list[str] | None = None) -> None:
     folder = resolve_model(args.model)
     model = ViTHybridForImageClassification.from_pretrained(folder).requires_grad_(False)
     processor = ViTHybridImageProcessor.from_pretrained(folder)
-    images = [processor(sample(args.seed, i, model.config.image_size).image)["pixel_values"] for i in range(args.images)]
+    images = [processor(sample(args.seed, i, model.config.image_size).image)["pixel_values"]
+              for i in range(args.images)]
     trained = [explanation_maps(model, pixels) for pixels in images]
     labels = [label for _, label in trained]
     torch.manual_seed(args.seed)
@@ -95,9 +96,9 @@ def main(argv: list[str] | None = None) -> None:
     for m in MAPS:
         passed = correlations[transformer_done][m] < PASS_BELOW
         blind = correlations[1][m] > 0.95  # unchanged by a random classifier: it cannot be about the class
-        lines.append(f"- {m}: {'passes' if passed else 'fails'} (first below {PASS_BELOW} at: {first_below(m) or 'never'}; "
-                     f"after the classifier alone: {correlations[1][m]:.2f}"
-                     + (", unchanged: it shows what the model attends to, not what decides the class)" if blind else ")"))
+        note = ", unchanged: it shows what the model attends to, not what decides the class" if blind else ""
+        lines.append(f"- {m}: {'passes' if passed else 'fails'} (first below {PASS_BELOW} at: "
+                     f"{first_below(m) or 'never'}; after the classifier alone: {correlations[1][m]:.2f}{note})")
     table = "\n".join(lines)
     print(table)
     if args.json:

@@ -204,7 +204,8 @@ def test_rank_correlation_is_spearmans():
     for _ in range(5):
         a = torch.randint(0, 4, (6, 7), generator=generator).float()  # many ties, as clipped CAMs have
         b = torch.randn(6, 7, generator=generator)
-        assert viz.rank_correlation(a, b) == pytest.approx(scipy_stats.spearmanr(a.flatten(), b.flatten())[0], abs=1e-12)
+        expected = scipy_stats.spearmanr(a.flatten(), b.flatten())[0]
+        assert viz.rank_correlation(a, b) == pytest.approx(expected, abs=1e-12)
     x = torch.randn(4, 5)
     assert viz.rank_correlation(x, x.exp()) == pytest.approx(1)
     assert viz.rank_correlation(x, -x) == pytest.approx(-1)
@@ -269,7 +270,8 @@ def test_faithfulness_rejects_bad_input():
     with pytest.raises(ValueError, match="one"):
         next(viz.faithfulness_curves(model, torch.randn(2, 3, 8, 8), {"m": torch.randn(2, 2)}, 0))
     with pytest.raises(ValueError, match="one \\(rows, cols\\) grid"):
-        next(viz.faithfulness_curves(model, torch.randn(1, 3, 8, 8), {"m": torch.randn(2, 2), "n": torch.randn(4, 4)}, 0))
+        two_grids = {"m": torch.randn(2, 2), "n": torch.randn(4, 4)}
+        next(viz.faithfulness_curves(model, torch.randn(1, 3, 8, 8), two_grids, 0))
     with pytest.raises(ValueError, match="fractions"):
         next(viz.faithfulness_curves(model, torch.randn(1, 3, 8, 8), {"m": torch.randn(2, 2)}, 0, fractions=(0, 0.5)))
 

@@ -67,6 +67,8 @@ class FaithfulnessRun:
 
     def verdict(self) -> tuple[str, dict]:
         """A key of VERDICTS and its fields: the most faithful map, unless none beat the random order."""
+        if "random" not in self.areas:
+            raise ValueError("the verdict compares the maps with a random order: run with a random_seed")
         best = self.most_faithful()
         (dele, ins), (random_dele, random_ins) = self.areas[best], self.areas["random"]
         if ins - dele <= random_ins - random_dele:

@@ -53,7 +53,8 @@ def mean_attention_distance(attentions: Sequence[torch.Tensor], grid_hw: tuple[i
     two cells' centres; that expected distance is averaged over the queries."""
     rows, cols = grid_hw
     if not attentions or attentions[0].shape[-1] != rows * cols + 1:
-        raise ValueError(f"need per-layer (B, heads, N, N) attentions with N = {rows * cols + 1} for a {rows}x{cols} grid")
+        raise ValueError(f"need per-layer (B, heads, N, N) attentions with N = {rows * cols + 1} "
+                         f"for a {rows}x{cols} grid")
     distance = torch.cdist(cell_centres(grid_hw, image_hw), cell_centres(grid_hw, image_hw))  # (cells, cells)
     per_layer = []
     for attention in attentions:
@@ -123,10 +124,11 @@ def position_similarity_figure(similarity: torch.Tensor, title: str | None = Non
     return figure_image(figure)
 
 
+DISTANCE_LABELS = ("Network depth (layer)", "Mean attention distance (pixels)", "head")
+
+
 def attention_distance_figure(distances: torch.Tensor | np.ndarray, image_hw: tuple[int, int],
-                              title: str | None = None,
-                              labels: tuple[str, str, str] = ("Network depth (layer)",
-                                                              "Mean attention distance (pixels)", "head")) -> Image.Image:
+                              title: str | None = None, labels: tuple[str, str, str] = DISTANCE_LABELS) -> Image.Image:
     """The paper's Figure 7 (right): every head a dot, layer (1 .. L) on the x axis, its mean attention
     distance in pixels on the y axis, from one image's (layers, heads) distances. The y axis runs to the
     image diagonal's half, a rough ceiling (uniform attention over a square grid gives about 0.52 of
