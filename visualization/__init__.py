@@ -13,7 +13,8 @@ over the backbone-token grid and to images a person reads at a glance.
 - which map to trust: `faithfulness_curves` (deletion and insertion, Petsiuk et al. 2018);
 - `MapCache`: model outputs per image, so that re-rendering never re-runs the model.
 
-Depends on torch, numpy, matplotlib and Pillow only; never on `vithybrid` or Gradio. Tensors are
+Depends on torch, numpy, matplotlib and Pillow only (`backbone_cam` also on pytorch-grad-cam, imported when
+called: `pip install 'vithybrid[explain]'`); never on `vithybrid` or Gradio. Tensors are
 batched (B, ...) and grids are (rows, cols), never assumed square.
 """
 

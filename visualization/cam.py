@@ -14,6 +14,7 @@ Ablation-CAM need a pass per channel (1024 on the last stage) and are left out.
 from __future__ import annotations
 
 import importlib
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -60,7 +61,7 @@ class LogitsOf(nn.Module):
 
 
 def backbone_cam(model: nn.Module, layer: nn.Module, pixel_values: torch.Tensor,
-                 class_index: int | list[int] | None = None, method: str = "Grad-CAM") -> torch.Tensor:
+                 class_index: int | Sequence[int] | torch.Tensor | None = None, method: str = "Grad-CAM") -> torch.Tensor:
     """(B, h, w) class activation maps of `method` (one of CAM_METHODS) on the output grid of `layer` (a
     module inside `model`, e.g. a BiT stage), for `class_index` per image (default: the predicted class).
     As pytorch-grad-cam returns them: non-negative, each scaled to [0, 1]. `model(pixel_values)` returns
@@ -81,8 +82,10 @@ def backbone_cam(model: nn.Module, layer: nn.Module, pixel_values: torch.Tensor,
         if class_index is None:
             targets = None
         else:
-            indices = [class_index] * len(pixel_values) if isinstance(class_index, int) else list(class_index)
-            targets = [ClassifierOutputTarget(int(i)) for i in indices]
+            indices = torch.as_tensor(class_index).flatten()  # one class for all images, or one per image
+            if len(indices) not in (1, len(pixel_values)):
+                raise ValueError(f"{len(indices)} class indices for {len(pixel_values)} images")
+            targets = [ClassifierOutputTarget(int(i)) for i in indices.expand(len(pixel_values))]
         with torch.enable_grad():
             maps = cam(pixel_values, targets)
     finally:  # not `with cam`: its __exit__ swallows IndexErrors
