@@ -61,7 +61,8 @@ class LogitsOf(nn.Module):
 
 
 def backbone_cam(model: nn.Module, layer: nn.Module, pixel_values: torch.Tensor,
-                 class_index: int | Sequence[int] | torch.Tensor | None = None, method: str = "Grad-CAM") -> torch.Tensor:
+                 class_index: int | Sequence[int] | torch.Tensor | None = None,
+                 method: str = "Grad-CAM") -> torch.Tensor:
     """(B, h, w) class activation maps of `method` (one of CAM_METHODS) on the output grid of `layer` (a
     module inside `model`, e.g. a BiT stage), for `class_index` per image (default: the predicted class).
     As pytorch-grad-cam returns them: non-negative, each scaled to [0, 1]. `model(pixel_values)` returns
