@@ -93,9 +93,11 @@ def filter_grid(weight: torch.Tensor, scale: int = 6, gap: int = 2, columns: int
     return Image.fromarray((tile(tiles, columns, gap, fill=1.0) * 255).round().astype(np.uint8))
 
 
+SIMILARITY_LABELS = ("Input patch column", "Input patch row", "Cosine similarity")
+
+
 def position_similarity_figure(similarity: torch.Tensor, title: str | None = None,
-                               labels: tuple[str, str, str] = ("Input patch column", "Input patch row",
-                                                               "Cosine similarity")) -> Image.Image:
+                               labels: tuple[str, str, str] = SIMILARITY_LABELS) -> Image.Image:
     """The paper's Figure 7 (centre): one small map per grid cell, placed at that cell, showing its
     position embedding's similarity to every cell's; one color scale, -1 to 1. `labels`: the x axis,
     the y axis and the colorbar (for translation)."""
@@ -103,13 +105,14 @@ def position_similarity_figure(similarity: torch.Tensor, title: str | None = Non
     maps = similarity.detach().float().cpu().reshape(rows * cols, rows, cols).numpy()
     cell = max(1, 12 // max(rows, cols))  # small grids get bigger pixels
     maps = maps.repeat(cell, axis=1).repeat(cell, axis=2)
-    mosaic = tile(maps, cols, gap=max(1, cell), fill=np.nan)
+    gap = max(2, cell)  # 2 pixels at least, so that resampling to the screen keeps the panels apart
+    mosaic = tile(maps, cols, gap, fill=np.nan)
     inches = min(7.0, max(3.5, mosaic.shape[1] / 90))
     figure = Figure(figsize=(inches + 1.2, inches * mosaic.shape[0] / mosaic.shape[1] + 0.8), dpi=100,
                     layout="constrained")
     axes = figure.add_subplot()
     shown = axes.imshow(mosaic, cmap="viridis", vmin=-1, vmax=1, interpolation="nearest")
-    panel_h, panel_w = rows * cell + max(1, cell), cols * cell + max(1, cell)
+    panel_h, panel_w = rows * cell + gap, cols * cell + gap
     step = max(1, math.ceil(max(rows, cols) / 8))  # at most ~8 tick labels per axis
     axes.set_xticks([c * panel_w + cols * cell / 2 for c in range(0, cols, step)], range(1, cols + 1, step))
     axes.set_yticks([r * panel_h + rows * cell / 2 for r in range(0, rows, step)], range(1, rows + 1, step))
