@@ -6,23 +6,36 @@ over the backbone-token grid and to images a person reads at a glance.
 - geometry: token <-> (row, col) <-> pixel box in the crop (`grid`), crop <-> original photo (`CropGeometry`);
 - pictures: `overlay`, `overlay_on_original`, `draw_token_grid`, `small_multiples`, `backbone_figure`,
   `figure_image` (any matplotlib Figure to a Pillow image, via Agg);
+- the CNN half: `backbone_cam` (Grad-CAM and other one-pass CAMs on a backbone stage, via pytorch-grad-cam),
+  `rank_correlation` with a transformer map and `agreement_level`;
+- the ViT paper's Figure 7: `position_embedding_similarity`, `mean_attention_distance`, `filter_grid` and
+  their drawings;
+- which map to trust: `faithfulness_curves` (deletion and insertion, Petsiuk et al. 2018);
 - `MapCache`: model outputs per image, so that re-rendering never re-runs the model.
 
-Depends on torch, numpy, matplotlib and Pillow only; never on `vithybrid` or Gradio. Tensors are
+Depends on torch, numpy, matplotlib and Pillow only (`backbone_cam` also on pytorch-grad-cam, imported when
+called: `pip install 'vithybrid[explain]'`); never on `vithybrid` or Gradio. Tensors are
 batched (B, ...) and grids are (rows, cols), never assumed square.
 """
 
 from .attention import HEAD_FUSIONS, fuse_heads, head_stack, layer_stack, raw_attention
+from .cam import AGREEMENT_SENTENCES, CAM_METHODS, agreement_level, backbone_cam, pool_to_grid, rank_correlation
 from .cache import MapCache, image_key
 from .crop import CropGeometry, shortest_edge_size
 from .figures import backbone_figure, figure_image, small_multiples
+from .faithfulness import APP_FRACTIONS, VERDICTS, FaithfulnessRun, faithfulness_curves, faithfulness_figure
+from .figure7 import (attention_distance_figure, filter_grid, mean_attention_distance, position_embedding_similarity,
+                      position_similarity_figure)
 from .grid import cell_edges, cell_to_token, expand_to_pixels, to_grid, token_at, token_box, token_to_cell
 from .relevance import class_relevance
 from .render import colorize, draw_token_grid, normalize, overlay, overlay_on_original
 from .rollout import attention_rollout, cls_map, discard_weakest
 
-__all__ = ["HEAD_FUSIONS", "CropGeometry", "MapCache", "attention_rollout", "backbone_figure", "cell_edges",
-           "cell_to_token", "class_relevance", "cls_map", "colorize", "discard_weakest", "draw_token_grid",
-           "expand_to_pixels", "figure_image", "fuse_heads", "head_stack", "image_key", "layer_stack", "normalize",
-           "overlay", "overlay_on_original", "raw_attention", "shortest_edge_size", "small_multiples", "to_grid",
-           "token_at", "token_box", "token_to_cell"]
+__all__ = ["AGREEMENT_SENTENCES", "APP_FRACTIONS", "CAM_METHODS", "HEAD_FUSIONS", "VERDICTS", "CropGeometry",
+           "FaithfulnessRun", "MapCache", "agreement_level", "attention_distance_figure", "attention_rollout",
+           "backbone_cam", "backbone_figure", "cell_edges", "cell_to_token", "class_relevance", "cls_map", "colorize",
+           "discard_weakest", "draw_token_grid", "expand_to_pixels", "faithfulness_curves", "faithfulness_figure",
+           "figure_image", "filter_grid", "fuse_heads", "head_stack", "image_key", "layer_stack",
+           "mean_attention_distance", "normalize", "overlay", "overlay_on_original", "pool_to_grid",
+           "position_embedding_similarity", "position_similarity_figure", "rank_correlation", "raw_attention",
+           "shortest_edge_size", "small_multiples", "to_grid", "token_at", "token_box", "token_to_cell"]

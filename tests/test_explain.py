@@ -1,0 +1,312 @@
+"""The explanation lab: the ViT paper's Figure 7 functions against loop-by-loop computations, backbone
+Grad-CAM against pytorch-grad-cam's own result and against the definition, rank correlation against
+scipy, and deletion/insertion curves (monotone for a model that counts pixels; on the shipped shapes
+model, rollout and the class map beat a random order)."""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import visualization as viz
+from conftest import missing
+from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor, resolve_model
+from vithybrid.training.shapes import sample
+
+FAITHFULNESS = Path(__file__).resolve().parents[1] / "benchmarks" / "faithfulness.py"
+
+
+def grad_cam():
+    try:
+        import pytorch_grad_cam
+    except ImportError:
+        missing("pytorch-grad-cam (pip install grad-cam) is not installed")
+    return pytorch_grad_cam
+
+
+@pytest.fixture(scope="module")
+def shapes():
+    folder = resolve_model("shapes")
+    model = ViTHybridForImageClassification.from_pretrained(folder).requires_grad_(False)
+    processor = ViTHybridImageProcessor.from_pretrained(folder)
+    pixels = torch.cat([processor(sample(999, i, model.config.image_size).image)["pixel_values"] for i in range(2)])
+    return model, pixels
+
+
+def random_attentions(batch, layers, heads, tokens, seed=0):
+    generator = torch.Generator().manual_seed(seed)
+    return [torch.randn(batch, heads, tokens, tokens, generator=generator, dtype=torch.float64).mul(3).softmax(-1)
+            for _ in range(layers)]
+
+
+# --- Figure 7 ---------------------------------------------------------------------------------------
+
+def test_position_embedding_similarity_matches_loops_on_a_non_square_grid():
+    rows, cols, hidden = 3, 5, 7
+    embeddings = torch.randn(1, 1 + rows * cols, hidden, dtype=torch.float64)
+    similarity = viz.position_embedding_similarity(embeddings, (rows, cols))
+    assert similarity.shape == (rows, cols, rows, cols)
+    for r in range(rows):
+        for c in range(cols):
+            a = embeddings[0, 1 + r * cols + c]
+            for r2 in range(rows):
+                for c2 in range(cols):
+                    b = embeddings[0, 1 + r2 * cols + c2]
+                    expected = float(a @ b) / math.sqrt(float(a @ a) * float(b @ b))
+                    assert abs(similarity[r, c, r2, c2].item() - expected) < 1e-6
+    with pytest.raises(ValueError, match="position embeddings"):
+        viz.position_embedding_similarity(embeddings, (cols, cols))
+
+
+def loop_mean_attention_distance(attentions, grid_hw, image_hw):
+    (rows, cols), (height, width) = grid_hw, image_hw
+    centre = [((r + 0.5) * height / rows, (c + 0.5) * width / cols) for r in range(rows) for c in range(cols)]
+    batch, heads = attentions[0].shape[:2]
+    out = torch.zeros(batch, len(attentions), heads, dtype=torch.float64)
+    for b in range(batch):
+        for layer, attention in enumerate(attentions):
+            for h in range(heads):
+                total = 0.0
+                for q in range(rows * cols):
+                    weights = [attention[b, h, 1 + q, 1 + k].item() for k in range(rows * cols)]
+                    total += sum(w * math.dist(centre[q], centre[k]) for k, w in enumerate(weights)) / sum(weights)
+                out[b, layer, h] = total / (rows * cols)
+    return out
+
+
+def test_mean_attention_distance_matches_loops_batched_on_a_non_square_grid():
+    grid, image = (3, 4), (48, 80)  # cells of 16x20 pixels
+    attentions = random_attentions(batch=2, layers=3, heads=2, tokens=13)
+    distances = viz.mean_attention_distance(attentions, grid, image)
+    assert distances.shape == (2, 3, 2)
+    torch.testing.assert_close(distances, loop_mean_attention_distance(attentions, grid, image), atol=1e-6, rtol=0)
+
+
+def test_mean_attention_distance_known_cases():
+    # Uniform attention (CLS included, then left out): a 2x2 grid in 20x20 pixels has cell centres 10 apart,
+    # so every query's mean distance is (0 + 10 + 10 + 10 sqrt 2) / 4.
+    uniform = [torch.full((1, 3, 5, 5), 1 / 5)]
+    expected = (20 + 10 * math.sqrt(2)) / 4
+    torch.testing.assert_close(viz.mean_attention_distance(uniform, (2, 2), (20, 20)),
+                               torch.full((1, 1, 3), expected), atol=1e-6, rtol=0)
+    # 1x2 grid in a 10x20 image: centres 10 pixels apart, half the weight elsewhere -> 5.
+    assert viz.mean_attention_distance([torch.full((1, 1, 3, 3), 1 / 3)], (1, 2), (10, 20)).item() == pytest.approx(5)
+    # Attention to self only (and to CLS, which is left out) is at distance 0.
+    self_only = 0.5 * torch.eye(7).expand(2, 4, 7, 7).clone()
+    self_only[..., 0] += 0.5
+    assert viz.mean_attention_distance([self_only, self_only], (2, 3), (40, 60)).abs().max().item() < 1e-12
+
+
+def test_figure7_pictures(shapes):
+    model, pixels = shapes
+    grid, size = model.config.grid_size, model.config.image_size
+    similarity = viz.position_embedding_similarity(model.vit.embeddings.position_embeddings, grid)
+    torch.testing.assert_close(similarity.reshape(grid[0] * grid[1], -1).diagonal(),
+                               torch.ones(grid[0] * grid[1]), atol=1e-6, rtol=0)
+    picture = viz.position_similarity_figure(similarity)
+    assert picture.mode == "RGB" and min(picture.size) > 200
+    attentions = model(pixels, output_attentions=True).attentions
+    distances = viz.mean_attention_distance(attentions, grid, (size, size))
+    assert distances.shape == (2, model.config.num_hidden_layers, model.config.num_attention_heads)
+    assert viz.attention_distance_figure(distances[0], (size, size)).mode == "RGB"
+    with pytest.raises(ValueError, match="layers, heads"):
+        viz.attention_distance_figure(distances, (size, size))
+
+    weight = model.vit.embeddings.patch_embeddings.backbone.bit.embedder.convolution.weight
+    grid_image = viz.filter_grid(weight, scale=3, gap=1, columns=8)
+    out, _, k, _ = weight.shape
+    assert grid_image.size == (8 * (3 * k + 1) - 1, math.ceil(out / 8) * (3 * k + 1) - 1)
+    first = weight[0].detach()
+    expected = ((first - first.min()) / (first.max() - first.min()))[:, 0, 0] * 255  # filter 0, weight (0, 0)
+    assert np.abs(np.asarray(grid_image)[1, 1].astype(float) - expected.numpy()).max() <= 0.5 + 1e-3
+
+
+# --- the CNN half: Grad-CAM through pytorch-grad-cam --------------------------------------------------
+
+def stages(model):
+    bit = model.vit.embeddings.patch_embeddings.backbone.bit
+    return [bit.embedder, *bit.encoder.stages]
+
+
+def test_grad_cam_equals_pytorch_grad_cams_own_result(shapes):
+    library = grad_cam()
+    from pytorch_grad_cam.utils.image import scale_cam_image
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+
+    model, pixels = shapes
+    layer = stages(model)[-1]
+    ours = viz.backbone_cam(model, layer, pixels, class_index=[2, 0])
+    assert ours.shape == (2, *model.config.grid_size)  # the stage's grid, which is the token grid
+    with library.GradCAM(viz.cam.LogitsOf(model), [layer]) as cam, torch.enable_grad():
+        theirs = cam(pixels.clone().requires_grad_(), [ClassifierOutputTarget(2), ClassifierOutputTarget(0)])
+    # Theirs is our grid map resized to the input with cv2 and rescaled to [0, 1]: do the same to ours.
+    size = model.config.image_size
+    np.testing.assert_allclose(scale_cam_image(scale_cam_image(ours.numpy(), (size, size))), theirs, atol=1e-5)
+
+
+def test_grad_cam_is_the_definition_on_the_stage_asked_for(shapes):
+    grad_cam()
+    model, pixels = shapes
+    for layer in stages(model):
+        for class_index in (1, 3):
+            recorded = []
+            hook = layer.register_forward_hook(lambda m, a, out: recorded.append(out.detach().requires_grad_()) or
+                                               recorded[-1])
+            try:
+                with torch.enable_grad():
+                    score = model(pixels).logits[:, class_index].sum()
+                    (gradient,) = torch.autograd.grad(score, recorded[0])
+            finally:
+                hook.remove()
+            activation = recorded[0].detach()
+            terms = gradient.mean((2, 3), keepdim=True) * activation
+            cam = terms.sum(1).clamp_min(0)
+            cam = cam - cam.amin((1, 2), keepdim=True)
+            peak = 1e-7 + cam.amax((1, 2), keepdim=True)  # an all-zero map stays 0, as in pytorch-grad-cam
+            ours = viz.backbone_cam(model, layer, pixels, class_index)
+            assert ours.shape == activation.shape[:1] + activation.shape[2:]
+            # gradients from a float32 backward through the transformer (~1e-5 relative), summed over channels that
+            # cancel, then scaled by the peak: the rounding grows by sum |terms| / peak
+            tolerance = 1e-6 + 1e-4 * terms.abs().sum(1) / peak
+            assert ((ours - cam / peak).abs() <= tolerance).all(), (ours - cam / peak).abs().max()
+
+
+def test_every_cam_method_gives_a_map_on_the_grid(shapes):
+    grad_cam()
+    model, pixels = shapes
+    for method in viz.CAM_METHODS:
+        maps = viz.backbone_cam(model, stages(model)[-1], pixels[:1], method=method)
+        assert maps.shape == (1, *model.config.grid_size) and 0 <= maps.min() and maps.max() <= 1, method
+    with pytest.raises(ValueError, match="unknown CAM method"):
+        viz.backbone_cam(model, stages(model)[-1], pixels, method="Score-CAM")
+    # an earlier stage's map, pooled onto the token grid, keeps the mean of its cells
+    early = viz.backbone_cam(model, stages(model)[1], pixels)
+    pooled = viz.pool_to_grid(early, model.config.grid_size)
+    assert pooled.shape == (2, *model.config.grid_size)
+    torch.testing.assert_close(pooled.mean((1, 2)), early.mean((1, 2)), atol=1e-6, rtol=0)
+
+
+def test_a_missing_grad_cam_names_the_extra(shapes, monkeypatch):
+    model, pixels = shapes
+    monkeypatch.setitem(sys.modules, "pytorch_grad_cam", None)  # makes the import fail
+    with pytest.raises(ImportError, match=r"vithybrid\[explain\].*pip install grad-cam"):
+        viz.backbone_cam(model, stages(model)[-1], pixels)
+
+
+def test_rank_correlation_is_spearmans():
+    try:
+        from scipy import stats as scipy_stats  # installed with grad-cam
+    except ImportError:
+        missing("scipy (installed with grad-cam) is not installed")
+    generator = torch.Generator().manual_seed(3)
+    for _ in range(5):
+        a = torch.randint(0, 4, (6, 7), generator=generator).float()  # many ties, as clipped CAMs have
+        b = torch.randn(6, 7, generator=generator)
+        expected = scipy_stats.spearmanr(a.flatten(), b.flatten())[0]
+        assert viz.rank_correlation(a, b) == pytest.approx(expected, abs=1e-12)
+    x = torch.randn(4, 5)
+    assert viz.rank_correlation(x, x.exp()) == pytest.approx(1)
+    assert viz.rank_correlation(x, -x) == pytest.approx(-1)
+    assert math.isnan(viz.rank_correlation(x, torch.zeros(4, 5)))
+    assert [viz.agreement_level(r) for r in (0.9, 0.5, 0.2, 0.0, -0.5, float("nan"))] == \
+        ["strong", "moderate", "weak", "none", "opposite", "undefined"]
+    assert set(viz.AGREEMENT_SENTENCES) == {"strong", "moderate", "weak", "none", "opposite", "undefined"}
+
+
+# --- which map to trust: deletion and insertion -------------------------------------------------------
+
+class PixelCounter(torch.nn.Module):
+    """Two classes; the logit of class 0 grows with the number of pixel values far from 0 (|x| > 0.5)."""
+
+    def __init__(self):
+        super().__init__()
+        self.calls = 0
+
+    def forward(self, pixels):
+        self.calls += 1
+        count = (pixels.abs() > 0.5).flatten(1).sum(1).float()
+        return torch.stack([count / pixels[0].numel(), torch.zeros_like(count)], dim=1)
+
+
+def test_curves_are_monotone_for_a_model_that_counts_pixels():
+    torch.manual_seed(0)
+    image = torch.randn(1, 3, 30, 50).sign()  # +-1: hidden (mean, near 0) pixels stop counting
+    grid = (3, 5)
+    maps = {"a map": torch.randn(grid), "another": torch.randn(grid)}
+    model = PixelCounter()
+    fractions = np.linspace(0, 1, 16)  # one token per step
+    progress = []
+    for run in viz.faithfulness_curves(model, image, maps, 0, fractions, batch_size=10):
+        progress.append(run.done)  # the same object, updated after every batch
+    assert run.finished and progress == [*range(10, run.total, 10), run.total]
+    assert run.total == 3 + 3 * 2 * 14 and model.calls == math.ceil(run.total / 10)  # shared ends scored once
+    full = torch.sigmoid(torch.tensor(1.0)).item()  # every value counts in the original
+    for name in ("a map", "another", "random"):
+        deletion, insertion = run.deletion[name], run.insertion[name]
+        assert deletion[0] == pytest.approx(full) and insertion[-1] == pytest.approx(full)
+        assert np.all(np.diff(deletion) < 0), name  # every token hidden takes counted pixels away
+        assert np.all(np.diff(insertion) >= 0) and insertion[-1] > insertion[0], name
+        dele, ins = run.areas[name]
+        assert dele == pytest.approx(np.trapezoid(deletion, fractions)) and ins == pytest.approx(
+            np.trapezoid(insertion, fractions))
+    assert viz.faithfulness_figure(run).mode == "RGB"
+
+
+def test_a_cancelled_run_stops_scoring():
+    model = PixelCounter()
+    curves = viz.faithfulness_curves(model, torch.randn(1, 3, 20, 20), {"m": torch.randn(4, 4)}, 0, batch_size=2)
+    first = next(curves)
+    curves.close()  # what the app does when the user cancels
+    assert model.calls == 1 and first.done == 2 and not first.finished
+    assert np.isnan(first.deletion["m"]).any()  # the rest was never measured
+    with pytest.raises(ValueError, match="not measured"):
+        first.most_faithful()
+
+
+def test_faithfulness_rejects_bad_input():
+    model = PixelCounter()
+    with pytest.raises(ValueError, match="one"):
+        next(viz.faithfulness_curves(model, torch.randn(2, 3, 8, 8), {"m": torch.randn(2, 2)}, 0))
+    with pytest.raises(ValueError, match="one \\(rows, cols\\) grid"):
+        two_grids = {"m": torch.randn(2, 2), "n": torch.randn(4, 4)}
+        next(viz.faithfulness_curves(model, torch.randn(1, 3, 8, 8), two_grids, 0))
+    with pytest.raises(ValueError, match="fractions"):
+        next(viz.faithfulness_curves(model, torch.randn(1, 3, 8, 8), {"m": torch.randn(2, 2)}, 0, fractions=(0, 0.5)))
+
+
+def test_rollout_and_class_map_beat_random_on_fresh_shapes(tmp_path):
+    grad_cam()  # the benchmark also draws Grad-CAM
+    out = tmp_path / "areas.json"
+    result = subprocess.run([sys.executable, str(FAITHFULNESS), "--images", "12", "--steps", "8", "--json", str(out)],
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    (random_deletion, random_insertion) = data["areas"]["random"]
+    for name in ("rollout", "class map"):
+        deletion, insertion = data["areas"][name]
+        assert deletion < random_deletion - 0.1 and insertion > random_insertion + 0.1, (name, data["areas"])
+        assert data["beats_random"][name] >= 0.75, (name, data["beats_random"])
+
+
+def test_sanity_check_cascade_on_shapes(tmp_path):
+    grad_cam()
+    out = tmp_path / "sanity.json"
+    script = FAITHFULNESS.with_name("sanity.py")
+    result = subprocess.run([sys.executable, str(script), "--images", "4", "--json", str(out), "--out", str(tmp_path)],
+                            capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(out.read_text())
+    steps, correlations = data["steps"], data["correlations"]
+    assert steps[:3] == ["none (trained)", "classifier", "layer 4"] and steps[-1] == "stem"
+    after_classifier, all_random = correlations[1], correlations[-1]
+    # rollout and raw attention never read the classifier; the class-specific maps follow it
+    assert after_classifier["rollout"] > 0.999 and after_classifier["last-layer attention"] > 0.999
+    assert after_classifier["class map"] < 0.95 and after_classifier["Grad-CAM"] < 0.95
+    assert all(value < 0.5 for value in all_random.values()), all_random  # a random model's maps are other maps
+    assert "| randomized down to | rollout |" in (tmp_path / "sanity.md").read_text()
+    assert (tmp_path / "sanity.png").stat().st_size > 0 and (tmp_path / "sanity_maps.png").stat().st_size > 0
