@@ -1,11 +1,13 @@
 """ViT-Hybrid inside transformers 5 (vithybrid.register_with_transformers): its Auto classes, from_pretrained
 keywords, pipelines and Trainer, against transformers 4.46.3's checkpoints and outputs (oracle/cases.py)."""
 
+import io
 import json
 import os
 import subprocess
 import sys
 import textwrap
+import urllib.request
 import warnings
 from pathlib import Path
 
@@ -179,6 +181,8 @@ def test_image_processor_gives_transformers_4_pixels(transformers, oracle_dir, t
     close(again(image, return_tensors="pt").pixel_values, ours(image)["pixel_values"], 0)
     overridden = again(image, size={"shortest_edge": 40}, crop_size={"height": 32, "width": 48}, return_tensors="pt")
     assert overridden.pixel_values.shape == (1, 3, 32, 48)
+    with pytest.raises(TypeError, match="has no option do_resise"):  # a typo is an error, not silently ignored
+        again(image, do_resise=False)
 
 
 @pytest.fixture(scope="module")
@@ -339,7 +343,7 @@ def test_without_transformers_the_package_and_the_app_work(tmp_path):
     assert "pip install vithybrid[transformers]" in message and "\n" not in message
     # The tests that need no transformers pass without it.
     tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
-                            "tests/test_config.py", "tests/test_pipeline.py"],
+                            "tests/test_config.py", "tests/test_pipeline.py", "-k", "not cli"],
                            capture_output=True, text=True, cwd=ROOT, env=env)
     assert tests.returncode == 0, tests.stdout[-3000:]
 
@@ -364,3 +368,22 @@ def test_finetune_example_runs_offline_and_its_output_loads_everywhere(transform
     app_top = explorer.Explorer(str(out), fallback=False).classify(shape)
     ours = our_pipeline(out)(shape)
     assert max(app_top, key=app_top.get) == ours[0]["label"] == "star"
+
+
+@pytest.mark.network
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_the_seed_page_on_the_hub_checkpoint(transformers, attn):
+    """The seed's documentation page, unchanged but for the registration: google's published logits."""
+    from test_network import COCO_CATS, EXPECTED_LOGITS
+
+    with urllib.request.urlopen(COCO_CATS, timeout=60) as response:
+        image = Image.open(io.BytesIO(response.read()))
+    name = "google/vit-hybrid-base-bit-384"
+    processor = transformers.AutoImageProcessor.from_pretrained(name)
+    model = transformers.AutoModelForImageClassification.from_pretrained(name, attn_implementation=attn)
+    with torch.no_grad():
+        logits = model(**processor(image, return_tensors="pt")).logits
+    close(logits[0, :3], EXPECTED_LOGITS, 1e-4)
+    assert model.config.id2label[int(logits.argmax(-1))] == "tabby, tabby cat"
+    classify = transformers.pipeline("image-classification", model=name)
+    assert classify(image)[0]["label"] == "tabby, tabby cat"

@@ -13,7 +13,6 @@ and the state-dict keys stay the Hub's (vit.embeddings..., classifier.*).
 
 from __future__ import annotations
 
-import copy
 from typing import Any
 
 import torch
@@ -197,7 +196,12 @@ class ViTHybridImageProcessor(BaseImageProcessor):
         super().__init__(**standalone_options)
 
     def preprocess(self, images, return_tensors: str | None = None, **overrides: Any) -> BatchFeature:
-        options = {**self.to_dict(), **overrides}
+        """One image or a list -> {"pixel_values"}; any option of the processor may be overridden per call."""
+        options = self.to_dict()
+        unknown = sorted(set(overrides) - set(options))
+        if unknown:
+            raise TypeError(f"{type(self).__name__} has no option {', '.join(unknown)}; it has {', '.join(sorted(options))}")
+        options.update(overrides)
         pixels = standalone_processing.ViTHybridImageProcessor(**options)(images, return_tensors=None)["pixel_values"]
         return BatchFeature({"pixel_values": pixels}, tensor_type=return_tensors)
 
