@@ -25,11 +25,11 @@ from vithybrid.pipeline import pipeline as our_pipeline
 ROOT = Path(__file__).resolve().parents[1]
 LOGITS_ATOL = 1e-4  # float32 against transformers 4.46.3, as in test_reference.py
 ATTENTIONS_ATOL = 1e-5
-# bfloat16 keeps 8 significant bits: each weight, activation and sum is rounded to a relative 2^-9, and the
-# errors add up through the backbone and the layers. Logits within 2^-4 of the float32 logits' scale allow
-# for that (the tiny cases stay well inside it); a wrong or missing weight, or one left in another dtype,
-# moves logits by about their own scale.
-BF16_RELATIVE = 2 ** -4
+# Half precision: bfloat16 keeps 8 significant bits, float16 11, so each weight, activation and sum is
+# rounded to a relative 2^-9 or 2^-12, and the errors add up through the backbone and the layers. Logits
+# within 2^-4 (bfloat16) or 2^-7 (float16) of the float32 logits' scale allow for that (the tiny cases stay
+# well inside it); a wrong or missing weight, or one left in another dtype, moves logits by about their scale.
+HALF_RELATIVE = {torch.bfloat16: 2 ** -4, torch.float16: 2 ** -7}
 
 
 @pytest.fixture(scope="module")
@@ -90,16 +90,19 @@ def test_attention_switches_in_place_and_config_flags_are_honoured(transformers,
 
 
 @pytest.mark.parametrize("name", CASES)
-def test_bfloat16_through_dtype_and_torch_dtype(transformers, oracle_dir, name):
+def test_half_precision_through_dtype_and_torch_dtype(transformers, oracle_dir, name):
     inputs, expected = load_case(oracle_dir, name)
     reference = expected["eager.logits"]
-    atol = BF16_RELATIVE * float(reference.abs().max())
     auto = transformers.AutoModelForImageClassification
-    for kwargs in (dict(dtype=torch.bfloat16), dict(torch_dtype=torch.bfloat16, attn_implementation="eager")):
-        model = auto.from_pretrained(oracle_dir / name, **kwargs)
-        assert model.dtype == torch.bfloat16
+    calls = {torch.bfloat16: dict(dtype=torch.bfloat16),  # transformers 5's keyword
+             torch.float16: dict(attn_implementation="sdpa", torch_dtype=torch.float16)}  # the seed page's call
+    for dtype, kwargs in calls.items():
+        with warnings.catch_warnings():  # transformers 5 says torch_dtype is deprecated: it still works
+            warnings.simplefilter("ignore")
+            model = auto.from_pretrained(oracle_dir / name, **kwargs)
+        assert model.dtype == dtype
         with torch.no_grad():
-            close(model(inputs["pixel_values"]).logits, reference, atol)
+            close(model(inputs["pixel_values"]).logits, reference, HALF_RELATIVE[dtype] * float(reference.abs().max()))
     # A float32 model that has run (its standardized weights are cached) and is then cast gives the cast
     # model's numbers, not the cached float32 weights' ones.
     model = auto.from_pretrained(oracle_dir / name)
@@ -108,7 +111,7 @@ def test_bfloat16_through_dtype_and_torch_dtype(transformers, oracle_dir, name):
         cast = model.to(torch.bfloat16)(inputs["pixel_values"]).logits
         loaded = auto.from_pretrained(oracle_dir / name, dtype=torch.bfloat16)(inputs["pixel_values"]).logits
     assert cast.dtype == torch.bfloat16
-    close(cast, loaded, atol / 4)
+    close(cast, loaded, HALF_RELATIVE[torch.bfloat16] / 4 * float(reference.abs().max()))
 
 
 @pytest.mark.parametrize("name", CASES)
