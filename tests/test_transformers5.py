@@ -19,7 +19,8 @@ from safetensors.torch import load_file
 from conftest import SAMPLE_PHOTOS, missing
 from helpers import TINY, tiny_checkpoint, tiny_model
 from oracle.cases import CASES
-from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor, register_with_transformers, resolve_model
+from vithybrid import (ViTHybridForImageClassification, ViTHybridImageProcessor, register_with_transformers,
+                       resolve_model)
 from vithybrid.pipeline import pipeline as our_pipeline
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -113,9 +113,10 @@ class ViTHybridPreTrainedModel(PreTrainedModel):
 
     def _flags(self, output_attentions: bool | None, output_hidden_states: bool | None) -> dict[str, bool]:
         """The output flags of a call, the config's where the call gives none (as transformers does)."""
-        return dict(
-            output_attentions=self.config.output_attentions if output_attentions is None else output_attentions,
-            output_hidden_states=self.config.output_hidden_states if output_hidden_states is None else output_hidden_states)
+        config = self.config
+        return dict(output_attentions=config.output_attentions if output_attentions is None else output_attentions,
+                    output_hidden_states=config.output_hidden_states if output_hidden_states is None
+                    else output_hidden_states)
 
     def _route_attention(self) -> None:
         implementation = self.config._attn_implementation or "sdpa"
@@ -200,7 +201,8 @@ class ViTHybridImageProcessor(BaseImageProcessor):
         options = self.to_dict()
         unknown = sorted(set(overrides) - set(options))
         if unknown:
-            raise TypeError(f"{type(self).__name__} has no option {', '.join(unknown)}; it has {', '.join(sorted(options))}")
+            raise TypeError(f"{type(self).__name__} has no option {', '.join(unknown)}; "
+                            f"it has {', '.join(sorted(options))}")
         options.update(overrides)
         pixels = standalone_processing.ViTHybridImageProcessor(**options)(images, return_tensors=None)["pixel_values"]
         return BatchFeature({"pixel_values": pixels}, tensor_type=return_tensors)
@@ -213,9 +215,10 @@ def register_with_transformers() -> None:
     AutoConfig.register(MODEL_TYPE, ViTHybridConfig, exist_ok=True)
     AutoModel.register(ViTHybridConfig, ViTHybridModel, exist_ok=True)
     AutoModelForImageClassification.register(ViTHybridConfig, ViTHybridForImageClassification, exist_ok=True)
-    AutoImageProcessor.register(ViTHybridConfig, image_processor_classes={"pil": ViTHybridImageProcessor}, exist_ok=True)
+    AutoImageProcessor.register(ViTHybridConfig, image_processor_classes={"pil": ViTHybridImageProcessor},
+                                exist_ok=True)
     # Ours is a Pillow processor (transformers' ViTHybrid resized with Pillow too): say so, rather than have
     # AutoImageProcessor look for a torchvision one first and warn that it fell back.
-    pil_first = image_processing_auto.DEFAULT_TO_PIL_BACKEND_IMAGE_PROCESSORS
-    if ViTHybridImageProcessor.__name__ not in pil_first:
+    pil_first = getattr(image_processing_auto, "DEFAULT_TO_PIL_BACKEND_IMAGE_PROCESSORS", None)
+    if pil_first is not None and ViTHybridImageProcessor.__name__ not in pil_first:
         pil_first.append(ViTHybridImageProcessor.__name__)
