@@ -364,8 +364,12 @@ def test_finetune_example_runs_offline_and_its_output_loads_everywhere(transform
     eval_results = json.loads((out / "eval_results.json").read_text())
     assert eval_results["eval_accuracy"] >= 0.8  # the shapes model knows these classes already
     state = json.loads((out / "trainer_state.json").read_text())
-    assert state["best_model_checkpoint"] and state["best_metric"] == max(
-        entry["eval_accuracy"] for entry in state["log_history"] if "eval_accuracy" in entry)
+    evaluations = [entry for entry in state["log_history"] if "eval_accuracy" in entry]
+    assert state["best_metric"] == max(entry["eval_accuracy"] for entry in evaluations)
+    # The model saved and evaluated last is the best checkpoint, restored: its loss is that checkpoint's.
+    best_step = int(state["best_model_checkpoint"].rsplit("-", 1)[1])
+    best_loss = next(entry["eval_loss"] for entry in evaluations if entry["step"] == best_step)
+    assert eval_results["eval_loss"] == pytest.approx(best_loss, rel=1e-4)
     import explorer
 
     shape = Image.open(ROOT / "examples" / "shape_star.png")
