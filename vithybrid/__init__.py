@@ -8,7 +8,6 @@ from .model.processing import ViTHybridImageProcessor
 from .checkpoints.shipped import resolve_model
 
 
-
 def register_with_transformers() -> None:
     """Register ViTHybrid with transformers 5's Auto classes (AutoConfig, AutoModel,
     AutoModelForImageClassification, AutoImageProcessor), so that its `from_pretrained`, `pipeline()` and
@@ -17,7 +16,7 @@ def register_with_transformers() -> None:
     try:
         from .integrations.transformers import register_with_transformers as register
     except ImportError as error:
-        raise ImportError(f"register_with_transformers() needs transformers 5 ({error}): "
+        raise ImportError(f"register_with_transformers() needs transformers 5.23 or newer ({error}): "
                           "pip install vithybrid[transformers]") from error
     register()
 
