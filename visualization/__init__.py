@@ -3,7 +3,8 @@ over the backbone-token grid and to images a person reads at a glance.
 
 - maps: `attention_rollout` + `cls_map` (Abnar & Zuidema 2020), `class_relevance` (Chefer, Gur & Wolf,
   ICCV 2021), `raw_attention`, `layer_stack`, `head_stack`;
-- geometry: token <-> (row, col) <-> pixel box in the crop (`grid`), crop <-> original photo (`CropGeometry`);
+- geometry: token <-> (row, col) <-> pixel box in the crop (`grid`), crop <-> original photo (`CropGeometry`,
+  `processor_geometry`);
 - pictures: `overlay`, `overlay_on_original`, `draw_token_grid`, `small_multiples`, `backbone_figure`,
   `figure_image` (any matplotlib Figure to a Pillow image, via Agg);
 - `MapCache`: model outputs per image, so that re-rendering never re-runs the model.
@@ -15,6 +16,7 @@ batched (B, ...) and grids are (rows, cols), never assumed square.
 from .attention import HEAD_FUSIONS, fuse_heads, head_stack, layer_stack, raw_attention
 from .cache import MapCache, image_key
 from .crop import CropGeometry, shortest_edge_size
+from .geometry import processor_geometry
 from .figures import backbone_figure, figure_image, small_multiples
 from .grid import cell_edges, cell_to_token, expand_to_pixels, to_grid, token_at, token_box, token_to_cell
 from .relevance import class_relevance
@@ -24,5 +26,5 @@ from .rollout import attention_rollout, cls_map, discard_weakest
 __all__ = ["HEAD_FUSIONS", "CropGeometry", "MapCache", "attention_rollout", "backbone_figure", "cell_edges",
            "cell_to_token", "class_relevance", "cls_map", "colorize", "discard_weakest", "draw_token_grid",
            "expand_to_pixels", "figure_image", "fuse_heads", "head_stack", "image_key", "layer_stack", "normalize",
-           "overlay", "overlay_on_original", "raw_attention", "shortest_edge_size", "small_multiples", "to_grid",
-           "token_at", "token_box", "token_to_cell"]
+           "overlay", "overlay_on_original", "processor_geometry", "raw_attention", "shortest_edge_size",
+           "small_multiples", "to_grid", "token_at", "token_box", "token_to_cell"]

@@ -1,0 +1,76 @@
+"""The Ray backend: Ray Data reads the source, decodes files in tasks, explains them in an actor pool (one
+model per actor, a GPU each when the cluster has GPUs) and writes the Parquet parts, on a local Ray started
+for the run or on an existing cluster. Ray is an optional extra: `pip install vithybrid[ray]`."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+
+import visualization
+import vithybrid
+from .maps import DECODED_SCHEMA, Explainer, decode, load
+from .sources import SOURCE_SCHEMA, check_columns, is_table, normalize, read_source
+
+
+def source_dataset(source: str, batch_size: int):
+    """The source rows as a Ray Dataset: tables through Ray's own readers, listings from the driver; split
+    into blocks of about one batch so that decoding spreads over the cluster."""
+    import ray.data
+
+    if is_table(source):
+        reader = ray.data.read_csv if source.lower().endswith(".csv") else ray.data.read_parquet
+        dataset = reader(str(Path(source).resolve()))
+        check_columns(source, dataset.schema().names)
+        base = Path(source).resolve().parent
+        dataset = dataset.map_batches(lambda batch: pa.Table.from_pandas(normalize(batch, base), schema=SOURCE_SCHEMA,
+                                                                          preserve_index=False), batch_format="pandas")
+    else:
+        dataset = ray.data.from_arrow(pa.Table.from_pandas(read_source(source), schema=SOURCE_SCHEMA,
+                                                           preserve_index=False))
+    return dataset.repartition(max(1, dataset.count() // batch_size))
+
+
+def decode_batch(batch: pa.Table, processor, skip: frozenset) -> pa.Table:
+    return pa.Table.from_pylist([decode(row, processor) for row in batch.to_pylist() if row["path"] not in skip],
+                                schema=DECODED_SCHEMA)
+
+
+class ExplainerActor:
+    """One model per actor, loaded once; explains batches of decoded rows."""
+
+    def __init__(self, model: str, maps: tuple[str, ...], top_k: int, device: str):
+        self.explain = Explainer(*load(model, device), maps=maps, top_k=top_k)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return self.explain(batch.to_pylist())
+
+
+def run_ray(source: str, out: Path, model: str, processor, maps: tuple[str, ...], top_k: int, batch_size: int,
+            actors: int | None, address: str | None, skip: frozenset = frozenset()) -> None:
+    """Explain `source` into Parquet parts in `out` with Ray Data. `address` None starts a local Ray with this
+    machine's CPUs for the run (and stops it); otherwise Ray connects there ("auto": the cluster this machine
+    belongs to). A Ray already initialized in this process is used as it is."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        # Ship this package's code to the workers, so that a cluster needs only Ray (and torch) installed.
+        runtime_env = {"py_modules": [os.path.dirname(vithybrid.__file__), os.path.dirname(visualization.__file__)]}
+        ray.init(address=address, num_cpus=None if address else os.cpu_count(), runtime_env=runtime_env,
+                 log_to_driver=False)
+    try:
+        gpus = int(ray.cluster_resources().get("GPU", 0))
+        actors = actors or max(1, gpus)
+        dataset = source_dataset(source, batch_size)
+        dataset = dataset.map_batches(decode_batch, fn_kwargs={"processor": processor, "skip": skip},
+                                      batch_format="pyarrow", batch_size=batch_size)
+        dataset = dataset.map_batches(ExplainerActor, fn_constructor_kwargs={
+            "model": model, "maps": maps, "top_k": top_k, "device": "cuda" if gpus else "cpu"},
+            batch_format="pyarrow", batch_size=batch_size, concurrency=actors, num_gpus=1 if gpus else 0)
+        dataset.write_parquet(str(out))
+    finally:
+        if started:
+            ray.shutdown()
