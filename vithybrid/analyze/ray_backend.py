@@ -30,7 +30,7 @@ def source_dataset(source: str, batch_size: int):
     else:
         dataset = ray.data.from_arrow(pa.Table.from_pandas(read_source(source), schema=SOURCE_SCHEMA,
                                                            preserve_index=False))
-    return dataset.repartition(max(1, dataset.count() // batch_size))
+    return dataset.repartition(target_num_rows_per_block=batch_size)
 
 
 def decode_batch(batch: pa.Table, processor, skip: frozenset) -> pa.Table:
@@ -48,28 +48,40 @@ class ExplainerActor:
         return self.explain(batch.to_pylist())
 
 
+def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Start a local Ray (`address` None; `num_cpus` default: all) or connect to a cluster ("auto": the one this
+    machine belongs to; "ray://head:10001": a remote one), shipping this package's code to the workers so that
+    a cluster needs only Ray and torch installed."""
+    import ray
+
+    modules = [os.path.dirname(vithybrid.__file__), os.path.dirname(visualization.__file__)]
+    ray.init(address=address, num_cpus=None if address else num_cpus or os.cpu_count(),
+             runtime_env={"py_modules": modules}, log_to_driver=False)
+
+
 def run_ray(source: str, out: Path, model: str, processor, maps: tuple[str, ...], top_k: int, batch_size: int,
             actors: int | None, address: str | None, skip: frozenset = frozenset()) -> None:
     """Explain `source` into Parquet parts in `out` with Ray Data. `address` None starts a local Ray with this
     machine's CPUs for the run (and stops it); otherwise Ray connects there ("auto": the cluster this machine
     belongs to). A Ray already initialized in this process is used as it is."""
     import ray
+    import ray.data
 
     started = not ray.is_initialized()
     if started:
-        # Ship this package's code to the workers, so that a cluster needs only Ray (and torch) installed.
-        runtime_env = {"py_modules": [os.path.dirname(vithybrid.__file__), os.path.dirname(visualization.__file__)]}
-        ray.init(address=address, num_cpus=None if address else os.cpu_count(), runtime_env=runtime_env,
-                 log_to_driver=False)
+        start_ray(address)
     try:
         gpus = int(ray.cluster_resources().get("GPU", 0))
         actors = actors or max(1, gpus)
         dataset = source_dataset(source, batch_size)
         dataset = dataset.map_batches(decode_batch, fn_kwargs={"processor": processor, "skip": skip},
                                       batch_format="pyarrow", batch_size=batch_size)
+        # On CPUs Ray fuses decoding into the actors (no pixels through the object store); an actor that holds
+        # a GPU is not fused with CPU tasks, so decoding keeps the GPUs fed from the CPUs.
         dataset = dataset.map_batches(ExplainerActor, fn_constructor_kwargs={
             "model": model, "maps": maps, "top_k": top_k, "device": "cuda" if gpus else "cpu"},
-            batch_format="pyarrow", batch_size=batch_size, concurrency=actors, num_gpus=1 if gpus else 0)
+            batch_format="pyarrow", batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
+            num_gpus=1 if gpus else 0)
         dataset.write_parquet(str(out))
     finally:
         if started:

@@ -22,7 +22,7 @@ THUMBNAIL = 256  # longest side of a picture, in pixels
 MAP_NAMES = {"class": "top-class relevance", "rollout": "attention rollout"}
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}
 td,th{padding:.25em .75em;border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child{text-align:left}
-.cards{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0;width:260px}figcaption{font-size:.85em;word-break:break-all}
+.cards{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0;width:260px}figcaption{font-size:.85em;overflow-wrap:anywhere}
 img{display:block;max-width:256px}"""
 
 
@@ -75,7 +75,8 @@ def accuracy_table(rows: pd.DataFrame, maps: list[str]) -> str:
                  f"{group.scores.map(lambda s: s[0]).mean():.3f}"]
         if boxed:
             for m in maps:
-                cells += [f"{group[f'{m}_hit'].dropna().astype(float).mean():.1%}", f"{group[f'{m}_box_mass'].mean():.3f}"]
+                hits, masses = group[f"{m}_hit"].dropna().astype(float), group[f"{m}_box_mass"].dropna()
+                cells += [f"{hits.mean():.1%}" if len(hits) else "-", f"{masses.mean():.3f}" if len(masses) else "-"]
         lines.append("".join(f"<td>{c}</td>" for c in cells))
     overall = f"{labelled.correct.mean():.1%} of {len(labelled)} labelled images correct (top-1)"
     return (f"<h2>Per-class accuracy</h2><p>{overall}; worst classes first.</p><table><tr>"
