@@ -71,8 +71,12 @@ def run_ray(source: str, out: Path, model: str, processor, maps: tuple[str, ...]
     if started:
         start_ray(address)
     try:
-        gpus = int(ray.cluster_resources().get("GPU", 0))
+        resources = ray.cluster_resources()
+        gpus, cpus = int(resources.get("GPU", 0)), resources.get("CPU", 1)
         actors = actors or max(1, gpus)
+        # Actors hold their CPUs for the whole run, and reading, repartitioning and writing need CPUs too: actors
+        # that took every CPU would leave Ray Data waiting forever, so on CPUs they share what leaves room.
+        actor_cpus = 1.0 if gpus else min(1.0, max(cpus - 1, cpus / 2) / actors)
         dataset = source_dataset(source, batch_size)
         dataset = dataset.map_batches(decode_batch, fn_kwargs={"processor": processor, "skip": skip},
                                       batch_format="pyarrow", batch_size=batch_size)
@@ -81,7 +85,7 @@ def run_ray(source: str, out: Path, model: str, processor, maps: tuple[str, ...]
         dataset = dataset.map_batches(ExplainerActor, fn_constructor_kwargs={
             "model": model, "maps": maps, "top_k": top_k, "device": "cuda" if gpus else "cpu"},
             batch_format="pyarrow", batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
-            num_gpus=1 if gpus else 0)
+            num_cpus=actor_cpus, num_gpus=1 if gpus else 0)
         dataset.write_parquet(str(out))
     finally:
         if started:
