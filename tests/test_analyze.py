@@ -84,6 +84,7 @@ def test_maps_are_the_apps_maps(local_out):
     for row in rows_of(local_out).query("error.isna()").itertuples():
         photo = load_image(row.path)
         analysis = explorer.analysis(photo)
+        assert viz.processor_geometry(explorer.processor, photo.size) == analysis.geometry
         rollout = viz.cls_map(viz.attention_rollout(analysis.attentions, rows=[0]), analysis.grid)[0].numpy()
         class_map = explorer.class_map(photo, analysis.top[0][0]).numpy()
         shape = (int(row.grid_rows), int(row.grid_cols))
@@ -171,6 +172,20 @@ def test_resume_adds_only_the_missing_rows(local_ray, source, local_out, tmp_pat
         assert len(pd.read_parquet(out)) == len(rows)  # nothing left to add
 
 
+def test_an_interrupted_ray_write_leaves_whole_parts_only(tmp_path, local_out):
+    from vithybrid.analyze.ray_backend import keep_whole_parts
+
+    staging, out = tmp_path / ".ray-staging", tmp_path / "rows"
+    staging.mkdir()
+    out.mkdir()
+    whole = next(local_out.glob("*.parquet"))
+    shutil.copy(whole, staging / "a.parquet")
+    (staging / "b.parquet").write_bytes(whole.read_bytes()[:-100])  # cut short: no footer
+    keep_whole_parts(staging, out)
+    assert sorted(p.name for p in out.iterdir()) == ["a.parquet"] and not staging.exists()
+    assert len(pd.read_parquet(out)) == len(pd.read_parquet(local_out))
+
+
 @pytest.fixture(scope="module")
 def browser():
     if not Path(CHROMIUM).exists():
@@ -180,8 +195,9 @@ def browser():
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
         context = playwright.chromium.launch_persistent_context(
             user_data_dir=profile, executable_path=CHROMIUM, headless=True, viewport={"width": 1280, "height": 900},
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage"])
         yield context
         context.close()
 

@@ -32,13 +32,15 @@ def parse_maps(text: str) -> tuple[str, ...]:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m vithybrid.analyze", description="Explain every image of a folder, glob or table "
-                                "with ViT-Hybrid: Parquet rows (top-k, maps, where they point) and an HTML report.")
+    p = argparse.ArgumentParser(prog="python -m vithybrid.analyze", description=(
+        "Explain every image of a folder, glob or table with ViT-Hybrid: Parquet rows (top-k, maps, where they "
+        "point) and an HTML report."))
     p.add_argument("source", help="an image folder (searched recursively), a glob, or a CSV/Parquet file with a "
                                   "'path' column (optional: 'label', 'bbox' = x0 y0 x1 y1 in photo pixels)")
     p.add_argument("--out", required=True, type=Path, help="the folder of Parquet parts to write; the report goes "
                                                            "beside it as OUT.html")
-    p.add_argument("--model", default=DEFAULT_MODEL, help="Hub id, checkpoint folder or 'shapes' (default: %(default)s)")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="Hub id, checkpoint folder or 'shapes' (default: %(default)s)")
     p.add_argument("--maps", type=parse_maps, default=MAPS, help="maps to compute: rollout, class, both "
                                                                  "(default: rollout,class) or none")
     p.add_argument("--top-k", type=int, default=5, help="labels per image (default: %(default)s)")

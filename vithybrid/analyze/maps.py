@@ -61,7 +61,8 @@ def decode(row: dict, processor: ViTHybridImageProcessor) -> dict:
 
 def schema(maps: tuple[str, ...]) -> pa.Schema:
     """The Parquet schema of the result rows (the same for every part, whatever the part holds)."""
-    fields = [*zip(SOURCE_SCHEMA.names, SOURCE_SCHEMA.types), ("error", pa.string()), ("width", pa.int32()), ("height", pa.int32()),
+    fields = [*zip(SOURCE_SCHEMA.names, SOURCE_SCHEMA.types), ("error", pa.string()),
+              ("width", pa.int32()), ("height", pa.int32()),
               ("labels", pa.list_(pa.string())), ("scores", pa.list_(pa.float32())), ("entropy", pa.float32()),
               ("correct", pa.bool_()), ("grid_rows", pa.int32()), ("grid_cols", pa.int32())]
     for name in maps:
@@ -88,9 +89,8 @@ def pointing(heatmap: np.ndarray, xs: np.ndarray, ys: np.ndarray, bbox) -> dict:
     row, col = np.unravel_index(int(heatmap.argmax()), heatmap.shape)
     x, y = (xs[col] + xs[col + 1]) / 2, (ys[row] + ys[row + 1]) / 2
     positive = mass[mass > 0]
-    result = {"peak_x": x, "peak_y": y,
-              "entropy": float(-(positive * np.log(positive)).sum() / math.log(heatmap.size)) if heatmap.size > 1 else 0.0,
-              "box_mass": None, "hit": None}
+    entropy = float(-(positive * np.log(positive)).sum() / math.log(heatmap.size)) if heatmap.size > 1 else 0.0
+    result = {"peak_x": x, "peak_y": y, "entropy": entropy, "box_mass": None, "hit": None}
     if bbox is not None:
         x0, y0, x1, y1 = bbox
         inside_x = np.clip(np.minimum(xs[1:], x1) - np.maximum(xs[:-1], x0), 0, None) / np.diff(xs)

@@ -1,13 +1,17 @@
 """The Ray backend: Ray Data reads the source, decodes files in tasks, explains them in an actor pool (one
 model per actor, a GPU each when the cluster has GPUs) and writes the Parquet parts, on a local Ray started
-for the run or on an existing cluster. Ray is an optional extra: `pip install vithybrid[ray]`."""
+for the run or on an existing cluster (OUT must then be on storage every node sees at the same path).
+Ray is an optional extra: `pip install vithybrid[ray]`."""
 
 from __future__ import annotations
 
 import os
+import shutil
+import uuid
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 import visualization
 import vithybrid
@@ -67,6 +71,7 @@ def run_ray(source: str, out: Path, model: str, processor, maps: tuple[str, ...]
     import ray
     import ray.data
 
+    staging = out / f".ray-{uuid.uuid4().hex}"  # hidden: readers of OUT skip it until its parts move out
     started = not ray.is_initialized()
     if started:
         start_ray(address)
@@ -80,13 +85,26 @@ def run_ray(source: str, out: Path, model: str, processor, maps: tuple[str, ...]
         dataset = source_dataset(source, batch_size)
         dataset = dataset.map_batches(decode_batch, fn_kwargs={"processor": processor, "skip": skip},
                                       batch_format="pyarrow", batch_size=batch_size)
-        # On CPUs Ray fuses decoding into the actors (no pixels through the object store); an actor that holds
-        # a GPU is not fused with CPU tasks, so decoding keeps the GPUs fed from the CPUs.
+        # Decoding runs in Ray tasks that feed the actors, except where Ray fuses it into them (when both ask
+        # for the same resources: a whole CPU each and no GPU; then no pixels cross the object store).
         dataset = dataset.map_batches(ExplainerActor, fn_constructor_kwargs={
             "model": model, "maps": maps, "top_k": top_k, "device": "cuda" if gpus else "cpu"},
             batch_format="pyarrow", batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=actor_cpus, num_gpus=1 if gpus else 0)
-        dataset.write_parquet(str(out))
+        dataset.write_parquet(str(staging))
     finally:
+        keep_whole_parts(staging, out)
         if started:
             ray.shutdown()
+
+
+def keep_whole_parts(staging: Path, out: Path) -> None:
+    """Move every Parquet file of `staging` whose footer reads into `out`, and drop the rest (a write cut short
+    by Ctrl-C or a failure) with the staging folder: OUT only ever holds whole parts, and --resume goes on."""
+    for part in sorted(staging.glob("*.parquet")):
+        try:
+            pq.read_metadata(part)
+        except (OSError, pa.ArrowException):
+            continue
+        os.replace(part, out / part.name)
+    shutil.rmtree(staging, ignore_errors=True)

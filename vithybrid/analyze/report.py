@@ -22,7 +22,8 @@ THUMBNAIL = 256  # longest side of a picture, in pixels
 MAP_NAMES = {"class": "top-class relevance", "rollout": "attention rollout"}
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{border-collapse:collapse}
 td,th{padding:.25em .75em;border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child{text-align:left}
-.cards{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0;width:260px}figcaption{font-size:.85em;overflow-wrap:anywhere}
+.cards{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0;width:260px}
+figcaption{font-size:.85em;overflow-wrap:anywhere}
 img{display:block;max-width:256px}"""
 
 
@@ -119,8 +120,9 @@ def write_report(out: Path, processor, model: str) -> Path:
             diffuse = readable.nlargest(SHOWN, f"{main}_entropy")
             parts.append("<h2>Most diffuse maps</h2><p>Map entropy over the token grid: 0 when one cell holds all of "
                          "it, 1 when it is spread evenly.</p><div class=cards>"
-                         + "".join(overlay_card(row, main, processor, f", entropy {getattr(row, main + '_entropy'):.2f}")
-                                   for row in diffuse.itertuples()) + "</div>")
+                         + "".join(overlay_card(row, main, processor, f", entropy {entropy:.2f}")
+                                   for row, entropy in zip(diffuse.itertuples(), diffuse[f"{main}_entropy"]))
+                         + "</div>")
     if not failed.empty:
         parts.append("<h2>Unreadable files</h2><table>" + "".join(
             f"<tr><td>{html.escape(r.path)}</td><td>{html.escape(r.error)}</td></tr>" for r in failed.itertuples())

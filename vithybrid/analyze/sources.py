@@ -41,7 +41,7 @@ def read_source(source: str) -> pd.DataFrame:
         if not paths:
             empty = not any(Path(source).iterdir())
             raise SourceError(f"{source} is an empty folder" if empty else
-                              f"{source} holds no image files (none of its files is a JPEG, PNG, WebP, ... by its name)")
+                              f"{source} holds no image files (no JPEG, PNG, WebP, ... by its name)")
     else:
         paths = sorted(Path(p) for p in glob.glob(source, recursive=True) if Path(p).is_file())
         if not paths:
