@@ -125,18 +125,21 @@ def test_peaks_in_photo_pixels_and_the_pointing_game(tmp_path):
         assert rows[f"{name}_box_mass"][2] == pytest.approx(1, rel=1e-5)  # the whole photo holds the whole crop
 
 
+def ray_backend():
+    try:
+        from vithybrid.analyze import ray_backend
+    except ImportError:
+        missing("Ray Data is not installed (pip install 'ray[data]')")
+    return ray_backend
+
+
 @pytest.fixture(scope="module")
 def local_ray():
     """One local Ray with 2 CPUs for this module's Ray tests, stopped afterwards."""
-    try:
-        import ray
-
-        from vithybrid.analyze.ray_backend import start_ray
-    except ImportError:
-        missing("Ray Data is not installed (pip install 'ray[data]')")
-    start_ray(num_cpus=2)
+    backend = ray_backend()
+    backend.start_ray(num_cpus=2)
     yield
-    ray.shutdown()
+    backend.ray.shutdown()
 
 
 def assert_same_rows(ours: pd.DataFrame, theirs: pd.DataFrame) -> None:
@@ -201,7 +204,7 @@ def test_ctrl_c_leaves_valid_parts_that_resume_completes(tmp_path):
 
 
 def test_an_interrupted_ray_write_leaves_whole_parts_only(tmp_path, local_out):
-    from vithybrid.analyze.ray_backend import keep_whole_parts
+    keep_whole_parts = ray_backend().keep_whole_parts
 
     staging, out = tmp_path / ".ray-staging", tmp_path / "rows"
     staging.mkdir()

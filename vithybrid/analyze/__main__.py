@@ -89,7 +89,8 @@ def main(argv: list[str] | None = None) -> int:
         if min(args.batch_size, args.top_k) < 1 or args.workers < 0 or (args.actors is not None and args.actors < 1):
             raise UsageError("--batch-size, --top-k and --actors must be at least 1, --workers at least 0")
         rows = read_source(args.source)
-        device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        # With --ray the model is loaded here only to check it (the actors load their own).
+        device = "cpu" if args.ray else args.device or ("cuda" if torch.cuda.is_available() else "cpu")
         model, processor = load(args.model, device)
         done = prepare_out(args.out, args.resume, args.maps)
     except (UsageError, SourceError, CheckpointError) as error:
@@ -105,7 +106,6 @@ def main(argv: list[str] | None = None) -> int:
             except ImportError:
                 print("error: --ray needs Ray Data: pip install 'vithybrid[ray]'", file=sys.stderr)
                 return 2
-            del model  # the actors load their own
             run_ray(args.source, args.out, args.model, processor, args.maps, args.top_k, args.batch_size, args.actors,
                     None if args.ray == "local" else args.ray, done)
         elif not todo.empty:

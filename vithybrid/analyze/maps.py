@@ -40,9 +40,9 @@ def file_size(path: str) -> tuple[int, int]:
         return (height, width) if image.getexif().get(0x0112) in (5, 6, 7, 8) else (width, height)
 
 
-DECODED_SCHEMA = SOURCE_SCHEMA.append(pa.field("error", pa.string())).append(pa.field("width", pa.int32())) \
-    .append(pa.field("height", pa.int32())).append(pa.field("_photo_size", pa.list_(pa.int32()))) \
-    .append(pa.field("_pixels", pa.binary()))
+FILE_FIELDS = [*zip(SOURCE_SCHEMA.names, SOURCE_SCHEMA.types), ("error", pa.string()), ("width", pa.int32()),
+               ("height", pa.int32())]  # the source's columns and what reading the file tells
+DECODED_SCHEMA = pa.schema(FILE_FIELDS + [("_photo_size", pa.list_(pa.int32())), ("_pixels", pa.binary())])
 
 
 def decode(row: dict, processor: ViTHybridImageProcessor) -> dict:
@@ -61,10 +61,9 @@ def decode(row: dict, processor: ViTHybridImageProcessor) -> dict:
 
 def schema(maps: tuple[str, ...]) -> pa.Schema:
     """The Parquet schema of the result rows (the same for every part, whatever the part holds)."""
-    fields = [*zip(SOURCE_SCHEMA.names, SOURCE_SCHEMA.types), ("error", pa.string()),
-              ("width", pa.int32()), ("height", pa.int32()),
-              ("labels", pa.list_(pa.string())), ("scores", pa.list_(pa.float32())), ("entropy", pa.float32()),
-              ("correct", pa.bool_()), ("grid_rows", pa.int32()), ("grid_cols", pa.int32())]
+    fields = FILE_FIELDS + [("labels", pa.list_(pa.string())), ("scores", pa.list_(pa.float32())),
+                            ("entropy", pa.float32()), ("correct", pa.bool_()), ("grid_rows", pa.int32()),
+                            ("grid_cols", pa.int32())]
     for name in maps:
         fields += [(f"{name}_map", pa.list_(pa.float32())), (f"{name}_peak_x", pa.float32()),
                    (f"{name}_peak_y", pa.float32()), (f"{name}_entropy", pa.float32()),

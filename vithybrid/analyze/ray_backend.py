@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
+import ray
+import ray.data
 
 import visualization
 import vithybrid
@@ -22,8 +24,6 @@ from .sources import SOURCE_SCHEMA, check_columns, is_table, normalize, read_sou
 def source_dataset(source: str, batch_size: int):
     """The source rows as a Ray Dataset: tables through Ray's own readers, listings from the driver; split
     into blocks of about one batch so that decoding spreads over the cluster."""
-    import ray.data
-
     if is_table(source):
         reader = ray.data.read_csv if source.lower().endswith(".csv") else ray.data.read_parquet
         dataset = reader(str(Path(source).resolve()))
@@ -56,8 +56,6 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Start a local Ray (`address` None; `num_cpus` default: all) or connect to a cluster ("auto": the one this
     machine belongs to; "ray://head:10001": a remote one), shipping this package's code to the workers so that
     a cluster needs only Ray and torch installed."""
-    import ray
-
     modules = [os.path.dirname(vithybrid.__file__), os.path.dirname(visualization.__file__)]
     ray.init(address=address, num_cpus=None if address else num_cpus or os.cpu_count(),
              runtime_env={"py_modules": modules}, log_to_driver=False)
@@ -68,9 +66,6 @@ def run_ray(source: str, out: Path, model: str, processor, maps: tuple[str, ...]
     """Explain `source` into Parquet parts in `out` with Ray Data. `address` None starts a local Ray with this
     machine's CPUs for the run (and stops it); otherwise Ray connects there ("auto": the cluster this machine
     belongs to). A Ray already initialized in this process is used as it is."""
-    import ray
-    import ray.data
-
     staging = out / f".ray-{uuid.uuid4().hex}"  # hidden: readers of OUT skip it until its parts move out
     started = not ray.is_initialized()
     if started:
