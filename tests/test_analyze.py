@@ -257,6 +257,17 @@ def test_report_opens_in_a_browser_with_its_images(browser, source, tmp_path):
     assert not errors
 
 
+def test_labels_only_and_a_resume_that_asks_for_other_maps(source, tmp_path, capsys):
+    out = tmp_path / "rows"
+    assert main([str(source / "shape_*.png"), "--out", str(out), "--model", "shapes", "--maps", "none",
+                 "--workers", "0", "--no-report"]) == 0
+    rows = rows_of(out)
+    assert not [c for c in rows.columns if "map" in c or "peak" in c]
+    assert [labels[0] for labels in rows.labels] == ["circle", "star", "triangle"]
+    assert main([str(source), "--out", str(out), "--model", "shapes", "--resume"]) == 2  # both maps asked for
+    assert "other --maps" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("case", ["empty folder", "no images", "no path column", "unwritable out", "existing out"])
 def test_bad_input_is_one_line_and_status_2(case, tmp_path, capsys):
     source, out = tmp_path / "source", tmp_path / "out"

@@ -24,7 +24,7 @@ STYLE = """body{font-family:system-ui,sans-serif;margin:2em;color:#222}table{bor
 td,th{padding:.25em .75em;border-bottom:1px solid #ddd;text-align:right}td:first-child,th:first-child{text-align:left}
 .cards{display:flex;flex-wrap:wrap;gap:1em}figure{margin:0;width:260px}
 figcaption{font-size:.85em;overflow-wrap:anywhere}
-img{display:block;max-width:256px}"""
+img{display:block;max-width:256px}td.message{text-align:left}"""
 
 
 def report_path(out: Path) -> Path:
@@ -125,7 +125,7 @@ def write_report(out: Path, processor, model: str) -> Path:
                          + "</div>")
     if not failed.empty:
         parts.append("<h2>Unreadable files</h2><table>" + "".join(
-            f"<tr><td>{html.escape(r.path)}</td><td>{html.escape(r.error)}</td></tr>" for r in failed.itertuples())
+            f"<tr><td>{html.escape(r.path)}</td><td class=message>{html.escape(r.error)}</td></tr>" for r in failed.itertuples())
             + "</table>")
     page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>ViT-Hybrid analysis: "
             f"{html.escape(out.name)}</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
