@@ -3,7 +3,8 @@ over the backbone-token grid and to images a person reads at a glance.
 
 - maps: `attention_rollout` + `cls_map` (Abnar & Zuidema 2020), `class_relevance` (Chefer, Gur & Wolf,
   ICCV 2021), `raw_attention`, `layer_stack`, `head_stack`;
-- geometry: token <-> (row, col) <-> pixel box in the crop (`grid`), crop <-> original photo (`CropGeometry`);
+- geometry: token <-> (row, col) <-> pixel box in the crop (`grid`), crop <-> original photo (`CropGeometry`,
+  `processor_geometry`);
 - pictures: `overlay`, `overlay_on_original`, `draw_token_grid`, `small_multiples`, `backbone_figure`,
   `figure_image` (any matplotlib Figure to a Pillow image, via Agg);
 - the CNN half: `backbone_cam` (Grad-CAM and other one-pass CAMs on a backbone stage, via pytorch-grad-cam),
@@ -22,6 +23,7 @@ from .attention import HEAD_FUSIONS, fuse_heads, head_stack, layer_stack, raw_at
 from .cam import AGREEMENT_SENTENCES, CAM_METHODS, agreement_level, backbone_cam, pool_to_grid, rank_correlation
 from .cache import MapCache, image_key
 from .crop import CropGeometry, shortest_edge_size
+from .geometry import processor_geometry
 from .figures import backbone_figure, figure_image, small_multiples
 from .faithfulness import APP_FRACTIONS, VERDICTS, FaithfulnessRun, faithfulness_curves, faithfulness_figure
 from .figure7 import (attention_distance_figure, filter_grid, mean_attention_distance, position_embedding_similarity,
@@ -37,5 +39,5 @@ __all__ = ["AGREEMENT_SENTENCES", "APP_FRACTIONS", "CAM_METHODS", "HEAD_FUSIONS"
            "discard_weakest", "draw_token_grid", "expand_to_pixels", "faithfulness_curves", "faithfulness_figure",
            "figure_image", "filter_grid", "fuse_heads", "head_stack", "image_key", "layer_stack",
            "mean_attention_distance", "normalize", "overlay", "overlay_on_original", "pool_to_grid",
-           "position_embedding_similarity", "position_similarity_figure", "rank_correlation", "raw_attention",
+           "position_embedding_similarity", "processor_geometry", "position_similarity_figure", "rank_correlation", "raw_attention",
            "shortest_edge_size", "small_multiples", "to_grid", "token_at", "token_box", "token_to_cell"]

@@ -1,0 +1,292 @@
+"""python -m vithybrid.analyze: one Parquet row per file, the app's maps, both backends, --resume, the report
+in a real browser, and bad input answered with one line and exit status 2."""
+
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import IMAGES, missing
+from vithybrid.analyze.__main__ import main
+from vithybrid.analyze.report import report_path
+from vithybrid.images import load_image
+
+ROOT = Path(__file__).resolve().parents[1]
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+PHOTOS = ["shape_circle.png", "shape_star.png", "shape_triangle.png", "chelsea.png", "rocket.jpg"]
+COPIES = 200  # images for the Ctrl-C test
+UNREADABLE = {"notes.jpg": b"this is text, not a JPEG", "empty.png": b"", "cut.png": None}  # None: truncated PNG
+
+
+@pytest.fixture(scope="module")
+def source(tmp_path_factory) -> Path:
+    """Shapes and photos (one in a subfolder, so the search must recurse), and three files that cannot be read."""
+    folder = tmp_path_factory.mktemp("source")
+    (folder / "more").mkdir()
+    for i, name in enumerate(PHOTOS):
+        shutil.copy(IMAGES / name, folder / ("more" if i == 3 else "") / name)
+    for name, content in UNREADABLE.items():
+        (folder / name).write_bytes(content if content is not None else (IMAGES / "chelsea.png").read_bytes()[:3000])
+    (folder / "README.txt").write_text("not an image, and not an image's name: skipped")
+    return folder
+
+
+def analyze(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "vithybrid.analyze", *args], cwd=ROOT, capture_output=True,
+                          text=True, timeout=600)
+
+
+def rows_of(out: Path) -> pd.DataFrame:
+    return pd.read_parquet(out).sort_values("path").reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def local_out(source, tmp_path_factory) -> Path:
+    """The local backend's rows for the folder, from the real command (decoding in one worker process)."""
+    out = tmp_path_factory.mktemp("local") / "rows"
+    result = analyze(str(source), "--out", str(out), "--model", "shapes", "--batch-size", "3", "--workers", "1")
+    assert result.returncode == 0, result.stderr
+    assert "img/s" in result.stderr  # the progress bar
+    return out
+
+
+def test_one_row_per_file_with_errors_for_unreadable_ones(source, local_out):
+    rows = rows_of(local_out)
+    files = sorted(str(p) for p in source.rglob("*") if p.suffix in (".png", ".jpg"))
+    assert rows.path.tolist() == files
+    failed = rows[rows.error.notna()]
+    assert sorted(Path(p).name for p in failed.path) == sorted(UNREADABLE)
+    assert all(Path(p).name in e for p, e in zip(failed.path, failed.error))  # messages name the file
+    assert failed.labels.isna().all() and failed.class_map.isna().all()
+    explained = rows[rows.error.isna()]
+    for row in explained.itertuples():
+        assert len(row.labels) == 5 and list(row.scores) == sorted(row.scores, reverse=True)
+        p = np.asarray(row.scores)
+        assert 0 <= row.entropy <= np.log(5) + 1e-6 and p.sum() == pytest.approx(1, abs=1e-5)  # 5 labels: all of them
+        assert row.entropy == pytest.approx(-(p * np.log(p)).sum(), rel=1e-4)
+        width, height = load_image(row.path).size
+        assert (row.width, row.height) == (width, height)  # no photo here is above the loader's size limit
+    shapes = explained[explained.path.str.contains("shape_")]
+    assert [labels[0] for labels in shapes.labels] == ["circle", "star", "triangle"]  # what the shipped model knows
+
+
+def test_maps_are_the_apps_maps(local_out):
+    """Rows equal what the app's Explorer computes for the same image and model (one image at a time)."""
+    sys.path.insert(0, str(ROOT))
+    import visualization as viz
+    from explorer import Explorer
+
+    explorer = Explorer("shapes")
+    for row in rows_of(local_out).query("error.isna()").itertuples():
+        photo = load_image(row.path)
+        analysis = explorer.analysis(photo)
+        assert viz.processor_geometry(explorer.processor, photo.size) == analysis.geometry
+        rollout = viz.cls_map(viz.attention_rollout(analysis.attentions, rows=[0]), analysis.grid)[0].numpy()
+        class_map = explorer.class_map(photo, analysis.top[0][0]).numpy()
+        shape = (int(row.grid_rows), int(row.grid_cols))
+        # Batched and single-image runs differ by float32 rounding only (other kernels and blockings): ~1e-6 relative.
+        np.testing.assert_allclose(np.reshape(row.rollout_map, shape), rollout, rtol=1e-4, atol=1e-5 * rollout.max())
+        np.testing.assert_allclose(np.reshape(row.class_map, shape), class_map, rtol=1e-4, atol=1e-5 * class_map.max())
+        assert list(row.labels) == [label for _, label, _ in analysis.top]
+        np.testing.assert_allclose(row.scores, [score for _, _, score in analysis.top], atol=1e-5)
+
+
+def test_peaks_in_photo_pixels_and_the_pointing_game(tmp_path):
+    """Shapes are 192x192 and the model sees 64x64 in an 8x8 grid: each cell is 24 photo pixels square. The
+    rocket (640x427) is resized to 95x64 and cropped at x = 15, so crop column c spans photo x (8c + 15) * 640 / 95."""
+    table = tmp_path / "boxes.csv"
+    circle, rocket = IMAGES / "shape_circle.png", IMAGES / "rocket.jpg"
+    pd.DataFrame({"path": [str(circle), str(circle), str(rocket)], "label": ["circle", "square", "circle"],
+                  "bbox": ["0 0 96 192", "[0, 0, 192, 192]", "0,0,640,427"]}).to_csv(table, index=False)
+    out = tmp_path / "rows"
+    assert main([str(table), "--out", str(out), "--model", "shapes", "--workers", "0", "--no-report"]) == 0
+    rows = pd.read_parquet(out)
+    assert rows.correct.tolist() == [True, False, rows.labels[2][0] == "circle"]
+    for name in ("rollout", "class"):
+        heatmap = np.reshape(rows[f"{name}_map"][0], (8, 8))
+        row, col = np.unravel_index(heatmap.argmax(), heatmap.shape)
+        assert (rows[f"{name}_peak_x"][0], rows[f"{name}_peak_y"][0]) == (24 * col + 12, 24 * row + 12)
+        share = heatmap / heatmap.sum()
+        assert rows[f"{name}_box_mass"][0] == pytest.approx(share[:, :4].sum(), rel=1e-5)  # the left half
+        assert rows[f"{name}_hit"][0] == (col < 4)
+        assert rows[f"{name}_box_mass"][1] == pytest.approx(1, rel=1e-5) and rows[f"{name}_hit"][1]
+        assert 0 < rows[f"{name}_entropy"][0] < 1
+        heatmap = np.reshape(rows[f"{name}_map"][2], (8, 8))
+        row, col = np.unravel_index(heatmap.argmax(), heatmap.shape)
+        assert rows[f"{name}_peak_x"][2] == pytest.approx((8 * col + 4 + 15) * 640 / 95, rel=1e-5)
+        assert rows[f"{name}_peak_y"][2] == pytest.approx((8 * row + 4) * 427 / 64, rel=1e-5)
+        assert rows[f"{name}_box_mass"][2] == pytest.approx(1, rel=1e-5)  # the whole photo holds the whole crop
+
+
+def ray_backend():
+    try:
+        from vithybrid.analyze import ray_backend
+    except ImportError:
+        missing("Ray Data is not installed (pip install 'ray[data]')")
+    return ray_backend
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray with 2 CPUs for this module's Ray tests, stopped afterwards."""
+    backend = ray_backend()
+    backend.start_ray(num_cpus=2)
+    yield
+    backend.ray.shutdown()
+
+
+def assert_same_rows(ours: pd.DataFrame, theirs: pd.DataFrame) -> None:
+    """The same rows up to float rounding (other batches, other processes)."""
+    assert ours.path.tolist() == theirs.path.tolist()
+    assert ours.error.fillna("").tolist() == theirs.error.fillna("").tolist()
+    for a, b in zip(ours.itertuples(), theirs.itertuples()):
+        if a.error is None or pd.isna(a.error):
+            assert list(a.labels) == list(b.labels)
+            for column in ("scores", "rollout_map", "class_map"):
+                x, y = np.asarray(getattr(a, column)), np.asarray(getattr(b, column))
+                np.testing.assert_allclose(x, y, rtol=1e-4, atol=1e-5 * np.abs(y).max())
+            assert (a.rollout_peak_x, a.class_peak_y) == pytest.approx((b.rollout_peak_x, b.class_peak_y))
+
+
+def test_ray_writes_the_same_rows(local_ray, source, local_out, tmp_path):
+    out = tmp_path / "rows"
+    assert main([str(source), "--out", str(out), "--model", "shapes", "--batch-size", "2", "--ray", "--actors",
+                 "2", "--no-report"]) == 0
+    assert_same_rows(rows_of(out), rows_of(local_out))
+
+
+def test_resume_adds_only_the_missing_rows(local_ray, source, local_out, tmp_path):
+    """Explain the shapes, then resume on the whole folder, once with each backend."""
+    for backend in ([], ["--ray"]):
+        out = tmp_path / f"rows{len(backend)}"
+        assert main([str(source / "shape_*.png"), "--out", str(out), "--model", "shapes", "--no-report"]) == 0
+        first = {p: p.read_bytes() for p in out.iterdir()}
+        assert main([str(source), "--out", str(out), "--model", "shapes", "--no-report", *backend]) == 2  # no --resume
+        assert main([str(source), "--out", str(out), "--model", "shapes", "--resume", *backend]) == 0
+        assert all(p.read_bytes() == content for p, content in first.items())  # the first rows untouched
+        rows = rows_of(out)
+        assert rows.path.is_unique
+        assert_same_rows(rows, rows_of(local_out))
+        assert main([str(source), "--out", str(out), "--model", "shapes", "--resume", "--no-report"]) == 0
+        assert len(pd.read_parquet(out)) == len(rows)  # nothing left to add
+
+
+def test_ctrl_c_leaves_valid_parts_that_resume_completes(tmp_path):
+    """Interrupted a few images into 200 (seconds of work), the run exits with 130 and leaves whole parts."""
+    source = tmp_path / "many"
+    source.mkdir()
+    for i in range(COPIES):
+        shutil.copy(IMAGES / "shape_star.png", source / f"{i:02d}.png")
+    out = tmp_path / "rows"
+    command = [sys.executable, "-m", "vithybrid.analyze", str(source), "--out", str(out), "--model", "shapes",
+               "--batch-size", "1", "--workers", "1"]
+    process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    seen = ""
+    while not re.search(r"\| ([2-9]|\d\d)/", seen) and process.poll() is None:  # stop it a few images in
+        seen = seen[-200:] + process.stderr.read(1)
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=120)
+    assert process.returncode == 130, seen + rest
+    assert "--resume" in rest.strip().splitlines()[-1]
+    assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
+    kept = pd.read_parquet(out)
+    assert 2 <= len(kept) < COPIES and kept.error.isna().all()
+    assert main([str(source), "--out", str(out), "--model", "shapes", "--resume", "--no-report"]) == 0
+    rows = pd.read_parquet(out)
+    assert len(rows) == COPIES and rows.path.is_unique
+
+
+def test_an_interrupted_ray_write_leaves_whole_parts_only(tmp_path, local_out):
+    keep_whole_parts = ray_backend().keep_whole_parts
+
+    staging, out = tmp_path / ".ray-staging", tmp_path / "rows"
+    staging.mkdir()
+    out.mkdir()
+    whole = next(local_out.glob("*.parquet"))
+    shutil.copy(whole, staging / "a.parquet")
+    (staging / "b.parquet").write_bytes(whole.read_bytes()[:-100])  # cut short: no footer
+    keep_whole_parts(staging, out)
+    assert sorted(p.name for p in out.iterdir()) == ["a.parquet"] and not staging.exists()
+    assert len(pd.read_parquet(out)) == len(pd.read_parquet(local_out))
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not Path(CHROMIUM).exists():
+        missing("Chromium is not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
+        context = playwright.chromium.launch_persistent_context(
+            user_data_dir=profile, executable_path=CHROMIUM, headless=True, viewport={"width": 1280, "height": 900},
+            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--disable-dev-shm-usage"])
+        yield context
+        context.close()
+
+
+def test_report_opens_in_a_browser_with_its_images(browser, source, tmp_path):
+    table = tmp_path / "labelled.csv"
+    paths = sorted(p for p in source.rglob("*") if p.suffix in (".png", ".jpg"))
+    pd.DataFrame({"path": [str(p) for p in paths],
+                  "label": ["star" if "star" in p.name else "circle" for p in paths]}).to_csv(table, index=False)
+    out = tmp_path / "rows"
+    assert main([str(table), "--out", str(out), "--model", "shapes", "--workers", "0"]) == 0
+    page, errors = browser.new_page(), []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    try:
+        page.goto(report_path(out).as_uri())
+        text = page.inner_text("body")
+        for heading in ("Per-class accuracy", "Average top-class relevance per class", "Least confident predictions",
+                        "Most diffuse maps", "Unreadable files"):
+            assert heading in text
+        assert "notes.jpg" in text
+        widths = page.eval_on_selector_all("img", "images => images.map(i => i.complete ? i.naturalWidth : 0)")
+        # per class average maps (circle, star), and 8 least confident + 8 most diffuse of the 5 readable photos
+        assert len(widths) == 2 + 5 + 5 and min(widths) > 0
+    finally:
+        page.close()
+    assert not errors
+
+
+def test_labels_only_and_a_resume_that_asks_for_other_maps(source, tmp_path, capsys):
+    out = tmp_path / "rows"
+    assert main([str(source / "shape_*.png"), "--out", str(out), "--model", "shapes", "--maps", "none",
+                 "--workers", "0", "--no-report"]) == 0
+    rows = rows_of(out)
+    assert not [c for c in rows.columns if "map" in c or "peak" in c]
+    assert [labels[0] for labels in rows.labels] == ["circle", "star", "triangle"]
+    assert main([str(source), "--out", str(out), "--model", "shapes", "--resume"]) == 2  # both maps asked for
+    assert "other --maps" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("case", ["empty folder", "no images", "no path column", "unwritable out", "existing out"])
+def test_bad_input_is_one_line_and_status_2(case, tmp_path, capsys):
+    source, out = tmp_path / "source", tmp_path / "out"
+    source.mkdir()
+    if case == "no images":
+        (source / "notes.txt").write_text("hello")
+    elif case == "no path column":
+        source = tmp_path / "table.csv"
+        source.write_text("file,label\na.png,cat\n")
+    elif case in ("unwritable out", "existing out"):
+        shutil.copy(IMAGES / "shape_star.png", source)
+        if case == "unwritable out":
+            (tmp_path / "a_file").write_text("")
+            out = tmp_path / "a_file" / "out"  # inside a file: no one can write there, not even root
+        else:
+            out.mkdir()
+            (out / "part-0.parquet").write_text("earlier results")
+    before = sorted(tmp_path.rglob("*"))
+    assert main([str(source), "--out", str(out), "--model", "shapes"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    assert sorted(tmp_path.rglob("*")) == before  # nothing written, not even OUT's folder or a report

@@ -1,0 +1,123 @@
+"""python -m vithybrid.analyze SOURCE --out OUT: explain every image of a folder, glob or table into Parquet
+rows (one per file) and an HTML report beside them, in one process or on a Ray cluster (--ray)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import pyarrow.dataset as pads
+import torch
+
+from ..checkpoints.hub import CheckpointError
+from ..pipeline import DEFAULT_MODEL
+from .local import run_local
+from .maps import MAPS, Explainer, load, schema
+from .report import write_report
+from .sources import SourceError, read_source
+
+
+class UsageError(Exception):
+    """Input the run cannot start with; the message is printed as one line, and the exit status is 2."""
+
+
+def parse_maps(text: str) -> tuple[str, ...]:
+    maps = tuple(m.strip() for m in text.split(",") if m.strip() and m.strip() != "none")
+    unknown = [m for m in maps if m not in MAPS]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown map {', '.join(unknown)}; choose from {', '.join(MAPS)} or none")
+    return maps
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m vithybrid.analyze", description=(
+        "Explain every image of a folder, glob or table with ViT-Hybrid: Parquet rows (top-k, maps, where they "
+        "point) and an HTML report."))
+    p.add_argument("source", help="an image folder (searched recursively), a glob, or a CSV/Parquet file with a "
+                                  "'path' column (optional: 'label', 'bbox' = x0 y0 x1 y1 in photo pixels)")
+    p.add_argument("--out", required=True, type=Path, help="the folder of Parquet parts to write; the report goes "
+                                                           "beside it as OUT.html")
+    p.add_argument("--model", default=DEFAULT_MODEL,
+                   help="Hub id, checkpoint folder or 'shapes' (default: %(default)s)")
+    p.add_argument("--maps", type=parse_maps, default=MAPS, help="maps to compute: rollout, class, both "
+                                                                 "(default: rollout,class) or none")
+    p.add_argument("--top-k", type=int, default=5, help="labels per image (default: %(default)s)")
+    p.add_argument("--batch-size", type=int, default=8, help="images per model call (default: %(default)s)")
+    p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
+                   help="local backend: decoding processes (default: %(default)s; 0 decodes in the main process)")
+    p.add_argument("--device", default=None, help="local backend: torch device (default: cuda if available, else cpu)")
+    p.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                   help="run on Ray Data: alone, a local Ray started for the run; with ADDRESS (e.g. auto or "
+                        "ray://head:10001), that cluster")
+    p.add_argument("--actors", type=int, default=None, help="Ray: model actors (default: one per GPU, else 1)")
+    p.add_argument("--resume", action="store_true", help="keep the rows already in OUT and add the missing ones")
+    p.add_argument("--no-report", action="store_true", help="write the Parquet rows only")
+    return p
+
+
+def prepare_out(out: Path, resume: bool, maps: tuple[str, ...]) -> frozenset[str]:
+    """Make sure OUT can take the rows; return the paths it already holds (with --resume). Raises UsageError."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"cannot write to {out}: it is a file, not a folder")
+    existing = out.is_dir() and any(not p.name.startswith((".", "_")) for p in out.iterdir())
+    if existing and not resume:
+        raise UsageError(f"{out} already holds results; pass --resume to add the missing rows, or choose another --out")
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as error:
+        raise UsageError(f"cannot write to {out}: {error.strerror or error}") from None
+    if not existing:
+        return frozenset()
+    try:
+        dataset = pads.dataset(out, format="parquet")
+    except Exception as error:  # noqa: BLE001 - pyarrow raises several kinds for a foreign folder
+        raise UsageError(f"cannot resume: {out} holds files that are not Parquet rows ({error})") from None
+    if dataset.schema.names != schema(maps).names:
+        raise UsageError(f"cannot resume: {out} was written with other --maps (its columns: "
+                         f"{', '.join(dataset.schema.names)})")
+    return frozenset(dataset.to_table(columns=["path"]).column("path").to_pylist())
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        if min(args.batch_size, args.top_k) < 1 or args.workers < 0 or (args.actors is not None and args.actors < 1):
+            raise UsageError("--batch-size, --top-k and --actors must be at least 1, --workers at least 0")
+        rows = read_source(args.source)
+        # With --ray the model is loaded here only to check it (the actors load their own).
+        device = "cpu" if args.ray else args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model, processor = load(args.model, device)
+        done = prepare_out(args.out, args.resume, args.maps)
+    except (UsageError, SourceError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    todo = rows[~rows.path.isin(done)]
+    print(f"{len(todo)} of {len(rows)} files to explain ({len(rows) - len(todo)} already in {args.out})",
+          file=sys.stderr)
+    try:
+        if args.ray and not todo.empty:
+            try:
+                from .ray_backend import run_ray  # Ray is an optional extra: imported only when asked for
+            except ImportError:
+                print("error: --ray needs Ray Data: pip install 'vithybrid[ray]'", file=sys.stderr)
+                return 2
+            run_ray(args.source, args.out, args.model, processor, args.maps, args.top_k, args.batch_size, args.actors,
+                    None if args.ray == "local" else args.ray, done)
+        elif not todo.empty:
+            run_local(todo, args.out, Explainer(model, processor, args.maps, args.top_k), args.batch_size, args.workers)
+    except KeyboardInterrupt:
+        print(f"interrupted: the rows explained so far are in {args.out}; rerun with --resume to add the rest",
+              file=sys.stderr)
+        return 130
+    if not args.no_report:
+        print(f"report: {write_report(args.out, processor, args.model)}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,159 @@
+"""The work per image, shared by both backends: `decode` (a file -> the model's input, or the reason it cannot
+be read; runs in decoding workers) and `Explainer` (a batch of decoded images -> one result row each: top-k,
+prediction entropy, maps over the token grid and where they point).
+
+The maps are the app's (explorer.py): "rollout" is attention rollout with the app's defaults (mean over
+heads, nothing discarded) and "class" is the top class's relevance (Chefer et al. 2021), both from one
+`model.attention_with_gradients` call, as in `Explorer._analyse`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pyarrow as pa
+import torch
+from PIL import Image
+
+import visualization as viz
+from ..checkpoints.shipped import resolve_model
+from ..images import load_image
+from ..model.modeling import ViTHybridForImageClassification
+from ..model.processing import ViTHybridImageProcessor
+from .sources import SOURCE_SCHEMA
+
+MAPS = ("rollout", "class")
+
+
+def load(name: str, device: str = "cpu") -> tuple[ViTHybridForImageClassification, ViTHybridImageProcessor]:
+    """A model for inference (frozen weights: gradients flow to the attention maps only) and its processor."""
+    folder = resolve_model(name)
+    model = ViTHybridForImageClassification.from_pretrained(folder).to(device).eval().requires_grad_(False)
+    return model, ViTHybridImageProcessor.from_pretrained(folder)
+
+
+def file_size(path: str) -> tuple[int, int]:
+    """(width, height) of the image file as a viewer shows it (EXIF orientation applied), from its header."""
+    with Image.open(path) as image:
+        width, height = image.size
+        return (height, width) if image.getexif().get(0x0112) in (5, 6, 7, 8) else (width, height)
+
+
+FILE_FIELDS = [*zip(SOURCE_SCHEMA.names, SOURCE_SCHEMA.types), ("error", pa.string()), ("width", pa.int32()),
+               ("height", pa.int32())]  # the source's columns and what reading the file tells
+DECODED_SCHEMA = pa.schema(FILE_FIELDS + [("_photo_size", pa.list_(pa.int32())), ("_pixels", pa.binary())])
+
+
+def decode(row: dict, processor: ViTHybridImageProcessor) -> dict:
+    """The row plus `error` (None, or why the file cannot be read), the file's `width` and `height`, and, for
+    the explainer, the loaded photo's size and its pixel values as float32 bytes (cheap to pass between
+    processes and through Ray's object store)."""
+    try:
+        photo = load_image(row["path"])
+        width, height = file_size(row["path"])
+    except ValueError as error:  # ImageError: the message names the file and says what is wrong
+        return {**row, "error": str(error), "width": None, "height": None, "_photo_size": None, "_pixels": b""}
+    pixels = processor(photo, return_tensors="np")["pixel_values"][0].astype(np.float32)
+    return {**row, "error": None, "width": width, "height": height, "_photo_size": list(photo.size),
+            "_pixels": pixels.tobytes()}
+
+
+def schema(maps: tuple[str, ...]) -> pa.Schema:
+    """The Parquet schema of the result rows (the same for every part, whatever the part holds)."""
+    fields = FILE_FIELDS + [("labels", pa.list_(pa.string())), ("scores", pa.list_(pa.float32())),
+                            ("entropy", pa.float32()), ("correct", pa.bool_()), ("grid_rows", pa.int32()),
+                            ("grid_cols", pa.int32())]
+    for name in maps:
+        fields += [(f"{name}_map", pa.list_(pa.float32())), (f"{name}_peak_x", pa.float32()),
+                   (f"{name}_peak_y", pa.float32()), (f"{name}_entropy", pa.float32()),
+                   (f"{name}_box_mass", pa.float32()), (f"{name}_hit", pa.bool_())]
+    return pa.schema(fields)
+
+
+def cell_edges_in_file(geometry: viz.CropGeometry, grid: tuple[int, int], file_scale: tuple[float, float]):
+    """The token cells' boundaries in the image file's pixels: (xs, ys), cols + 1 and rows + 1 of them."""
+    (dx, dy), (sx, sy) = geometry.offset, geometry.scale
+    xs = (viz.cell_edges(geometry.crop_hw[1], grid[1]) + dx) * sx * file_scale[0]
+    ys = (viz.cell_edges(geometry.crop_hw[0], grid[0]) + dy) * sy * file_scale[1]
+    return xs, ys
+
+
+def pointing(heatmap: np.ndarray, xs: np.ndarray, ys: np.ndarray, bbox) -> dict:
+    """Where a (rows, cols) map points: the centre of its peak cell (file pixels), its entropy over the cells
+    (0: one cell holds everything, 1: uniform), and with a box, the share of its mass inside the box (each
+    cell's mass spread evenly over its area) and whether the peak lies in the box (the pointing game)."""
+    total = float(heatmap.sum())
+    mass = heatmap / total if total > 0 else np.full_like(heatmap, 1 / heatmap.size)
+    row, col = np.unravel_index(int(heatmap.argmax()), heatmap.shape)
+    x, y = (xs[col] + xs[col + 1]) / 2, (ys[row] + ys[row + 1]) / 2
+    positive = mass[mass > 0]
+    entropy = float(-(positive * np.log(positive)).sum() / math.log(heatmap.size)) if heatmap.size > 1 else 0.0
+    result = {"peak_x": x, "peak_y": y, "entropy": entropy, "box_mass": None, "hit": None}
+    if bbox is not None:
+        x0, y0, x1, y1 = bbox
+        inside_x = np.clip(np.minimum(xs[1:], x1) - np.maximum(xs[:-1], x0), 0, None) / np.diff(xs)
+        inside_y = np.clip(np.minimum(ys[1:], y1) - np.maximum(ys[:-1], y0), 0, None) / np.diff(ys)
+        result["box_mass"] = float((mass * np.outer(inside_y, inside_x)).sum())
+        result["hit"] = bool(x0 <= x <= x1 and y0 <= y <= y1)
+    return result
+
+
+class Explainer:
+    """One model, explaining batches of decoded images (`decode`) into result rows (`schema`)."""
+
+    def __init__(self, model: ViTHybridForImageClassification, processor: ViTHybridImageProcessor,
+                 maps: tuple[str, ...] = MAPS, top_k: int = 5):
+        unknown = set(maps) - set(MAPS)
+        if unknown:
+            raise ValueError(f"unknown map {', '.join(sorted(unknown))}; choose from {', '.join(MAPS)}")
+        self.model, self.processor, self.maps = model, processor, tuple(maps)
+        self.top_k = min(top_k, model.config.num_labels)
+        self.grid = model.config.grid_size
+        self.input_shape = (3, processor.crop_size["height"], processor.crop_size["width"])
+        self.schema = schema(self.maps)
+
+    def run(self, pixels: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Probabilities (B, classes) and each requested map, (B, rows, cols), for a batch of pixel values."""
+        pixels = pixels.to(self.model.device, self.model.dtype)
+        if not self.maps:
+            with torch.inference_mode():
+                return self.model(pixels).logits.float().softmax(-1).cpu(), {}
+        result = self.model.attention_with_gradients(pixels)  # gradients of each image's predicted class
+        attentions = [a.float().cpu() for a in result.attentions]
+        maps = {}
+        if "rollout" in self.maps:
+            maps["rollout"] = viz.cls_map(viz.attention_rollout(attentions, rows=[0]), self.grid)
+        if "class" in self.maps:
+            gradients = [g.float().cpu() for g in result.gradients]
+            maps["class"] = viz.cls_map(viz.class_relevance(attentions, gradients, rows=[0]), self.grid)
+        return result.logits.float().softmax(-1).cpu(), maps
+
+    def __call__(self, decoded: list[dict]) -> pa.Table:
+        readable = [row for row in decoded if row["error"] is None]
+        results = {}
+        if readable:
+            pixels = torch.from_numpy(np.stack([np.frombuffer(row["_pixels"], np.float32).reshape(self.input_shape)
+                                                for row in readable]))
+            probabilities, maps = self.run(pixels)
+            results = {id(row): self.describe(row, probabilities[i], {k: v[i].numpy() for k, v in maps.items()})
+                       for i, row in enumerate(readable)}
+        rows = [{**{key: row[key] for key in ("path", "label", "bbox", "error")}, **results.get(id(row), {})}
+                for row in decoded]
+        return pa.Table.from_pylist(rows, schema=self.schema)
+
+    def describe(self, row: dict, probabilities: torch.Tensor, maps: dict[str, np.ndarray]) -> dict:
+        scores, indices = probabilities.topk(self.top_k)
+        labels = [self.model.config.id2label[int(i)] for i in indices]
+        entropy = -(probabilities * probabilities.clamp_min(1e-30).log()).sum()
+        width, height = int(row["width"]), int(row["height"])
+        photo_width, photo_height = (int(v) for v in row["_photo_size"])
+        geometry = viz.processor_geometry(self.processor, (photo_width, photo_height))
+        xs, ys = cell_edges_in_file(geometry, self.grid, (width / photo_width, height / photo_height))
+        out = {"width": width, "height": height, "labels": labels, "scores": scores.tolist(),
+               "entropy": float(entropy), "grid_rows": self.grid[0], "grid_cols": self.grid[1],
+               "correct": None if row["label"] is None else labels[0] == row["label"]}
+        for name, heatmap in maps.items():
+            out[f"{name}_map"] = heatmap.ravel().tolist()
+            out |= {f"{name}_{key}": value for key, value in pointing(heatmap, xs, ys, row["bbox"]).items()}
+        return out

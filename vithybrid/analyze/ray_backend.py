@@ -1,0 +1,105 @@
+"""The Ray backend: Ray Data reads the source, decodes files in tasks, explains them in an actor pool (one
+model per actor, a GPU each when the cluster has GPUs) and writes the Parquet parts, on a local Ray started
+for the run or on an existing cluster (OUT must then be on storage every node sees at the same path).
+Ray is an optional extra: `pip install vithybrid[ray]`."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import ray
+import ray.data
+
+import visualization
+import vithybrid
+from .maps import DECODED_SCHEMA, Explainer, decode, load
+from .sources import SOURCE_SCHEMA, check_columns, is_table, normalize, read_source
+
+
+def source_dataset(source: str, batch_size: int):
+    """The source rows as a Ray Dataset: tables through Ray's own readers, listings from the driver; split
+    into blocks of about one batch so that decoding spreads over the cluster."""
+    if is_table(source):
+        reader = ray.data.read_csv if source.lower().endswith(".csv") else ray.data.read_parquet
+        dataset = reader(str(Path(source).resolve()))
+        check_columns(source, dataset.schema().names)
+        base = Path(source).resolve().parent
+        dataset = dataset.map_batches(lambda batch: pa.Table.from_pandas(normalize(batch, base), schema=SOURCE_SCHEMA,
+                                                                          preserve_index=False), batch_format="pandas")
+    else:
+        dataset = ray.data.from_arrow(pa.Table.from_pandas(read_source(source), schema=SOURCE_SCHEMA,
+                                                           preserve_index=False))
+    return dataset.repartition(target_num_rows_per_block=batch_size)
+
+
+def decode_batch(batch: pa.Table, processor, skip: frozenset) -> pa.Table:
+    return pa.Table.from_pylist([decode(row, processor) for row in batch.to_pylist() if row["path"] not in skip],
+                                schema=DECODED_SCHEMA)
+
+
+class ExplainerActor:
+    """One model per actor, loaded once; explains batches of decoded rows."""
+
+    def __init__(self, model: str, maps: tuple[str, ...], top_k: int, device: str):
+        self.explain = Explainer(*load(model, device), maps=maps, top_k=top_k)
+
+    def __call__(self, batch: pa.Table) -> pa.Table:
+        return self.explain(batch.to_pylist())
+
+
+def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+    """Start a local Ray (`address` None; `num_cpus` default: all) or connect to a cluster ("auto": the one this
+    machine belongs to; "ray://head:10001": a remote one), shipping this package's code to the workers so that
+    a cluster needs only Ray and torch installed."""
+    modules = [os.path.dirname(vithybrid.__file__), os.path.dirname(visualization.__file__)]
+    ray.init(address=address, num_cpus=None if address else num_cpus or os.cpu_count(),
+             runtime_env={"py_modules": modules}, log_to_driver=False)
+
+
+def run_ray(source: str, out: Path, model: str, processor, maps: tuple[str, ...], top_k: int, batch_size: int,
+            actors: int | None, address: str | None, skip: frozenset = frozenset()) -> None:
+    """Explain `source` into Parquet parts in `out` with Ray Data. `address` None starts a local Ray with this
+    machine's CPUs for the run (and stops it); otherwise Ray connects there ("auto": the cluster this machine
+    belongs to). A Ray already initialized in this process is used as it is."""
+    staging = out / f".ray-{uuid.uuid4().hex}"  # hidden: readers of OUT skip it until its parts move out
+    started = not ray.is_initialized()
+    if started:
+        start_ray(address)
+    try:
+        resources = ray.cluster_resources()
+        gpus, cpus = int(resources.get("GPU", 0)), resources.get("CPU", 1)
+        actors = actors or max(1, gpus)
+        # Actors hold their CPUs for the whole run, and reading, repartitioning and writing need CPUs too: actors
+        # that took every CPU would leave Ray Data waiting forever, so on CPUs they share what leaves room.
+        actor_cpus = 1.0 if gpus else min(1.0, max(cpus - 1, cpus / 2) / actors)
+        dataset = source_dataset(source, batch_size)
+        dataset = dataset.map_batches(decode_batch, fn_kwargs={"processor": processor, "skip": skip},
+                                      batch_format="pyarrow", batch_size=batch_size)
+        # Decoding runs in Ray tasks that feed the actors, except where Ray fuses it into them (when both ask
+        # for the same resources: a whole CPU each and no GPU; then no pixels cross the object store).
+        dataset = dataset.map_batches(ExplainerActor, fn_constructor_kwargs={
+            "model": model, "maps": maps, "top_k": top_k, "device": "cuda" if gpus else "cpu"},
+            batch_format="pyarrow", batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=actor_cpus, num_gpus=1 if gpus else 0)
+        dataset.write_parquet(str(staging))
+    finally:
+        keep_whole_parts(staging, out)
+        if started:
+            ray.shutdown()
+
+
+def keep_whole_parts(staging: Path, out: Path) -> None:
+    """Move every Parquet file of `staging` whose footer reads into `out`, and drop the rest (a write cut short
+    by Ctrl-C or a failure) with the staging folder: OUT only ever holds whole parts, and --resume goes on."""
+    for part in sorted(staging.glob("*.parquet")):
+        try:
+            pq.read_metadata(part)
+        except (OSError, pa.ArrowException):
+            continue
+        os.replace(part, out / part.name)
+    shutil.rmtree(staging, ignore_errors=True)
