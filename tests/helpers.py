@@ -41,3 +41,25 @@ def assert_same_arithmetic(actual: torch.Tensor, expected: torch.Tensor) -> None
     oneDNN to kernels that sum in another order: seen as 1.2e-7 on logits on an AVX2-only CPU. So compare
     to float32 rounding of the accumulated sums (a few hundred ulps at 1.0), not bit for bit."""
     torch.testing.assert_close(actual, expected, rtol=1e-5, atol=1e-5)
+
+
+HIDE_MODULES = '''
+import importlib.abc, sys
+
+class Hidden(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in {names!r}:
+            raise ModuleNotFoundError(f"No module named {{name!r}} (hidden by the test)", name=name)
+
+sys.meta_path.insert(0, Hidden())
+'''
+
+
+def env_hiding(folder: Path, *names: str) -> dict[str, str]:
+    """An environment for a subprocess in which the top-level packages `names` cannot be imported, as on a
+    machine without those optional extras (a sitecustomize.py in `folder` blocks them)."""
+    import os
+
+    (folder / "sitecustomize.py").write_text(HIDE_MODULES.format(names=set(names)))
+    root = Path(__file__).resolve().parents[1]
+    return {**os.environ, "PYTHONPATH": f"{folder}{os.pathsep}{root}"}

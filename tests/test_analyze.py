@@ -290,3 +290,15 @@ def test_bad_input_is_one_line_and_status_2(case, tmp_path, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     assert sorted(tmp_path.rglob("*")) == before  # nothing written, not even OUT's folder or a report
+
+
+def test_without_the_analyze_extra_the_command_says_what_to_install(tmp_path):
+    """pandas and pyarrow are an optional extra: without them, one line naming it and status 2."""
+    from helpers import env_hiding
+
+    env = env_hiding(tmp_path, "pyarrow", "pandas")
+    run = subprocess.run([sys.executable, "-m", "vithybrid.analyze", str(IMAGES), "--out", str(tmp_path / "out")],
+                         capture_output=True, text=True, cwd=ROOT, env=env)
+    assert run.returncode == 2
+    assert run.stderr.strip().count("\n") == 0 and "pip install" in run.stderr and "[analyze]" in run.stderr
+    assert not (tmp_path / "out").exists()

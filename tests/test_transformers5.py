@@ -17,7 +17,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from conftest import SAMPLE_PHOTOS, missing
-from helpers import TINY, tiny_checkpoint, tiny_model
+from helpers import TINY, env_hiding, tiny_checkpoint, tiny_model
 from oracle.cases import CASES
 from test_reference import load_case
 from vithybrid import (ViTHybridForImageClassification, ViTHybridImageProcessor, register_with_transformers,
@@ -307,20 +307,7 @@ def test_config_defaults_are_ours(transformers):
     assert {k: theirs["backbone_config"][k] for k in ours["backbone_config"]} == ours["backbone_config"]
 
 
-BLOCK_TRANSFORMERS = '''
-import importlib.abc, sys
-
-class NoTransformers(importlib.abc.MetaPathFinder):
-    def find_spec(self, name, path=None, target=None):
-        if name == "transformers" or name.startswith("transformers."):
-            raise ModuleNotFoundError(f"No module named {name!r} (hidden by the test)", name=name)
-
-sys.meta_path.insert(0, NoTransformers())
-'''
-
-
 def test_without_transformers_the_package_and_the_app_work(tmp_path):
-    (tmp_path / "sitecustomize.py").write_text(BLOCK_TRANSFORMERS)
     code = textwrap.dedent("""
         import sys
         from PIL import Image
@@ -337,7 +324,7 @@ def test_without_transformers_the_package_and_the_app_work(tmp_path):
             print(error)
         assert "transformers" not in sys.modules
     """)
-    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"}
+    env = env_hiding(tmp_path, "transformers")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
     assert result.returncode == 0, result.stderr
     message = result.stdout.strip().splitlines()[-1]

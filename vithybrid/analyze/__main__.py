@@ -8,15 +8,25 @@ import os
 import sys
 from pathlib import Path
 
-import pyarrow.dataset as pads
 import torch
 
 from ..checkpoints.hub import CheckpointError
 from ..pipeline import DEFAULT_MODEL
-from .local import run_local
-from .maps import MAPS, Explainer, load, schema
-from .report import write_report
-from .sources import SourceError, read_source
+
+EXTRA = ("pandas", "pyarrow", "tqdm")  # the analyze extra; the core package does without them
+try:
+    import pyarrow.dataset as pads
+
+    from .local import run_local
+    from .maps import MAPS, Explainer, load, schema
+    from .report import write_report
+    from .sources import SourceError, read_source
+except ImportError as missing:
+    if missing.name not in EXTRA and (missing.name or "").split(".")[0] not in EXTRA:
+        raise
+    print(f"error: python -m vithybrid.analyze needs {missing.name.split('.')[0]}: pip install -e '.[analyze]' "
+          f"(or pip install {' '.join(EXTRA)})", file=sys.stderr)
+    raise SystemExit(2) from None
 
 
 class UsageError(Exception):
