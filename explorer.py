@@ -21,6 +21,7 @@ import visualization as viz
 from vithybrid import CheckpointError, ViTHybridForImageClassification, ViTHybridImageProcessor
 from vithybrid.optimize import compile_model, quantize_int8
 from vithybrid.checkpoints.shipped import resolve_model
+from vithybrid.model.backbone import BitBackbone
 from vithybrid.timing import SEED_A100, TimingRow, max_logit_difference, time_batch
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -178,23 +179,32 @@ class Explorer:
             with self.lock, torch.inference_mode():
                 maps = embeddings.backbone(pixels, keep_stages=True)
                 tokens, _ = embeddings.project(maps[-1])
-            names = ["stem"] + [f"stage {i}" for i in range(1, len(maps))]
+            # Numbered as the guided walk's steps, sizes as the model sees them (not the enlarged display crop).
+            sizes = [(*self.crop_hw, 3)] + [(m.shape[2], m.shape[3], m.shape[1]) for m in maps]
+            captions = [f"{step}\n{'x'.join(map(str, size))}" for step, size in enumerate(sizes, 1)]
+            captions.append(f"{len(captions) + 1}\n{self.grid[0]}x{self.grid[1]}x{tokens.shape[-1]}")
             analysis.backbone_picture = viz.backbone_figure(
-                analysis.crop, [m[0].float().cpu() for m in maps], tokens[0].float().cpu(), self.grid, names)
+                analysis.crop, [m[0].float().cpu() for m in maps], tokens[0].float().cpu(), self.grid,
+                captions=captions)
         return analysis.backbone_picture
 
-    # -- facts for the "how hybrid tokens work" panel ----------------------------------------------------
+    # -- facts for the guided walk ("How hybrid tokens work") --------------------------------------------
     def facts(self) -> dict[str, object]:
+        """The numbers the guided walk tells, read from this model: every backbone map's (channels, height,
+        width) at this model's input size (worked out on the meta device, nothing computed), the grid, etc."""
         config = self.model.config
+        backbone = config.backbone_config
+        with torch.device("meta"):
+            maps = BitBackbone(backbone)(torch.empty(1, backbone.num_channels, *self.crop_hw), keep_stages=True)
         rows, cols = self.grid
         return {
-            "model": self.name, "input": f"{self.crop_hw[0]}x{self.crop_hw[1]}",
-            "backbone stages": len(self.model.vit.embeddings.patch_embeddings.backbone.bit.encoder.stages),
-            "backbone stride": config.image_size // config.backbone_featmap_shape[-1],
-            "feature map": "x".join(map(str, config.backbone_featmap_shape[1:])),
-            "grid": f"{rows}x{cols}", "tokens": rows * cols + 1, "hidden size": config.hidden_size,
-            "layers": config.num_hidden_layers, "heads": config.num_attention_heads,
+            "model": self.name, "input": self.crop_hw, "maps": [tuple(m.shape[1:]) for m in maps],
+            "stage depths": list(backbone.depths[:len(maps) - 1]), "grid": (rows, cols),
+            "stride": self.crop_hw[0] // rows, "grid tokens": rows * cols, "tokens": rows * cols + 1,
+            "hidden size": config.hidden_size, "layers": config.num_hidden_layers,
+            "heads": config.num_attention_heads, "labels": config.num_labels,
             "parameters": f"{sum(p.numel() for p in self.model.parameters()) / 1e6:.1f} M",
+            "full size": is_full_size(config),
         }
 
     # -- timing -------------------------------------------------------------------------------------------
@@ -279,6 +289,12 @@ def timing_chart(rows: list[TimingRow]) -> Image.Image:
     axes.margins(y=0.15)
     axes.legend(frameon=False)
     return viz.figure_image(figure)
+
+
+def is_full_size(config) -> bool:
+    """Whether `config` is the architecture of the seed's A100 figures (google/vit-hybrid-base-bit-384)."""
+    return (config.image_size, config.hidden_size, config.num_hidden_layers, list(config.backbone_featmap_shape[1:])) \
+        == (384, 768, 12, [1024, 24, 24])
 
 
 def seed_table() -> list[list[object]]:

@@ -20,9 +20,11 @@ from .grid import cell_edges, cell_to_token, expand_to_pixels, to_grid, token_at
 from .relevance import class_relevance
 from .render import colorize, draw_token_grid, normalize, overlay, overlay_on_original
 from .rollout import attention_rollout, cls_map, discard_weakest
+from .render import with_colorbar
 
 __all__ = ["HEAD_FUSIONS", "CropGeometry", "MapCache", "attention_rollout", "backbone_figure", "cell_edges",
            "cell_to_token", "class_relevance", "cls_map", "colorize", "discard_weakest", "draw_token_grid",
            "expand_to_pixels", "figure_image", "fuse_heads", "head_stack", "image_key", "layer_stack", "normalize",
            "overlay", "overlay_on_original", "raw_attention", "shortest_edge_size", "small_multiples", "to_grid",
            "token_at", "token_box", "token_to_cell"]
+__all__ += ["with_colorbar"]
