@@ -17,6 +17,8 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
 import functools  # noqa: E402
+import logging  # noqa: E402
+import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 
 import gradio as gr  # noqa: E402
@@ -30,13 +32,22 @@ from vithybrid import CheckpointError  # noqa: E402
 from vithybrid.images import ImageError, load_image  # noqa: E402
 from vithybrid.optimize import keep_freed_memory  # noqa: E402
 from vithybrid.checkpoints.timm_format import SUPPORTED_CHECKPOINTS  # noqa: E402
+from ui.i18n import I18N, LANGUAGES, LOAD_JS, RTL_CSS, SWITCH_JS, language_of, text  # noqa: E402
+from ui.walk import walk  # noqa: E402
 
 COLORMAPS = ["jet", "turbo", "viridis", "inferno", "magma", "plasma"]
 FUSIONS = list(viz.HEAD_FUSIONS)
-TIMING_HEADERS = ["batch", "eager ms", "SDPA ms", "speed-up"]
-CSS = "#banner {border-left: 4px solid #f59e0b; padding: 8px 12px;} .compact {max-width: 520px}"
-LAUNCH_OPTIONS = dict(css=CSS, max_file_size="20mb", show_error=True)  # uploads above 20 MB: HTTP 413
+TIMING_KEYS = ["timing.batch", "timing.eager", "timing.sdpa", "timing.speedup"]
+MIN_SIDE = 32  # pictures smaller than this (either side) get a warning: a few pixels stretched mean little
+CSS = ("#banner, #examples-note {border-left: 4px solid #f59e0b; padding: 8px 12px;} .compact {max-width: 520px} "
+       "#photo-note {border-left: 4px solid #dc2626; padding: 8px 12px;} "
+       # Phones: every tab name on screen (wrapped), none behind Gradio's overflow menu.
+       "@media (max-width: 700px) {.tab-wrapper, .tab-container {flex-wrap: wrap; height: auto !important;} "
+       ".tab-container button {flex: 0 0 auto;} .overflow-menu {display: none !important;}} " + RTL_CSS)
+LAUNCH_OPTIONS = dict(css=CSS, js=LOAD_JS, i18n=I18N, max_file_size="20mb",  # uploads above 20 MB: HTTP 413
+                      show_error=True)
 QUEUE_SIZE = 32  # requests waiting beyond this are turned away instead of piling up
+log = logging.getLogger("vithybrid.app")
 
 
 class PhotoInput(gr.Image):
@@ -60,49 +71,52 @@ def model_choices(startup: str, extra: Sequence[str] = ()) -> list[str]:
     return list(dict.fromkeys([startup, *SUPPORTED_CHECKPOINTS, FALLBACK_MODEL, *extra]))
 
 
-def intro(name: str) -> str:
-    return ("# ViT-Hybrid Explorer\nDrop a photo: the model's top-5 guesses appear first, then where it looked. "
-            f"Model: **{name}**.")
-
-
-def how_it_works(facts: dict[str, object]) -> str:
-    return (f"The BiT backbone turns the {facts['input']} crop into a {facts['feature map']} feature map "
-            f"(stride {facts['backbone stride']}, {facts['backbone stages']} stages). Each cell becomes a "
-            f"token: a {facts['grid']} grid, plus one CLS token, {facts['tokens']} in all, each of width "
-            f"{facts['hidden size']}. {facts['layers']} transformer layers with {facts['heads']} heads read "
-            f"them; the classifier reads the CLS token. {facts['parameters']} parameters.")
-
-
 def head_choices(heads: int) -> list[str]:
     return ["all"] + [str(h) for h in range(1, heads + 1)]
+
+
+def user_error(message: str) -> gr.Error:
+    """A mistake of the user's (no photo, a bad file): one line in the server log, no traceback, and a toast
+    that stays until closed."""
+    log.warning("user error: %s", message)
+    return gr.Error(message, duration=None, print_exception=False)
+
+
+def banner(explorer: Explorer, language: str) -> str:
+    if explorer.failed is None:
+        return ""
+    name, reason = explorer.failed
+    return text(language, "banner.fallback", model=name, fallback=FALLBACK_MODEL, reason=reason)
 
 
 def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded: int = 2) -> gr.Blocks:
     """Lay out the page and wire every event. `explorer` is the startup model: the API's, and every new
     session's until it picks another in the Model dropdown (`extra_models` are offered there too). The
-    models live on a shelf shared by all sessions; all rendering reads the chosen model's per-image cache."""
+    models live on a shelf shared by all sessions; all rendering reads the chosen model's per-image cache.
+    Static text is translated by the page (I18N keys); text made here follows the request's language."""
     shelf = ModelShelf(explorer, max_loaded)
     config = explorer.model.config
     layers, heads = config.num_hidden_layers, config.num_attention_heads
     on_gpu = explorer.device.type == "cuda"
 
-    def model_of(name: str, on_load=None) -> Explorer:
+    def model_of(name: str, on_load=None, language: str = "en") -> Explorer:
         """The session's chosen model (loaded again if the shelf dropped it meanwhile)."""
         try:
             return shelf.get(name, on_load)
         except CheckpointError as error:
-            raise gr.Error(str(error)) from None
+            raise user_error(text(language, "error.model", reason=error)) from None
 
-    def need(path: str | None) -> Image.Image:
+    def need(path: str | None, language: str = "en") -> Image.Image:
         if path is None:
-            raise gr.Error("Upload a photo first (or pick an example).")
+            raise user_error(text(language, "error.no_photo"))
         try:
             return open_photo(path)
         except ImageError as error:
-            raise gr.Error(str(error)) from None
+            raise user_error(text(language, "error.bad_file", reason=error) if language != "en" else str(error)) \
+                from None
 
     def photo(path: str | None) -> Image.Image | None:
-        """For pictures that simply stay empty without a photo (the error shows once, on classify)."""
+        """For pictures that simply stay empty without a photo (the photo's note says why)."""
         try:
             return None if path is None else open_photo(path)
         except ImageError:
@@ -122,20 +136,51 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
         """The top-5 {label: probability} of the app's startup model."""
         return explorer.classify(need(path))
 
-    def show_labels(name, path):
-        return None if path is None else model_of(name).classify(need(path))
+    def check_photo(name, path, request: gr.Request):
+        """The note under the photo: a file that cannot be read (kept on the page, where the picture would be,
+        and the broken picture cleared) or a picture too small to mean much; nothing for a good photo."""
+        language = language_of(request)
+        if path is None:
+            return gr.update(), gr.update()
+        try:
+            image = open_photo(path)
+        except ImageError as error:
+            log.warning("user error: %s", error)
+            message = text(language, "error.bad_file", reason=error) if language != "en" else str(error)
+            return None, gr.update(value=f"⚠ {message}", visible=True)
+        input_hw = model_of(name, language=language).crop_hw
+        if min(image.size) < MIN_SIDE:
+            warning = text(language, "warning.small", width=image.width, height=image.height,
+                           input=f"{input_hw[0]}x{input_hw[1]}", minimum=MIN_SIDE)
+            return gr.update(), gr.update(value=f"⚠ {warning}", visible=True)
+        return gr.update(), gr.update(value="", visible=False)
 
-    def load_model(name, progress=gr.Progress(track_tqdm=True)):  # tqdm: huggingface_hub's download bars
-        model_of(name, lambda: progress(0, desc=f"Loading {name} (downloading on first use)..."))
+    def show_labels(name, path):
+        image = photo(path)
+        return None if image is None else model_of(name).classify(image)
+
+    def load_model(name, request: gr.Request, progress=gr.Progress(track_tqdm=True)):  # tqdm: download bars
+        language = language_of(request)
+        model_of(name, lambda: progress(0, desc=text(language, "model.loading", model=name)), language)
         return name, name  # the dropdown too: a pick made while this one loaded was dropped
 
+    def describe(name, token, layer, head, fusion, request: gr.Request):
+        """Every text on the page made from the model and the session's language."""
+        language = language_of(request)
+        chosen = model_of(name, language=language)
+        facts = chosen.facts()
+        timing_note = (text(language, "timing.same_model") if facts["full size"] else
+                       text(language, "timing.other_model", model=name, parameters=facts["parameters"]))
+        return (text(language, "intro", model=name), gr.update(value=banner(explorer, language)),
+                gr.update(visible=chosen.name == FALLBACK_MODEL, value=text(language, "examples.shapes_only")),
+                token_caption(name, token, layer, head, fusion, request), walk(facts, language),
+                gr.update(visible=facts["full size"]), timing_note, LANGUAGES[language])
+
     def show_model(name):
-        """Everything on the page that describes the model (the pictures follow from the chain after it)."""
-        chosen = model_of(name)
-        config, facts = chosen.model.config, chosen.facts()
-        return (intro(name), gr.update(maximum=config.num_hidden_layers, value=config.num_hidden_layers),
-                gr.update(choices=head_choices(config.num_attention_heads), value="all"), how_it_works(facts),
-                facts, 1, token_caption(name, 1), None, None, "")
+        """The controls that follow the model's shape (the texts and pictures follow in the chain after it)."""
+        config = model_of(name).model.config
+        return (gr.update(maximum=config.num_hidden_layers, value=config.num_hidden_layers),
+                gr.update(choices=head_choices(config.num_attention_heads), value="all"), 1, None, None, "")
 
     def class_choices(name, path):
         image = photo(path)
@@ -151,8 +196,10 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
         analysis = model_of(name).analysis(image)
         heatmap = viz.cls_map(viz.attention_rollout(analysis.attentions, fusion, discard, rows=[0]), analysis.grid)[0]
         if on_original:
-            return viz.overlay_on_original(image, heatmap, analysis.geometry, cmap=cmap, alpha=alpha)
-        return viz.overlay(analysis.crop, heatmap, cmap=cmap, alpha=alpha)
+            picture = viz.overlay_on_original(image, heatmap, analysis.geometry, cmap=cmap, alpha=alpha)
+        else:
+            picture = viz.overlay(analysis.crop, heatmap, cmap=cmap, alpha=alpha)
+        return viz.with_colorbar(picture, cmap)
 
     def raw_pictures(name, path, layer, head, fusion, cmap, alpha):
         image = photo(path)
@@ -162,9 +209,9 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
         index = layer_index(analysis, layer)
         one = viz.raw_attention(analysis.attentions, analysis.grid, index, 0, head_index(analysis, head), fusion)[0]
         all_heads = viz.head_stack(analysis.attentions, analysis.grid, index)[0]
-        figure = viz.small_multiples(all_heads, [f"head {h + 1}" for h in range(len(all_heads))], cmap=cmap,
-                                     title=f"CLS attention, layer {index + 1}, every head")
-        return viz.overlay(analysis.crop, one, cmap=cmap, alpha=alpha), figure
+        # Numbers only in figures: the labels around them say what they are, in the page's language.
+        figure = viz.small_multiples(all_heads, [str(h + 1) for h in range(len(all_heads))], cmap=cmap)
+        return viz.with_colorbar(viz.overlay(analysis.crop, one, cmap=cmap, alpha=alpha), cmap), figure
 
     def layers_picture(name, path, fusion, cmap):
         image = photo(path)
@@ -172,8 +219,7 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
             return None
         analysis = model_of(name).analysis(image)
         stack = viz.layer_stack(analysis.attentions, analysis.grid, head_fusion=fusion)[0]
-        return viz.small_multiples(stack, [f"layer {i + 1}" for i in range(len(stack))], cmap=cmap,
-                                   title=f"CLS attention in every layer ({fusion} of heads)")
+        return viz.small_multiples(stack, [str(i + 1) for i in range(len(stack))], cmap=cmap)
 
     def class_picture(name, path, class_index, cmap, alpha):
         image = photo(path)
@@ -183,7 +229,8 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
         analysis = chosen.analysis(image)
         if int(class_index) >= chosen.model.config.num_labels:  # the previous model's class
             return None
-        return viz.overlay(analysis.crop, chosen.class_map(image, int(class_index)), cmap=cmap, alpha=alpha)
+        heatmap = chosen.class_map(image, int(class_index))
+        return viz.with_colorbar(viz.overlay(analysis.crop, heatmap, cmap=cmap, alpha=alpha), cmap)
 
     def token_pictures(name, path, token, layer, head, fusion, cmap, alpha):
         image = photo(path)
@@ -194,22 +241,31 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
         grid_picture = viz.draw_token_grid(analysis.crop, analysis.grid, highlight=token)
         attention = viz.raw_attention(analysis.attentions, analysis.grid, layer_index(analysis, layer), token,
                                       head_index(analysis, head), fusion)[0]
-        return grid_picture, viz.overlay(analysis.crop, attention, cmap=cmap, alpha=alpha)
+        # The chosen token stays visible on its own map too: outlined in white over the colours.
+        attended = viz.draw_token_grid(viz.overlay(analysis.crop, attention, cmap=cmap, alpha=alpha), analysis.grid,
+                                       highlight=token, highlight_color=(255, 255, 255), opacity=0.0)
+        return grid_picture, viz.with_colorbar(attended, cmap)
 
     def pick_token(name, path, evt: gr.SelectData):
         x, y = evt.index  # pixels of the shown picture: the crop the model saw, maybe enlarged
         analysis = model_of(name).analysis(need(path))
         return viz.token_at(x, y, (analysis.crop.height, analysis.crop.width), analysis.grid)
 
-    def token_caption(name, token):
-        grid = model_of(name).grid
+    def token_caption(name, token, layer, head, fusion, request: gr.Request):
+        language = language_of(request)
+        chosen = model_of(name, language=language)
+        grid, config = chosen.grid, chosen.model.config
         token = grid_token(grid, token)
         row, col = viz.token_to_cell(token, grid)
-        return f"Token **{token}** of {grid[0] * grid[1]}: row {row + 1}, column {col + 1}."
+        layer = min(int(layer), config.num_hidden_layers)
+        shown_head = (text(language, "token.all_heads", fusion=fusion) if head == "all" or
+                      int(head) > config.num_attention_heads else text(language, "token.one_head", head=head))
+        return text(language, "token.caption", token=token, count=grid[0] * grid[1], row=row + 1, col=col + 1,
+                    layer=layer, head=shown_head)
 
     def backbone_picture(name, path):
         image = photo(path)
-        return None if image is None else model_of(name).backbone_picture(image)
+        return None if image is None else viz.with_colorbar(model_of(name).backbone_picture(image), "viridis")
 
     def maps(path: str | None) -> dict:
         """The maps behind the pictures, as numbers: rollout, top class relevance and last-layer CLS attention."""
@@ -221,97 +277,118 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
                 "rollout": rollout.tolist(), "class_map": explorer.class_map(image, best).tolist(),
                 "last_layer_cls_attention": viz.raw_attention(analysis.attentions, analysis.grid)[0].tolist()}
 
-    def run_timing(name, path, batches, repeats, progress=gr.Progress()):
-        image = need(path)
+    def run_timing(name, path, batches, repeats, request: gr.Request, progress=gr.Progress()):
+        language = language_of(request)
+        image = need(path, language)
         if not batches:
-            raise gr.Error("Pick at least one batch size.")
-        chosen = model_of(name)
+            raise user_error(text(language, "error.no_batch"))
+        chosen = model_of(name, language=language)
         rows = []
         steps = sorted(int(b) for b in batches)
-        progress(0, desc="Warming up")
+        progress(0, desc=text(language, "timing.warming"))
         for i, batch in enumerate(steps):
-            progress(i / len(steps), desc=f"Timing batch {batch} (eager and SDPA, {repeats} runs each)")
+            progress(i / len(steps), desc=text(language, "timing.progress", batch=batch, repeats=repeats))
             rows.append(chosen.time_paths(image, batch, int(repeats)))
             table = [[r.batch, round(r.eager_ms, 1), round(r.sdpa_ms, 1), f"{r.speedup:.2f}x"] for r in rows]
             yield table, timing_chart(rows), gr.update()
         difference = chosen.logit_difference(image)
-        on_cpu = chosen.device.type == "cpu"
-        cpu_note = (" On a CPU the two are close: without gradients, this project's eager path keeps each layer's "
-                    "scores in cache, which is most of what SDPA's fused kernel gains there." if on_cpu else "")
-        yield gr.update(), gr.update(), (f"{name}: {chosen.environment()}. Largest logit difference between the "
-                                         f"paths: {difference:.2e}.{cpu_note}")
+        result = text(language, "timing.result", model=name, environment=chosen.environment(),
+                      difference=f"{difference:.2e}")
+        cpu_note = " " + text(language, "timing.cpu_note") if chosen.device.type == "cpu" else ""
+        yield gr.update(), gr.update(), result + cpu_note
+
+    def headers():
+        return [I18N(key) for key in TIMING_KEYS]
 
     with gr.Blocks(title="ViT-Hybrid Explorer") as demo:
-        header = gr.Markdown(intro(explorer.name), elem_id="intro")
-        gr.Markdown(explorer.notice or "", visible=explorer.notice is not None, elem_id="banner")
+        with gr.Row(equal_height=True):
+            header = gr.Markdown(text("en", "intro", model=explorer.name), elem_id="intro")
+            language = gr.Radio(list(LANGUAGES.values()), value=LANGUAGES["en"], label=I18N("language.label"),
+                                info=I18N("language.info"), elem_id="language", scale=0, min_width=220)
+        notice = gr.Markdown(banner(explorer, "en"), visible=explorer.failed is not None, elem_id="banner")
         chosen = gr.State(explorer.name)  # this session's model, once loaded (the dropdown returns to it on failure)
-        model = gr.Dropdown(model_choices(explorer.name, extra_models), value=explorer.name, label="Model",
-                            info="Hub models download on first use; switching re-analyses the photo.",
-                            elem_id="model")
+        model = gr.Dropdown(model_choices(explorer.name, extra_models), value=explorer.name, label=I18N("model.label"),
+                            info=I18N("model.info"), elem_id="model")
         with gr.Row():
             with gr.Column(scale=1, min_width=320):
-                image = PhotoInput(type="filepath", label="Photo", sources=["upload", "clipboard", "webcam"],
+                image = PhotoInput(type="filepath", label=I18N("photo.label"), sources=["upload", "clipboard", "webcam"],
                                    height=340, elem_id="inp")
-                examples = sorted(p for p in EXAMPLES_DIR.glob("*") if p.suffix in (".png", ".jpg"))
-                gr.Examples([[str(p)] for p in examples], inputs=image, label="Examples")
-                gr.Markdown("Example photos: CC0 or public domain (scikit-image's sample data; see "
-                            "examples/SOURCES.md). Shapes: drawn by `vithybrid.training.shapes`.", elem_classes="compact")
-            with gr.Column(scale=1, min_width=320):
-                labels = gr.Label(num_top_classes=5, label="Top-5", elem_id="labels")
+                photo_note = gr.Markdown(visible=False, elem_id="photo-note")
+            with gr.Column(scale=1, min_width=320):  # beside the photo; on a phone right below it
+                labels = gr.Label(num_top_classes=5, label=I18N("labels.label"), elem_id="labels")
+                gr.Markdown(I18N("labels.note"), elem_classes="compact")
+        shapes_note = gr.Markdown(text("en", "examples.shapes_only"), visible=explorer.name == FALLBACK_MODEL,
+                                  elem_id="examples-note")
+        # Shapes first when the shapes model runs: it cannot name photos.
+        examples = sorted((p for p in EXAMPLES_DIR.glob("*") if p.suffix in (".png", ".jpg")),
+                          key=lambda p: (not p.name.startswith("shape_"), p.name) if explorer.name == FALLBACK_MODEL
+                          else (p.name.startswith("shape_"), p.name))
+        gr.Examples([[str(p)] for p in examples], inputs=image, label=I18N("examples.label"), examples_per_page=8)
+        gr.Markdown(I18N("examples.credit"), elem_classes="compact")
         with gr.Row():
-            cmap = gr.Dropdown(COLORMAPS, value="jet", label="Colormap", elem_id="cmap")
-            alpha = gr.Slider(0, 1, value=0.5, step=0.05, label="Opacity", elem_id="alpha")
-            fusion = gr.Radio(FUSIONS, value="mean", label="Head fusion", elem_id="fusion")
+            cmap = gr.Dropdown(COLORMAPS, value="jet", label=I18N("cmap.label"), info=I18N("cmap.info"), elem_id="cmap")
+            alpha = gr.Slider(0, 1, value=0.5, step=0.05, label=I18N("alpha.label"), info=I18N("alpha.info"),
+                              elem_id="alpha")
+            fusion = gr.Radio(FUSIONS, value="mean", label=I18N("fusion.label"), info=I18N("fusion.info"),
+                              elem_id="fusion")
+        gr.Markdown(I18N("legend.help"), elem_id="legend-help")
         with gr.Tabs():
-            with gr.Tab("Rollout", elem_id="tab-rollout"):
+            with gr.Tab(I18N("tab.rollout"), elem_id="tab-rollout"):
+                gr.Markdown(I18N("rollout.help"))
                 with gr.Row():
-                    discard = gr.Slider(0, 0.95, value=0, step=0.05, label="Discard ratio (weakest links)",
-                                        elem_id="discard")
-                    on_original = gr.Checkbox(label="Draw on the whole photo (crop outlined)", elem_id="on-original")
-                rollout_image = gr.Image(label="Attention rollout (Abnar & Zuidema 2020)", elem_id="rollout",
-                                         height=420, interactive=False)
-            with gr.Tab("Class map", elem_id="tab-class"):
-                class_index = gr.Dropdown([], label="Class", elem_id="class-index")
-                class_image = gr.Image(label="Class-specific relevance (Chefer et al. 2021)", elem_id="class-map",
-                                       height=420, interactive=False)
-            with gr.Tab("Raw attention", elem_id="tab-raw"):
+                    discard = gr.Slider(0, 0.95, value=0, step=0.05, label=I18N("discard.label"),
+                                        info=I18N("discard.info"), elem_id="discard")
+                    on_original = gr.Checkbox(label=I18N("on_original.label"), info=I18N("on_original.info"),
+                                              elem_id="on-original")
+                rollout_image = gr.Image(label=I18N("rollout.label"), elem_id="rollout", height=420, interactive=False)
+            with gr.Tab(I18N("tab.class"), elem_id="tab-class"):
+                gr.Markdown(I18N("class.help"))
+                class_index = gr.Dropdown([], label=I18N("class.label"), info=I18N("class.info"), elem_id="class-index")
+                class_image = gr.Image(label=I18N("classmap.label"), elem_id="class-map", height=420,
+                                       interactive=False)
+            with gr.Tab(I18N("tab.raw"), elem_id="tab-raw"):
+                gr.Markdown(I18N("raw.help"))
                 with gr.Row():
-                    layer = gr.Slider(1, layers, value=layers, step=1, label="Layer", elem_id="layer")
-                    head = gr.Dropdown(head_choices(heads), value="all", label="Head (all: fused)", elem_id="head")
+                    layer = gr.Slider(1, layers, value=layers, step=1, label=I18N("layer.label"),
+                                      info=I18N("layer.info"), elem_id="layer")
+                    head = gr.Dropdown(head_choices(heads), value="all", label=I18N("head.label"),
+                                       info=I18N("head.info"), elem_id="head")
                 with gr.Row():
-                    raw_image = gr.Image(label="CLS attention", elem_id="raw", height=360, interactive=False)
-                    heads_image = gr.Image(label="Every head", elem_id="heads", height=360, interactive=False)
-            with gr.Tab("All layers", elem_id="tab-layers"):
-                layers_image = gr.Image(label="CLS attention per layer", elem_id="layers", interactive=False)
-            with gr.Tab("Token explorer", elem_id="tab-tokens"):
-                gr.Markdown("Click a token on the left; the right shows what it attends to (layer and head from "
-                            "the Raw attention tab).")
+                    raw_image = gr.Image(label=I18N("raw.label"), elem_id="raw", height=360, interactive=False)
+                    heads_image = gr.Image(label=I18N("heads.label"), elem_id="heads", height=360, interactive=False)
+            with gr.Tab(I18N("tab.layers"), elem_id="tab-layers"):
+                gr.Markdown(I18N("layers.help"))
+                layers_image = gr.Image(label=I18N("layers.label"), elem_id="layers", interactive=False)
+            with gr.Tab(I18N("tab.tokens"), elem_id="tab-tokens"):
+                gr.Markdown(I18N("tokens.help"))
                 token = gr.State(1)
+                token_text = gr.Markdown(elem_id="token-text")
                 with gr.Row():
-                    grid_image = gr.Image(label="Tokens (click one)", elem_id="token-grid", height=400,
+                    grid_image = gr.Image(label=I18N("grid.label"), elem_id="token-grid", height=400,
                                           interactive=False)
-                    token_image = gr.Image(label="Its attention", elem_id="token-attention", height=400,
+                    token_image = gr.Image(label=I18N("token_attention.label"), elem_id="token-attention", height=400,
                                            interactive=False)
-                token_text = gr.Markdown(token_caption(explorer.name, 1), elem_id="token-text")
-            with gr.Tab("How hybrid tokens work", elem_id="tab-how"):
-                facts = explorer.facts()
-                how_text = gr.Markdown(how_it_works(facts), elem_id="how")
-                facts_json = gr.JSON(facts, label="This model", elem_id="facts")
-                backbone_image = gr.Image(label="From pixels to tokens", elem_id="backbone", interactive=False)
-            with gr.Tab("Eager vs SDPA timing", elem_id="tab-timing"):
+            with gr.Tab(I18N("tab.how"), elem_id="tab-how"):
+                how_text = gr.Markdown(walk(explorer.facts(), "en"), elem_id="how")
+                backbone_image = gr.Image(label=I18N("backbone.label"), elem_id="backbone", interactive=False)
+            with gr.Tab(I18N("tab.timing"), elem_id="tab-timing"):
+                gr.Markdown(I18N("timing.help"))
                 with gr.Row():
                     batches = gr.CheckboxGroup([1, 2, 4, 8], value=[1, 2, 4, 8] if on_gpu else [1, 2],
-                                               label="Batch sizes", elem_id="batches")
-                    repeats = gr.Slider(1, 10, value=3, step=1, label="Timed runs per path", elem_id="repeats")
+                                               label=I18N("batches.label"), info=I18N("batches.info"),
+                                               elem_id="batches")
+                    repeats = gr.Slider(1, 10, value=3, step=1, label=I18N("repeats.label"), info=I18N("repeats.info"),
+                                        elem_id="repeats")
                 with gr.Row():
-                    run = gr.Button("Time both paths", variant="primary", elem_id="run-timing")
-                    cancel = gr.Button("Cancel", elem_id="cancel-timing")
+                    run = gr.Button(I18N("run_timing"), variant="primary", elem_id="run-timing")
+                    cancel = gr.Button(I18N("cancel_timing"), elem_id="cancel-timing")
+                seed_note = gr.Markdown(elem_id="seed-note")
                 with gr.Row():
-                    timing_table = gr.Dataframe(headers=TIMING_HEADERS, label="This machine", elem_id="timing",
-                                                interactive=False)
-                    gr.Dataframe(seed_table(), headers=["batch", "eager ms", "SDPA ms", "speed-up"],
-                                 label="The seed's A100 (float32, PyTorch 2.3)", interactive=False)
-                timing_plot = gr.Image(label="Milliseconds per forward", elem_id="timing-chart", interactive=False)
+                    timing_table = gr.Dataframe(headers=headers(), label=I18N("timing.this_machine"),
+                                                elem_id="timing", interactive=False)
+                    seed = gr.Dataframe(seed_table(), headers=headers(), label=I18N("timing.seed"),
+                                        interactive=False, elem_id="seed", visible=explorer.facts()["full size"])
+                timing_plot = gr.Image(label=I18N("timing.chart"), elem_id="timing-chart", interactive=False)
                 timing_info = gr.Markdown(elem_id="timing-info")
         api_only = gr.Button(visible=False)  # the public API: one image in, the startup model's answers out
 
@@ -319,18 +396,25 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
         rollout_inputs = [chosen, image, fusion, discard, cmap, alpha, on_original]
         raw_inputs = [chosen, image, layer, head, fusion, cmap, alpha]
         token_inputs = [chosen, image, token, layer, head, fusion, cmap, alpha]
+        caption_inputs = [chosen, token, layer, head, fusion]
         class_inputs = [chosen, image, class_index, cmap, alpha]
         timing_outputs = [timing_table, timing_plot, timing_info]
+        described = [header, notice, shapes_note, token_text, how_text, seed, seed_note, language]
+        # Texts in the session's language: on load, after a language pick (the page's own strings switch in
+        # the browser first, see SWITCH_JS), and after a model switch.
+        demo.load(describe, caption_inputs, described, **private)
+        language.input(describe, caption_inputs, described, js=SWITCH_JS, **private)
         # A model switch: load it (once for all sessions; the dropdown shows the progress, and on failure the
         # error and its previous model), then describe it. `select`, not `input`: a pick sends `input` twice.
         loaded = model.select(load_model, model, [chosen, model], show_progress_on=model, concurrency_limit=None,
                               **private)
         loaded.failure(lambda name: name, chosen, model, **private)
-        shown = loaded.success(show_model, chosen, [header, layer, head, how_text, facts_json, token, token_text,
-                                                    *timing_outputs], **private)
+        shown = loaded.success(show_model, chosen, [layer, head, token, *timing_outputs], **private)
+        shown = shown.then(describe, caption_inputs, described, **private)
         # A new photo or a new model: labels first (fast SDPA path), then the maps, without holding the labels back.
         for trigger in (image.change, shown.success):
-            analysed = trigger(show_labels, [chosen, image], labels, show_progress="minimal", **private).then(
+            analysed = trigger(check_photo, [chosen, image], [image, photo_note], **private).then(
+                show_labels, [chosen, image], labels, show_progress="minimal", **private).then(
                 class_choices, [chosen, image], class_index, **private)
             for follow_up in [(rollout_picture, rollout_inputs, rollout_image),
                               (class_picture, class_inputs, class_image),  # even when the top class is as before
@@ -344,6 +428,8 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
         for control in (layer, head, fusion, cmap, alpha):
             control.change(raw_pictures, raw_inputs, [raw_image, heads_image], **private)
             control.change(token_pictures, token_inputs, [grid_image, token_image], **private)
+        for control in (layer, head, fusion):
+            control.change(token_caption, caption_inputs, token_text, **private)
         for control in (fusion, cmap):
             control.change(layers_picture, [chosen, image, fusion, cmap], layers_image, **private)
         class_index.select(class_picture, class_inputs, class_image, **private)  # a pick; new photos: the chain
@@ -351,11 +437,11 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
             control.change(class_picture, class_inputs, class_image, **private)
         grid_image.select(pick_token, [chosen, image], token, **private).then(
             token_pictures, token_inputs, [grid_image, token_image], **private).then(
-            token_caption, [chosen, token], token_text, **private)
+            token_caption, caption_inputs, token_text, **private)
         timing = run.click(run_timing, [chosen, image, batches, repeats], timing_outputs, **private)
         cancel.click(None, cancels=[timing], **private)
         api_only.click(classify, image, labels, api_name="classify")
-        api_only.click(maps, image, gr.JSON(visible=False, label="Maps"), api_name="maps")
+        api_only.click(maps, image, gr.JSON(visible=False), api_name="maps")
     return demo
 
 
@@ -393,6 +479,10 @@ def main(argv: list[str] | None = None) -> None:
         explorer = Explorer(args.model, device, getattr(torch, args.dtype), args.speed)
     except ValueError as error:  # a combination of options that cannot run
         raise SystemExit(f"app.py: {error}") from None
+    if explorer.failed is not None:  # said on the page too (the banner)
+        print(f"app.py: could not load {explorer.failed[0]}: {explorer.failed[1]}\n"
+              f"app.py: serving the shipped '{FALLBACK_MODEL}' model instead (circles, squares, triangles, stars, "
+              f"crosses).", file=sys.stderr, flush=True)
     demo = build_demo(explorer, args.models)
     demo.queue(default_concurrency_limit=1 if device == "cpu" else 2, max_size=QUEUE_SIZE)
     demo.launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_OPTIONS)

@@ -71,19 +71,18 @@ class Explorer:
     def __init__(self, name: str, device: str = "cpu", dtype: torch.dtype = torch.float32, speed: str = "none",
                  cache_mb: float = CACHE_MB, fallback: bool = True):
         """Load `name` (a Hub id, a folder, or "shapes"). If it cannot load, run the shipped shapes model with
-        a notice saying why; with fallback=False, raise the CheckpointError instead."""
+        the reason in `failed`; with fallback=False, raise the CheckpointError instead."""
         if speed not in SPEED_MODES:
             raise ValueError(f"speed must be one of {SPEED_MODES}, got {speed!r}")
         if speed == "int8" and device != "cpu":
             raise ValueError("int8 runs on the CPU only; use --dtype float16 or bfloat16 on a GPU")
-        self.notice = None
+        self.failed: tuple[str, str] | None = None  # (the model asked for, why it could not load) after a fallback
         try:
             self.name, self.model, self.processor = name, *self._load(name, device, dtype)
         except CheckpointError as error:
             if name == FALLBACK_MODEL or not fallback:
                 raise
-            self.notice = (f"Could not load **{name}**, so the app runs the shipped **{FALLBACK_MODEL}** model "
-                           f"instead (it recognizes circles, squares, triangles, stars and crosses). Reason: {error}")
+            self.failed = (name, str(error))
             self.name, self.model, self.processor = FALLBACK_MODEL, *self._load(FALLBACK_MODEL, device, dtype)
         self.device, self.dtype, self.speed, self.cache_mb = torch.device(device), dtype, speed, cache_mb
         # The model that classifies and is timed; analyses need gradients, so they use self.model.

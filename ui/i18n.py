@@ -82,6 +82,6 @@ LOAD_JS = """async () => {
 }""" % COOKIE
 
 # Right to left wherever the page's language is (Gradio sets <html lang> to the locale it shows).
-RTL_CSS = " ".join(f'html[lang|="{code}"] .gradio-container {{direction: rtl;}} '
-                   f'html[lang|="{code}"] .gradio-container img, html[lang|="{code}"] input[type=range] '
-                   f'{{direction: ltr;}}' for code in sorted(RIGHT_TO_LEFT))
+RTL_CSS = " ".join(f'html[lang|="{code}"] .gradio-container, html[lang|="{code}"] .prose {{direction: rtl; '
+                   f'text-align: right;}} html[lang|="{code}"] .gradio-container img, '
+                   f'html[lang|="{code}"] input[type=range] {{direction: ltr;}}' for code in sorted(RIGHT_TO_LEFT))
