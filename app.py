@@ -41,9 +41,7 @@ TIMING_KEYS = ["timing.batch", "timing.eager", "timing.sdpa", "timing.speedup"]
 MIN_SIDE = 32  # pictures smaller than this (either side) get a warning: a few pixels stretched mean little
 CSS = ("#banner, #examples-note {border-left: 4px solid #f59e0b; padding: 8px 12px;} .compact {max-width: 520px} "
        "#photo-note {border-left: 4px solid #dc2626; padding: 8px 12px;} "
-       # Phones: every tab name on screen (wrapped), none behind Gradio's overflow menu.
-       "@media (max-width: 700px) {.tab-wrapper, .tab-container {flex-wrap: wrap; height: auto !important;} "
-       ".tab-container button {flex: 0 0 auto;} .overflow-menu {display: none !important;}} " + RTL_CSS)
+       + RTL_CSS)
 LAUNCH_OPTIONS = dict(css=CSS, js=LOAD_JS, i18n=I18N, max_file_size="20mb",  # uploads above 20 MB: HTTP 413
                       show_error=True)
 QUEUE_SIZE = 32  # requests waiting beyond this are turned away instead of piling up
@@ -332,7 +330,7 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
             fusion = gr.Radio(FUSIONS, value="mean", label=I18N("fusion.label"), info=I18N("fusion.info"),
                               elem_id="fusion")
         gr.Markdown(I18N("legend.help"), elem_id="legend-help")
-        with gr.Tabs():
+        with gr.Tabs(overflow_behavior="wrap"):  # every tab on screen, on a phone too
             with gr.Tab(I18N("tab.rollout"), elem_id="tab-rollout"):
                 gr.Markdown(I18N("rollout.help"))
                 with gr.Row():
