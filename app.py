@@ -32,7 +32,7 @@ from vithybrid import CheckpointError  # noqa: E402
 from vithybrid.images import ImageError, load_image  # noqa: E402
 from vithybrid.optimize import keep_freed_memory  # noqa: E402
 from vithybrid.checkpoints.timm_format import SUPPORTED_CHECKPOINTS  # noqa: E402
-from ui.i18n import I18N, LANGUAGES, LOAD_JS, RTL_CSS, SWITCH_JS, language_of, text  # noqa: E402
+from ui.i18n import CODES, I18N, LANGUAGES, LOAD_JS, RTL_CSS, SWITCH_JS, language_of, text  # noqa: E402
 from ui.walk import walk  # noqa: E402
 
 COLORMAPS = ["jet", "turbo", "viridis", "inferno", "magma", "plasma"]
@@ -163,15 +163,21 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
         return name, name  # the dropdown too: a pick made while this one loaded was dropped
 
     def describe(name, token, layer, head, fusion, request: gr.Request):
-        """Every text on the page made from the model and the session's language."""
-        language = language_of(request)
+        """Every text on the page made from the model, in the session's language."""
+        return describe_in(language_of(request), name, token, layer, head, fusion)
+
+    def switch_language(choice, name, token, layer, head, fusion):
+        """The page's switch: the texts made here, in the language picked (the page's own follow in SWITCH_JS)."""
+        return describe_in(CODES.get(choice, "en"), name, token, layer, head, fusion)
+
+    def describe_in(language, name, token, layer, head, fusion):
         chosen = model_of(name, language=language)
         facts = chosen.facts()
         timing_note = (text(language, "timing.same_model") if facts["full size"] else
                        text(language, "timing.other_model", model=name, parameters=facts["parameters"]))
         return (text(language, "intro", model=name), gr.update(value=banner(explorer, language)),
                 gr.update(visible=chosen.name == FALLBACK_MODEL, value=text(language, "examples.shapes_only")),
-                token_caption(name, token, layer, head, fusion, request), walk(facts, language),
+                caption(language, name, token, layer, head, fusion), walk(facts, language),
                 gr.update(visible=facts["full size"]), timing_note, LANGUAGES[language])
 
     def show_model(name):
@@ -250,7 +256,9 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
         return viz.token_at(x, y, (analysis.crop.height, analysis.crop.width), analysis.grid)
 
     def token_caption(name, token, layer, head, fusion, request: gr.Request):
-        language = language_of(request)
+        return caption(language_of(request), name, token, layer, head, fusion)
+
+    def caption(language, name, token, layer, head, fusion):
         chosen = model_of(name, language=language)
         grid, config = chosen.grid, chosen.model.config
         token = grid_token(grid, token)
@@ -302,7 +310,8 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
         with gr.Row(equal_height=True):
             header = gr.Markdown(text("en", "intro", model=explorer.name), elem_id="intro")
             language = gr.Radio(list(LANGUAGES.values()), value=LANGUAGES["en"], label=I18N("language.label"),
-                                info=I18N("language.info"), elem_id="language", scale=0, min_width=220)
+                                info=I18N("language.info"), elem_id="language", scale=0, min_width=220,
+                                interactive=True)
         notice = gr.Markdown(banner(explorer, "en"), visible=explorer.failed is not None, elem_id="banner")
         chosen = gr.State(explorer.name)  # this session's model, once loaded (the dropdown returns to it on failure)
         model = gr.Dropdown(model_choices(explorer.name, extra_models), value=explorer.name, label=I18N("model.label"),
@@ -401,7 +410,7 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
         # Texts in the session's language: on load, after a language pick (the page's own strings switch in
         # the browser first, see SWITCH_JS), and after a model switch.
         demo.load(describe, caption_inputs, described, **private)
-        language.input(describe, caption_inputs, described, js=SWITCH_JS, **private)
+        language.input(switch_language, [language, *caption_inputs], described, js=SWITCH_JS, **private)
         # A model switch: load it (once for all sessions; the dropdown shows the progress, and on failure the
         # error and its previous model), then describe it. `select`, not `input`: a pick sends `input` twice.
         loaded = model.select(load_model, model, [chosen, model], show_progress_on=model, concurrency_limit=None,

@@ -16,6 +16,7 @@ import gradio as gr
 
 LOCALES = Path(__file__).resolve().parents[1] / "locales"
 LANGUAGES = {"en": "English", "ar": "العربية"}  # code -> the language's own name (the switch's choices)
+CODES = {name: code for code, name in LANGUAGES.items()}
 DEFAULT = "en"
 RIGHT_TO_LEFT = {"ar"}
 COOKIE = "vithybrid_lang"  # set by the page's language switch
@@ -64,14 +65,14 @@ def language_of(request: gr.Request | None) -> str:
 # change its locale. Gradio offers the same under Settings > Language but keeps no handle for a page's own
 # control, so this imports its front-end module (already loaded, hence the same instance) and calls
 # changeLocale, which also sets <html lang>, which the right-to-left CSS follows.
-SWITCH_JS = """async (choice) => {
+SWITCH_JS = """async (choice, ...rest) => {
   const codes = %s;
   const code = codes[choice] || "en";
   document.cookie = "%s=" + code + "; path=/; max-age=31536000; samesite=lax";
   const core = performance.getEntriesByType("resource").map(e => e.name).find(n => /\\/assets\\/core-[^/]*\\.js$/.test(n));
   if (core) { (await import(core)).changeLocale(code); }
-  return choice;
-}""" % (json.dumps({name: code for code, name in LANGUAGES.items()}), COOKIE)
+  return [choice, ...rest];
+}""" % (json.dumps(CODES), COOKIE)
 
 # On load, a language picked earlier with the switch wins over the browser's.
 LOAD_JS = """async () => {
