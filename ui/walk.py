@@ -1,9 +1,17 @@
-"""The guided walk ("How hybrid tokens work"): the model's path from pixels to a class, step by step,
-every number read from the loaded model (Explorer.facts), every sentence from the translation files."""
+"""The guided walk, tab "How hybrid tokens work": the model's path from pixels to a class, step by step,
+every number read from the loaded model (Explorer.facts), every sentence from the translation files, and the
+backbone's maps for the user's photo."""
 
 from __future__ import annotations
 
-from .i18n import text
+import gradio as gr
+
+import visualization as viz
+
+from .i18n import I18N, text
+from .page import Page
+
+TITLE, ELEM_ID = "tab.how", "tab-how"
 
 VIT_PATCH = 16  # ViT-B/16's pixel patches, the comparison the paper draws
 
@@ -37,3 +45,15 @@ def walk(facts: dict[str, object], language: str) -> str:
         text(language, "walk.picture"),
     ]
     return "\n\n".join(steps)
+
+
+def build(page: Page) -> None:
+    words = gr.Markdown(walk(page.explorer.facts(), "en"), elem_id="how")
+    picture = gr.Image(label=I18N("backbone.label"), elem_id="backbone", interactive=False)
+
+    def draw(name, path):
+        image = page.photo(path)
+        return None if image is None else viz.with_colorbar(page.model_of(name).backbone_picture(image), "viridis")
+
+    page.on_photo(draw, [page.chosen, page.image], [picture])
+    page.on_text(lambda language, chosen: walk(chosen.facts(), language), [], [words])
