@@ -115,11 +115,12 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
                 LANGUAGES[language])
 
     with gr.Blocks(title="ViT-Hybrid Explorer") as demo:
-        with gr.Row(equal_height=True):
-            header = gr.Markdown(text("en", "intro", model=explorer.name), elem_id="intro")
-            language = gr.Radio(list(LANGUAGES.values()), value=LANGUAGES["en"], label=I18N("language.label"),
-                                info=I18N("language.info"), elem_id="language", scale=0, min_width=220,
-                                interactive=True)
+        with gr.Row(equal_height=True):  # side by side; on a phone the switch goes under the title
+            with gr.Column(scale=4, min_width=300):
+                header = gr.Markdown(text("en", "intro", model=explorer.name), elem_id="intro")
+            with gr.Column(scale=1, min_width=220):
+                language = gr.Radio(list(LANGUAGES.values()), value=LANGUAGES["en"], label=I18N("language.label"),
+                                    info=I18N("language.info"), elem_id="language", interactive=True)
         notice = gr.Markdown(banner(explorer, "en"), visible=explorer.failed is not None, elem_id="banner")
         chosen = gr.State(explorer.name)  # this session's model, once loaded (the dropdown returns to it on failure)
         model = gr.Dropdown(model_choices(explorer.name, extra_models), value=explorer.name, label=I18N("model.label"),

@@ -58,9 +58,10 @@ def keys_used() -> set[str]:
 
 
 def test_every_key_the_page_uses_is_translated_and_none_is_left_unused():
+    from app import TABS
     from ui.timing import HEADER_KEYS
 
-    used = keys_used() | set(HEADER_KEYS)
+    used = keys_used() | set(HEADER_KEYS) | {tab.TITLE for tab in TABS}
     english = set(translations()["en"])
     assert used <= english, used - english
     assert english <= used, english - used  # a string nobody shows is a string nobody reviews
@@ -249,9 +250,14 @@ def test_english_phone_layout_small_and_bad_files(playwright, app_url, tmp_path)
     try:
         expect(page.locator("#intro")).to_contain_text("Drop a photo", timeout=30_000)
         assert direction(page.locator("#intro .prose").first) == "ltr"
+        page.locator("#inp input[type=file]").set_input_files(str(STAR))
+        expect(page.locator("#labels")).to_contain_text("star", timeout=30_000)
         labels, examples = page.locator("#labels").bounding_box(), page.locator(".gallery").first.bounding_box()
         photo = page.locator("#inp").bounding_box()
-        assert photo["y"] < labels["y"] < examples["y"]
+        assert photo["y"] < labels["y"] < examples["y"]  # the answer right after the photo
+        shot = os.environ.get("VITHYBRID_PHONE_SCREENSHOT")
+        if shot:
+            page.screenshot(path=shot, full_page=True)
         tabs = page.get_by_role("tab")
         expect(tabs).to_have_count(7)
         for tab in tabs.all():
@@ -272,9 +278,6 @@ def test_english_phone_layout_small_and_bad_files(playwright, app_url, tmp_path)
         expect(note).to_be_visible()
         expect(page.locator("#inp img")).to_have_count(0)  # no broken picture left
         expect(page.locator("#labels")).not_to_contain_text("Error")
-        shot = os.environ.get("VITHYBRID_PHONE_SCREENSHOT")
-        if shot:
-            page.screenshot(path=shot, full_page=True)
         assert not page.errors, page.errors
     finally:
         context.close()
