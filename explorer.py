@@ -202,7 +202,7 @@ class Explorer:
             "stride": self.crop_hw[0] // rows, "grid tokens": rows * cols, "tokens": rows * cols + 1,
             "hidden size": config.hidden_size, "layers": config.num_hidden_layers,
             "heads": config.num_attention_heads, "labels": config.num_labels,
-            "parameters": f"{sum(p.numel() for p in self.model.parameters()) / 1e6:.1f} M",
+            "parameters": round(sum(p.numel() for p in self.model.parameters()) / 1e6, 1),  # millions
             "full size": is_full_size(config),
         }
 
@@ -275,7 +275,7 @@ class ModelShelf:
 
 
 def timing_chart(rows: list[TimingRow]) -> Image.Image:
-    """Bars of eager and SDPA milliseconds per batch size, with the speed-up written above each pair."""
+    """Bars of eager and SDPA milliseconds per batch size (ticks: the batch sizes), the speed-up above each pair."""
     figure = Figure(figsize=(5.5, 3.2), dpi=100, layout="constrained")
     axes = figure.add_subplot()
     x = np.arange(len(rows))
@@ -283,8 +283,7 @@ def timing_chart(rows: list[TimingRow]) -> Image.Image:
     axes.bar(x + 0.2, [r.sdpa_ms for r in rows], 0.4, label="SDPA", color="#1b9e77")
     for i, row in enumerate(rows):
         axes.annotate(f"{row.speedup:.2f}x", (i, max(row.eager_ms, row.sdpa_ms)), ha="center", va="bottom")
-    axes.set_xticks(x, [f"batch {r.batch}" for r in rows])
-    axes.set_ylabel("ms per forward")
+    axes.set_xticks(x, [str(r.batch) for r in rows])  # numbers only: the page says what they are, in its language
     axes.margins(y=0.15)
     axes.legend(frameon=False)
     return viz.figure_image(figure)

@@ -82,7 +82,9 @@ LOAD_JS = """async () => {
   if (core) { (await import(core)).changeLocale(picked.split("=")[1]); }
 }""" % COOKIE
 
-# Right to left wherever the page's language is (Gradio sets <html lang> to the locale it shows).
+# Right to left wherever the page's language is (Gradio sets <html lang> to the locale it shows). Not for tables:
+# Gradio's dataframe draws its header and body apart, and only the header would flip.
 RTL_CSS = " ".join(f'html[lang|="{code}"] .gradio-container, html[lang|="{code}"] .prose {{direction: rtl; '
-                   f'text-align: right;}} html[lang|="{code}"] .gradio-container img, '
+                   f'text-align: right;}} '
+                   f'html[lang|="{code}"] .gradio-container img, '
                    f'html[lang|="{code}"] input[type=range] {{direction: ltr;}}' for code in sorted(RIGHT_TO_LEFT))

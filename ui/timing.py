@@ -2,6 +2,7 @@
 figures when (and only when) the loaded model is the full-size one they were measured on."""
 
 import gradio as gr
+import pandas as pd
 
 from explorer import seed_table, timing_chart
 
@@ -12,9 +13,13 @@ TITLE, ELEM_ID = "tab.timing", "tab-timing"
 HEADER_KEYS = ["timing.batch", "timing.eager", "timing.sdpa", "timing.speedup"]
 
 
+def table(rows: list[list[object]], language: str) -> pd.DataFrame:
+    """Rows under headers in `language` (Gradio does not translate a table's headers, so they are made here)."""
+    return pd.DataFrame(rows, columns=[text(language, key) for key in HEADER_KEYS])
+
+
 def build(page: Page) -> None:
     on_gpu = page.explorer.device.type == "cuda"
-    headers = [I18N(key) for key in HEADER_KEYS]
     gr.Markdown(I18N("timing.help"))
     with gr.Row():
         batches = gr.CheckboxGroup([1, 2, 4, 8], value=[1, 2, 4, 8] if on_gpu else [1, 2],
@@ -26,9 +31,10 @@ def build(page: Page) -> None:
         cancel = gr.Button(I18N("cancel_timing"), elem_id="cancel-timing")
     note = gr.Markdown(elem_id="seed-note")
     with gr.Row():
-        table = gr.Dataframe(headers=headers, label=I18N("timing.this_machine"), elem_id="timing", interactive=False)
-        seed = gr.Dataframe(seed_table(), headers=headers, label=I18N("timing.seed"), interactive=False,
-                            elem_id="seed", visible=page.explorer.facts()["full size"])
+        measured = gr.Dataframe(table([], "en"), label=I18N("timing.this_machine"), elem_id="timing",
+                                interactive=False)
+        seed = gr.Dataframe(table(seed_table(), "en"), label=I18N("timing.seed"), interactive=False, elem_id="seed",
+                            visible=page.explorer.facts()["full size"])
     chart = gr.Image(label=I18N("timing.chart"), elem_id="timing-chart", interactive=False)
     info = gr.Markdown(elem_id="timing-info")
 
@@ -45,7 +51,7 @@ def build(page: Page) -> None:
             progress(i / len(steps), desc=text(language, "timing.progress", batch=batch, repeats=repeats))
             rows.append(chosen.time_paths(image, batch, int(repeats)))
             shown = [[r.batch, round(r.eager_ms, 1), round(r.sdpa_ms, 1), f"{r.speedup:.2f}x"] for r in rows]
-            yield shown, timing_chart(rows), gr.update()
+            yield table(shown, language), timing_chart(rows), gr.update()
         difference = chosen.logit_difference(image)
         result = text(language, "timing.result", model=name, environment=chosen.environment(),
                       difference=f"{difference:.2e}")
@@ -55,12 +61,13 @@ def build(page: Page) -> None:
     def compare(language, chosen):
         """Like with like: the A100 table only beside the model it was measured on."""
         facts = chosen.facts()
+        seed_rows = table(seed_table(), language)
         if facts["full size"]:
-            return gr.update(visible=True), text(language, "timing.same_model")
-        return gr.update(visible=False), text(language, "timing.other_model", model=chosen.name,
-                                              parameters=facts["parameters"])
+            return table([], language), gr.update(value=seed_rows, visible=True), text(language, "timing.same_model")
+        return (table([], language), gr.update(value=seed_rows, visible=False),
+                text(language, "timing.other_model", model=chosen.name, parameters=facts["parameters"]))
 
-    page.on_model(lambda name: (None, None, ""), [], [table, chart, info])
-    page.on_text(compare, [], [seed, note])
-    timing = run.click(time_both, [page.chosen, page.image, batches, repeats], [table, chart, info], **PRIVATE)
+    page.on_model(lambda name: (None, ""), [], [chart, info])
+    page.on_text(compare, [], [measured, seed, note])
+    timing = run.click(time_both, [page.chosen, page.image, batches, repeats], [measured, chart, info], **PRIVATE)
     cancel.click(None, cancels=[timing], **PRIVATE)
