@@ -385,6 +385,7 @@ def test_in_a_real_browser(app_url, explorer, browser, shape_files):
     grid = page.locator("#token-grid img")
     expect(grid).to_be_visible(timeout=30_000)
     expect(page.locator("#token-text")).to_contain_text("Token 1 ", timeout=10_000)
+    expect(page.locator("#token-text")).to_contain_text("Showing layer 4, all heads (max)")  # what the maps show
     # The picture is letterboxed inside its element: click at 97% of the picture itself (the last token).
     x, y = grid.evaluate("""img => {
         const r = img.getBoundingClientRect(), s = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);

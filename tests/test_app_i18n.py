@@ -220,6 +220,9 @@ def test_arabic_in_a_real_browser_right_to_left_and_the_switch(playwright, app_u
         page.locator("#inp input[type=file]").set_input_files(str(STAR))
         expect(page.locator("#labels")).to_contain_text("star", timeout=30_000)  # class names as the checkpoint's
         expect(page.locator("#rollout img")).to_have_attribute("src", re.compile("."), timeout=30_000)
+        page.wait_for_function("() => document.querySelector('#rollout img').naturalWidth > 0", timeout=30_000)
+        width, height = page.locator("#rollout img").evaluate("i => [i.naturalWidth, i.naturalHeight]")
+        assert height > width  # the square crop with its colour legend under it
         page.get_by_role("tab", name="كيف تعمل الرموز الهجينة").click()
         expect(page.locator("#how")).to_contain_text("رمز التصنيف CLS")
         expect(page.locator("#how")).to_contain_text("64x64")
