@@ -199,7 +199,7 @@ class Explorer:
         return {
             "model": self.name, "input": self.crop_hw, "maps": [tuple(m.shape[1:]) for m in maps],
             "stage depths": list(backbone.depths[:len(maps) - 1]), "grid": (rows, cols),
-            "stride": self.crop_hw[0] // rows, "grid tokens": rows * cols, "tokens": rows * cols + 1,
+            "patch": config.patch_size, "stride": self.crop_hw[0] // rows, "grid tokens": rows * cols, "tokens": rows * cols + 1,
             "hidden size": config.hidden_size, "layers": config.num_hidden_layers,
             "heads": config.num_attention_heads, "labels": config.num_labels,
             "parameters": round(sum(p.numel() for p in self.model.parameters()) / 1e6, 1),  # millions

@@ -43,6 +43,13 @@ def test_every_string_exists_in_both_languages_with_the_same_placeholders():
             assert re.search("[\u0600-\u06ff]", arabic), key
 
 
+def constants(node: ast.AST) -> list[str]:
+    """The key(s) an argument names: "key", or "a" if ... else "b"."""
+    if isinstance(node, ast.IfExp):
+        return constants(node.body) + constants(node.orelse)
+    return [node.value] if isinstance(node, ast.Constant) else []
+
+
 def keys_used() -> set[str]:
     """Every translation key the UI code names: I18N("key") and text(language, "key", ...)."""
     used = set()
@@ -50,10 +57,10 @@ def keys_used() -> set[str]:
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
                 args = node.args
-                if node.func.id == "I18N" and args and isinstance(args[0], ast.Constant):
-                    used.add(args[0].value)
-                if node.func.id == "text" and len(args) > 1 and isinstance(args[1], ast.Constant):
-                    used.add(args[1].value)
+                if node.func.id == "I18N" and args:
+                    used.update(constants(args[0]))
+                if node.func.id == "text" and len(args) > 1:
+                    used.update(constants(args[1]))
     return used
 
 
@@ -113,6 +120,32 @@ def test_the_walk_tells_the_loaded_models_own_numbers(explorer, tiny_folder):
     assert "**64x64**" in arabic and "**65**" in arabic and "https://arxiv.org/abs/2010.11929" in arabic
     tiny = Explorer(str(tiny_folder)).facts()
     assert tiny["grid"] == (4, 4) and tiny["tokens"] == 17 and "**17** tokens in all" in walk(tiny, "en")
+
+
+def test_the_walk_through_the_full_size_model():
+    """The seed's checkpoint (random weights, built on the meta device: only shapes and counts are read)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from explorer import Explorer
+    from ui.walk import walk
+    from vithybrid import ViTHybridConfig, ViTHybridForImageClassification
+
+    config = ViTHybridConfig(image_size=384, num_labels=1000)
+    with torch.device("meta"):
+        model = ViTHybridForImageClassification(config)
+    facts = Explorer.facts(SimpleNamespace(model=model, name="google/vit-hybrid-base-bit-384", crop_hw=(384, 384),
+                                           grid=config.grid_size))
+    assert facts["maps"] == [(64, 96, 96), (256, 96, 96), (512, 48, 48), (1024, 24, 24)]  # stem, stages 1-3
+    assert facts["stage depths"] == [3, 4, 9] and facts["full size"] and 98 < facts["parameters"] < 100
+    english = walk(facts, "en")
+    for needed in ("**5. BiT stage 3** (residual blocks: 9): a **24x24** map with **1024** channels",
+                   "the same 1024x768 matrix", "**577** tokens in all", "**12** transformer layers",
+                   "**1000** class scores", "16x16-pixel patches (24x24 = 576 tokens)"):
+        assert needed in english, needed
+    patch_two = dict(facts, patch=2, grid=(12, 12), **{"grid tokens": 144, "tokens": 145})
+    assert "**6. The 2x2 projection.**" in walk(patch_two, "en") and "الإسقاط 2x2" in walk(patch_two, "ar")
 
 
 def test_the_backbone_picture_labels_the_models_input_not_the_enlarged_display(explorer, monkeypatch):

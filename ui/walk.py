@@ -31,8 +31,8 @@ def walk(facts: dict[str, object], language: str) -> str:
                           width=map_width, channels=channels))
     step = len(maps) + 2
     steps += [
-        text(language, "walk.projection", step=step, rows=rows, cols=cols, channels=maps[-1][0], hidden=hidden,
-             grid_tokens=facts["grid tokens"]),
+        text(language, "walk.projection" if facts["patch"] == 1 else "walk.projection_patch", step=step, rows=rows,
+             cols=cols, channels=maps[-1][0], hidden=hidden, grid_tokens=facts["grid tokens"], patch=facts["patch"]),
         text(language, "walk.cls", step=step + 1, tokens=tokens),
         text(language, "walk.positions", step=step + 2, tokens=tokens),
         text(language, "walk.encoder", step=step + 3, layers=facts["layers"], heads=facts["heads"], tokens=tokens),
