@@ -27,7 +27,7 @@ import visualization as viz  # noqa: E402
 from explorer import DEFAULT_MODEL, EXAMPLES_DIR, FALLBACK_MODEL, Explorer, ModelShelf  # noqa: E402
 from ui import class_map, layers, raw, rollout, timing, tokens, walk  # noqa: E402
 from ui.i18n import CODES, I18N, LANGUAGES, LOAD_JS, RTL_CSS, SWITCH_JS, language_of, text  # noqa: E402
-from ui.page import PRIVATE, Page, PhotoInput, file_message, log, open_photo  # noqa: E402
+from ui.page import PRIVATE, Page, file_message, log, open_photo  # noqa: E402
 from vithybrid.checkpoints.timm_format import SUPPORTED_CHECKPOINTS  # noqa: E402
 from vithybrid.images import ImageError  # noqa: E402
 from vithybrid.optimize import keep_freed_memory  # noqa: E402
@@ -41,6 +41,17 @@ CSS = ("#banner, #examples-note {border-left: 4px solid #f59e0b; padding: 8px 12
 LAUNCH_OPTIONS = dict(css=CSS, js=LOAD_JS, i18n=I18N, max_file_size="20mb",  # uploads above 20 MB: HTTP 413
                       show_error=True)
 QUEUE_SIZE = 32  # requests waiting beyond this are turned away instead of piling up
+
+
+class PhotoInput(gr.Image):
+    """gr.Image that hands on the uploaded file's path unopened, so that every bad file (not an image,
+    truncated, a decompression bomb...) gets load_image's message instead of a generic failure. (Defined here:
+    Gradio writes a type stub beside the file of every component class, and app.pyi is ignored.)"""
+
+    is_template = True  # drawn by gr.Image's front end
+
+    def preprocess(self, payload):
+        return payload.path if payload is not None and payload.path else super().preprocess(payload)
 
 
 def model_choices(startup: str, extra: Sequence[str] = ()) -> list[str]:

@@ -22,16 +22,6 @@ log = logging.getLogger("vithybrid.app")
 Hook = tuple[Callable, list, list]  # (function, input components, output components)
 
 
-class PhotoInput(gr.Image):
-    """gr.Image that hands on the uploaded file's path unopened, so that every bad file (not an image,
-    truncated, a decompression bomb...) gets load_image's message instead of a generic failure."""
-
-    is_template = True  # drawn by gr.Image's front end
-
-    def preprocess(self, payload):
-        return payload.path if payload is not None and payload.path else super().preprocess(payload)
-
-
 @functools.lru_cache(maxsize=16)
 def open_photo(path: str) -> Image.Image:
     """The decoded photo of an upload (uploads are content-addressed files: the path names the content)."""
@@ -58,7 +48,7 @@ class Page:
     explorer: Explorer  # the startup model (the API's)
     shelf: ModelShelf
     chosen: gr.State  # the session's model name
-    image: PhotoInput
+    image: gr.Image  # app.PhotoInput: the upload's path, unopened
     cmap: gr.Dropdown
     alpha: gr.Slider
     fusion: gr.Radio
