@@ -21,6 +21,7 @@ import visualization as viz
 from vithybrid import CheckpointError, ViTHybridForImageClassification, ViTHybridImageProcessor
 from vithybrid.optimize import compile_model, quantize_int8
 from vithybrid.checkpoints.shipped import resolve_model
+from vithybrid.model.backbone import BitBackbone
 from vithybrid.timing import SEED_A100, TimingRow, max_logit_difference, time_batch
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -70,19 +71,18 @@ class Explorer:
     def __init__(self, name: str, device: str = "cpu", dtype: torch.dtype = torch.float32, speed: str = "none",
                  cache_mb: float = CACHE_MB, fallback: bool = True):
         """Load `name` (a Hub id, a folder, or "shapes"). If it cannot load, run the shipped shapes model with
-        a notice saying why; with fallback=False, raise the CheckpointError instead."""
+        the reason in `failed`; with fallback=False, raise the CheckpointError instead."""
         if speed not in SPEED_MODES:
             raise ValueError(f"speed must be one of {SPEED_MODES}, got {speed!r}")
         if speed == "int8" and device != "cpu":
             raise ValueError("int8 runs on the CPU only; use --dtype float16 or bfloat16 on a GPU")
-        self.notice = None
+        self.failed: tuple[str, str] | None = None  # (the model asked for, why it could not load) after a fallback
         try:
             self.name, self.model, self.processor = name, *self._load(name, device, dtype)
         except CheckpointError as error:
             if name == FALLBACK_MODEL or not fallback:
                 raise
-            self.notice = (f"Could not load **{name}**, so the app runs the shipped **{FALLBACK_MODEL}** model "
-                           f"instead (it recognizes circles, squares, triangles, stars and crosses). Reason: {error}")
+            self.failed = (name, str(error))
             self.name, self.model, self.processor = FALLBACK_MODEL, *self._load(FALLBACK_MODEL, device, dtype)
         self.device, self.dtype, self.speed, self.cache_mb = torch.device(device), dtype, speed, cache_mb
         # The model that classifies and is timed; analyses need gradients, so they use self.model.
@@ -178,23 +178,32 @@ class Explorer:
             with self.lock, torch.inference_mode():
                 maps = embeddings.backbone(pixels, keep_stages=True)
                 tokens, _ = embeddings.project(maps[-1])
-            names = ["stem"] + [f"stage {i}" for i in range(1, len(maps))]
+            # Numbered as the guided walk's steps, sizes as the model sees them (not the enlarged display crop).
+            sizes = [(*self.crop_hw, 3)] + [(m.shape[2], m.shape[3], m.shape[1]) for m in maps]
+            captions = [f"{step}\n{'x'.join(map(str, size))}" for step, size in enumerate(sizes, 1)]
+            captions.append(f"{len(captions) + 1}\n{self.grid[0]}x{self.grid[1]}x{tokens.shape[-1]}")
             analysis.backbone_picture = viz.backbone_figure(
-                analysis.crop, [m[0].float().cpu() for m in maps], tokens[0].float().cpu(), self.grid, names)
+                analysis.crop, [m[0].float().cpu() for m in maps], tokens[0].float().cpu(), self.grid,
+                captions=captions)
         return analysis.backbone_picture
 
-    # -- facts for the "how hybrid tokens work" panel ----------------------------------------------------
+    # -- facts for the guided walk ("How hybrid tokens work") --------------------------------------------
     def facts(self) -> dict[str, object]:
+        """The numbers the guided walk tells, read from this model: every backbone map's (channels, height,
+        width) at this model's input size (worked out on the meta device, nothing computed), the grid, etc."""
         config = self.model.config
+        backbone = config.backbone_config
+        with torch.device("meta"):
+            maps = BitBackbone(backbone)(torch.empty(1, backbone.num_channels, *self.crop_hw), keep_stages=True)
         rows, cols = self.grid
         return {
-            "model": self.name, "input": f"{self.crop_hw[0]}x{self.crop_hw[1]}",
-            "backbone stages": len(self.model.vit.embeddings.patch_embeddings.backbone.bit.encoder.stages),
-            "backbone stride": config.image_size // config.backbone_featmap_shape[-1],
-            "feature map": "x".join(map(str, config.backbone_featmap_shape[1:])),
-            "grid": f"{rows}x{cols}", "tokens": rows * cols + 1, "hidden size": config.hidden_size,
-            "layers": config.num_hidden_layers, "heads": config.num_attention_heads,
-            "parameters": f"{sum(p.numel() for p in self.model.parameters()) / 1e6:.1f} M",
+            "model": self.name, "input": self.crop_hw, "maps": [tuple(m.shape[1:]) for m in maps],
+            "stage depths": list(backbone.depths[:len(maps) - 1]), "grid": (rows, cols),
+            "patch": config.patch_size, "stride": self.crop_hw[0] // rows, "grid tokens": rows * cols, "tokens": rows * cols + 1,
+            "hidden size": config.hidden_size, "layers": config.num_hidden_layers,
+            "heads": config.num_attention_heads, "labels": config.num_labels,
+            "parameters": round(sum(p.numel() for p in self.model.parameters()) / 1e6, 1),  # millions
+            "full size": is_full_size(config),
         }
 
     # -- timing -------------------------------------------------------------------------------------------
@@ -266,7 +275,7 @@ class ModelShelf:
 
 
 def timing_chart(rows: list[TimingRow]) -> Image.Image:
-    """Bars of eager and SDPA milliseconds per batch size, with the speed-up written above each pair."""
+    """Bars of eager and SDPA milliseconds per batch size (ticks: the batch sizes), the speed-up above each pair."""
     figure = Figure(figsize=(5.5, 3.2), dpi=100, layout="constrained")
     axes = figure.add_subplot()
     x = np.arange(len(rows))
@@ -274,11 +283,16 @@ def timing_chart(rows: list[TimingRow]) -> Image.Image:
     axes.bar(x + 0.2, [r.sdpa_ms for r in rows], 0.4, label="SDPA", color="#1b9e77")
     for i, row in enumerate(rows):
         axes.annotate(f"{row.speedup:.2f}x", (i, max(row.eager_ms, row.sdpa_ms)), ha="center", va="bottom")
-    axes.set_xticks(x, [f"batch {r.batch}" for r in rows])
-    axes.set_ylabel("ms per forward")
+    axes.set_xticks(x, [str(r.batch) for r in rows])  # numbers only: the page says what they are, in its language
     axes.margins(y=0.15)
     axes.legend(frameon=False)
     return viz.figure_image(figure)
+
+
+def is_full_size(config) -> bool:
+    """Whether `config` is the architecture of the seed's A100 figures (google/vit-hybrid-base-bit-384)."""
+    return (config.image_size, config.hidden_size, config.num_hidden_layers, list(config.backbone_featmap_shape[1:])) \
+        == (384, 768, 12, [1024, 24, 24])
 
 
 def seed_table() -> list[list[object]]:

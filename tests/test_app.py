@@ -261,13 +261,15 @@ def test_classify_without_image_says_so(client):
     (b"just some notes, not a picture", "is not an image that can be read"),
     (b"<svg xmlns='http://www.w3.org/2000/svg'></svg>", "is not an image that can be read"),
 ])
-def test_bad_files_get_a_message_and_the_app_keeps_serving(client, tmp_path, shape_files, content, message):
+def test_bad_files_get_a_message_and_the_app_keeps_serving(client, tmp_path, shape_files, content, message, capfd):
     from gradio_client.exceptions import AppError
 
     bad = tmp_path / "upload.png"
     bad.write_bytes(content)
+    capfd.readouterr()
     with pytest.raises(AppError, match=message):
         client.predict(handle_file(str(bad)), api_name="/classify")
+    assert "Traceback" not in capfd.readouterr().err  # a user's mistake: one log line, no traceback (item 7)
     assert client.predict(handle_file(str(shape_files[0][0])), api_name="/classify")["label"] == shape_files[0][1]
 
 
@@ -383,6 +385,7 @@ def test_in_a_real_browser(app_url, explorer, browser, shape_files):
     grid = page.locator("#token-grid img")
     expect(grid).to_be_visible(timeout=30_000)
     expect(page.locator("#token-text")).to_contain_text("Token 1 ", timeout=10_000)
+    expect(page.locator("#token-text")).to_contain_text("Showing layer 4, all heads (max)")  # what the maps show
     # The picture is letterboxed inside its element: click at 97% of the picture itself (the last token).
     x, y = grid.evaluate("""img => {
         const r = img.getBoundingClientRect(), s = Math.min(r.width / img.naturalWidth, r.height / img.naturalHeight);
@@ -489,10 +492,10 @@ def test_switching_models_in_a_real_browser(app_url, browser, client, tiny_folde
     tab(page, "Token explorer")
     expect(page.locator("#token-text")).to_contain_text("Token 1 of 16:", timeout=10_000)
     tab(page, "How hybrid tokens work")
-    expect(page.locator("#how")).to_contain_text("a 4x4 grid, plus one CLS token, 17 in all", timeout=10_000)
-    expect(page.locator("#how")).to_contain_text("2 transformer layers with 2 heads")
-    expect(page.locator("#facts")).to_contain_text(tiny)
-    expect(page.locator("#facts")).to_contain_text("128x4x4")
+    expect(page.locator("#how")).to_contain_text("17 tokens in all", timeout=10_000)
+    expect(page.locator("#how")).to_contain_text("2 transformer layers, each with 2 attention heads")
+    expect(page.locator("#how")).to_contain_text(tiny)
+    expect(page.locator("#how")).to_contain_text("4x4 map with 128 channels")
     tab(page, "Eager vs SDPA timing")
     page.locator("#run-timing").click()
     expect(page.locator("#timing-info")).to_contain_text(f"{tiny}: ", timeout=60_000)  # timed the chosen model
@@ -545,6 +548,9 @@ def test_falls_back_to_shapes_with_a_banner_when_the_hub_is_unreachable(tmp_path
     finally:
         server.terminate()
         server.wait(timeout=30)
+    terminal = server.stdout.read()
+    assert "could not load google/vit-hybrid-base-bit-384" in terminal  # said in the terminal too (item 7)
+    assert "serving the shipped 'shapes' model instead" in terminal
 
 
 def test_int8_explorer_classifies_like_float32_and_keeps_float_maps(explorer, shape_files):

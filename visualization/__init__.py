@@ -30,7 +30,7 @@ from .figure7 import (attention_distance_figure, filter_grid, mean_attention_dis
                       position_similarity_figure)
 from .grid import cell_edges, cell_to_token, expand_to_pixels, to_grid, token_at, token_box, token_to_cell
 from .relevance import class_relevance
-from .render import colorize, draw_token_grid, normalize, overlay, overlay_on_original
+from .render import colorize, draw_token_grid, normalize, overlay, overlay_on_original, with_colorbar
 from .rollout import attention_rollout, cls_map, discard_weakest
 
 __all__ = ["AGREEMENT_SENTENCES", "APP_FRACTIONS", "CAM_METHODS", "HEAD_FUSIONS", "VERDICTS", "CropGeometry",
@@ -39,5 +39,6 @@ __all__ = ["AGREEMENT_SENTENCES", "APP_FRACTIONS", "CAM_METHODS", "HEAD_FUSIONS"
            "discard_weakest", "draw_token_grid", "expand_to_pixels", "faithfulness_curves", "faithfulness_figure",
            "figure_image", "filter_grid", "fuse_heads", "head_stack", "image_key", "layer_stack",
            "mean_attention_distance", "normalize", "overlay", "overlay_on_original", "pool_to_grid",
-           "position_embedding_similarity", "processor_geometry", "position_similarity_figure", "rank_correlation", "raw_attention",
-           "shortest_edge_size", "small_multiples", "to_grid", "token_at", "token_box", "token_to_cell"]
+           "position_embedding_similarity", "position_similarity_figure", "processor_geometry", "rank_correlation",
+           "raw_attention", "shortest_edge_size", "small_multiples", "to_grid", "token_at", "token_box", "token_to_cell",
+           "with_colorbar"]

@@ -64,19 +64,26 @@ def small_multiples(maps: torch.Tensor | np.ndarray, titles: Sequence[str], cmap
 
 
 def backbone_figure(image: Image.Image | np.ndarray, feature_maps: Sequence[torch.Tensor], tokens: torch.Tensor,
-                    grid_hw: tuple[int, int], names: Sequence[str] | None = None, cmap: str = "viridis") -> Image.Image:
+                    grid_hw: tuple[int, int], names: Sequence[str] | None = None, cmap: str = "viridis",
+                    captions: Sequence[str] | None = None) -> Image.Image:
     """How hybrid tokens arise (Dosovitskiy et al., ICLR 2021, Sec. 3.1): the crop, the channel-mean
     activation of each (C, H, W) backbone map (stem, stage 1, ...), then the norm of each of the
-    (rows * cols, D) tokens on the grid. Panels share a size, so the resolution visibly drops."""
+    (rows * cols, D) tokens on the grid. Panels share a size, so the resolution visibly drops.
+    `captions` (one per panel: the image, each map, the tokens) replace the English default titles; the
+    app numbers them and explains each step in the page's language (matplotlib cannot shape Arabic)."""
     names = list(names or ["stem"] + [f"stage {i}" for i in range(1, len(feature_maps))])
     if len(names) != len(feature_maps) or any(f.dim() != 3 for f in feature_maps):
         raise ValueError("need one name per (C, H, W) feature map")
+    if captions is not None and len(captions) != len(feature_maps) + 2:
+        raise ValueError(f"need {len(feature_maps) + 2} captions (image, each map, tokens), got {len(captions)}")
     image = as_image(image)
     panels = [(np.asarray(image), f"input\n{image.height}x{image.width}x3")]
     panels += [(f.detach().float().mean(0).cpu().numpy(), f"{name} (mean)\n{f.shape[1]}x{f.shape[2]}x{f.shape[0]}")
                for f, name in zip(feature_maps, names)]
     norms = tokens.detach().float().norm(dim=-1).reshape(grid_hw).cpu().numpy()
     panels.append((norms, f"token norms\n{grid_hw[0]}x{grid_hw[1]} tokens of {tokens.shape[-1]}"))
+    if captions is not None:
+        panels = [(values, caption) for (values, _), caption in zip(panels, captions)]
     figure = Figure(figsize=(len(panels) * PANEL_INCHES, PANEL_INCHES * 1.3), dpi=DPI)
     figure.subplots_adjust(left=0.01, right=0.99, bottom=0.02, top=0.75, wspace=0.08)
     for i, (values, label) in enumerate(panels):

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 from matplotlib import colormaps
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 from .crop import CropGeometry
 from .grid import cell_edges, expand_to_pixels, token_box
@@ -80,4 +80,29 @@ def draw_token_grid(image: Image.Image | np.ndarray, grid_hw: tuple[int, int], h
         left, top, right, bottom = token_box(highlight, (image.height, image.width), grid_hw)
         ImageDraw.Draw(out).rectangle((left, top, right - 1, bottom - 1), outline=highlight_color,
                                       width=max(1, min(right - left, bottom - top) // 6))
+    return out
+
+
+def with_colorbar(image: Image.Image | np.ndarray, cmap: str = "jet", height: int = 14,
+                  ticks: tuple[float, ...] = (0.0, 0.5, 1.0)) -> Image.Image:
+    """The picture with a colour legend under it: the colormap from 0 (left, the map's minimum) to 1 (right,
+    its maximum), as `normalize` scales every map, with numbered ticks. Digits only, so the legend reads
+    the same in every language (the page says in words what 0 and 1 mean)."""
+    image = as_image(image)
+    font = ImageFont.load_default()
+    margin = max(12, image.width // 20)
+    bar_width = image.width - 2 * margin
+    label_height = font.getbbox("0.5")[3] + 4
+    out = Image.new("RGB", (image.width, image.height + height + label_height + 10), (255, 255, 255))
+    out.paste(image, (0, 0))
+    ramp = colormaps[cmap](np.linspace(0, 1, bar_width), bytes=True)[:, :3]
+    top = image.height + 4
+    out.paste(Image.fromarray(np.repeat(ramp[None], height, axis=0)), (margin, top))
+    draw = ImageDraw.Draw(out)
+    for tick in ticks:
+        x = margin + round(tick * (bar_width - 1))
+        draw.line(((x, top + height), (x, top + height + 3)), fill=(0, 0, 0))
+        label = f"{tick:g}"
+        width = font.getlength(label)
+        draw.text((min(max(0, x - width / 2), out.width - width), top + height + 4), label, fill=(0, 0, 0), font=font)
     return out

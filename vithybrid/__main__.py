@@ -28,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
             classify.model = quantize_int8(classify.model)
     except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
+        if args.model == DEFAULT_MODEL:  # most often: no network; the shipped model needs none
+            print("hint: without network, try --model shapes (the shipped model: circles, squares, triangles, "
+                  "stars, crosses)", file=sys.stderr)
         return 2
     results, failed = {}, 0
     for path in args.images:

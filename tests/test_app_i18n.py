@@ -1,0 +1,319 @@
+"""The app for a classroom: English and Arabic (translation files, right to left, the switch), the guided walk
+from the loaded model's numbers, colour legends, and issue 16's numbered items, in a real browser."""
+
+import ast
+import json
+import os
+import re
+import string
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from gradio_client import Client, handle_file
+
+from conftest import missing
+from test_app import CHROMIUM, ROOT, app_url, client, explorer, shape_files, tiny_folder  # noqa: F401 (fixtures)
+
+sys.path.insert(0, str(ROOT))
+LOCALES = ROOT / "locales"
+UI_SOURCES = [ROOT / "app.py", *sorted((ROOT / "ui").glob("*.py"))]
+STAR = ROOT / "examples" / "shape_star.png"
+
+
+def translations() -> dict[str, dict[str, str]]:
+    return {path.stem: json.loads(path.read_text(encoding="utf-8")) for path in sorted(LOCALES.glob("*.json"))}
+
+
+def placeholders(template: str) -> set[str]:
+    return {name for _, name, _, _ in string.Formatter().parse(template) if name}
+
+
+def test_every_string_exists_in_both_languages_with_the_same_placeholders():
+    tables = translations()
+    assert set(tables) == {"en", "ar"}
+    assert set(tables["en"]) == set(tables["ar"]), set(tables["en"]) ^ set(tables["ar"])
+    for key, english in tables["en"].items():
+        arabic = tables["ar"][key]
+        assert english.strip() and arabic.strip(), key
+        assert placeholders(english) == placeholders(arabic), key
+        if key != "language.label":  # Arabic text really is Arabic, not a copied English string
+            assert re.search("[\u0600-\u06ff]", arabic), key
+
+
+def constants(node: ast.AST) -> list[str]:
+    """The key(s) an argument names: "key", or "a" if ... else "b"."""
+    if isinstance(node, ast.IfExp):
+        return constants(node.body) + constants(node.orelse)
+    return [node.value] if isinstance(node, ast.Constant) else []
+
+
+def keys_used() -> set[str]:
+    """Every translation key the UI code names: I18N("key") and text(language, "key", ...)."""
+    used = set()
+    for path in UI_SOURCES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+                args = node.args
+                if node.func.id == "I18N" and args:
+                    used.update(constants(args[0]))
+                if node.func.id == "text" and len(args) > 1:
+                    used.update(constants(args[1]))
+    return used
+
+
+def test_every_key_the_page_uses_is_translated_and_none_is_left_unused():
+    from app import TABS
+    from ui.timing import HEADER_KEYS
+
+    used = keys_used() | set(HEADER_KEYS) | {tab.TITLE for tab in TABS}
+    english = set(translations()["en"])
+    assert used <= english, used - english
+    assert english <= used, english - used  # a string nobody shows is a string nobody reviews
+
+
+USER_VISIBLE = {"label", "info", "placeholder", "title", "desc"}
+
+
+def test_no_user_visible_literal_bypasses_the_translation_files():
+    """Labels, help lines, Markdown and errors in the UI code come from I18N(...) or text(...), never a literal."""
+    offenders = []
+    for path in UI_SOURCES:
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(node, ast.Call):
+                continue
+            name = node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+            literal = [k.arg for k in node.keywords if k.arg in USER_VISIBLE and isinstance(k.value, (ast.Constant,
+                                                                                                        ast.JoinedStr))]
+            if name in ("Markdown", "Button", "Error", "Warning", "Info", "Tab") and node.args and \
+                    isinstance(node.args[0], (ast.Constant, ast.JoinedStr)):
+                literal.append("first argument")
+            if name == "Blocks":  # the browser tab's title: the product's name, the same in both languages
+                literal = [k for k in literal if k != "title"]
+            offenders += [f"{path.name}:{node.lineno} {name}({k})" for k in literal]
+    assert not offenders, offenders
+
+
+@pytest.mark.parametrize("header, language", [("ar-EG,ar;q=0.9,en;q=0.8", "ar"), ("en-US,en;q=0.9", "en"),
+                                              ("fr-FR,fr;q=0.9", "en"), ("fr;q=0.9,ar;q=0.5", "ar"),
+                                              ("", "en"), ("en;q=0.1,ar;q=0.9", "ar"), ("ar;q=abc,en", "en")])
+def test_the_language_follows_the_browsers_accept_language(header, language):
+    from ui.i18n import best_match
+
+    assert best_match(header) == language
+
+
+def test_the_walk_tells_the_loaded_models_own_numbers(explorer, tiny_folder):
+    from explorer import Explorer
+    from ui.walk import walk
+
+    facts = explorer.facts()  # shapes: 64x64 input, stem 16x16x32, stages 16x16x64 and 8x8x128, 8x8 grid
+    assert facts["input"] == (64, 64) and facts["maps"] == [(32, 16, 16), (64, 16, 16), (128, 8, 8)]
+    english, arabic = walk(facts, "en"), walk(facts, "ar")
+    for needed in ("**64x64** pixels", "**16x16** map with **32** channels", "**8x8** map with **128** channels",
+                   "**65** tokens in all", "**4** transformer layers", "4x4 = 16 tokens",
+                   "https://arxiv.org/abs/2010.11929"):
+        assert needed in english, needed
+    assert "384" not in english  # item 4: the shapes model's input is 64x64, whatever the display's size
+    assert "**64x64**" in arabic and "**65**" in arabic and "https://arxiv.org/abs/2010.11929" in arabic
+    tiny = Explorer(str(tiny_folder)).facts()
+    assert tiny["grid"] == (4, 4) and tiny["tokens"] == 17 and "**17** tokens in all" in walk(tiny, "en")
+
+
+def test_the_walk_through_the_full_size_model():
+    """The seed's checkpoint (random weights, built on the meta device: only shapes and counts are read)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from explorer import Explorer
+    from ui.walk import walk
+    from vithybrid import ViTHybridConfig, ViTHybridForImageClassification
+
+    config = ViTHybridConfig(image_size=384, num_labels=1000)
+    with torch.device("meta"):
+        model = ViTHybridForImageClassification(config)
+    facts = Explorer.facts(SimpleNamespace(model=model, name="google/vit-hybrid-base-bit-384", crop_hw=(384, 384),
+                                           grid=config.grid_size))
+    assert facts["maps"] == [(64, 96, 96), (256, 96, 96), (512, 48, 48), (1024, 24, 24)]  # stem, stages 1-3
+    assert facts["stage depths"] == [3, 4, 9] and facts["full size"] and 98 < facts["parameters"] < 100
+    english = walk(facts, "en")
+    for needed in ("**5. BiT stage 3** (residual blocks: 9): a **24x24** map with **1024** channels",
+                   "the same 1024x768 matrix", "**577** tokens in all", "**12** transformer layers",
+                   "**1000** class scores", "16x16-pixel patches (24x24 = 576 tokens)"):
+        assert needed in english, needed
+    patch_two = dict(facts, patch=2, grid=(12, 12), **{"grid tokens": 144, "tokens": 145})
+    assert "**6. The 2x2 projection.**" in walk(patch_two, "en") and "الإسقاط 2x2" in walk(patch_two, "ar")
+
+
+def test_the_backbone_picture_labels_the_models_input_not_the_enlarged_display(explorer, monkeypatch):
+    """Item 4: the first panel said 384x384x3 (the picture enlarged for display); the model reads 64x64x3."""
+    import explorer as module
+    from vithybrid.training.shapes import sample
+
+    seen = {}
+    real = module.viz.backbone_figure
+
+    def spy(*args, **kwargs):
+        seen.update(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module.viz, "backbone_figure", spy)
+    explorer.backbone_picture(sample(seed=5, index=2, size=200).image)
+    assert seen["captions"][0].endswith("64x64x3") and seen["captions"][-1].endswith("8x8x128")
+
+
+def test_colour_legends_sit_under_the_heatmaps():
+    import numpy as np
+    from PIL import Image
+
+    import visualization as viz
+
+    picture = Image.new("RGB", (200, 100), (10, 20, 30))
+    legend = viz.with_colorbar(picture, "viridis")
+    assert legend.width == 200 and legend.height > 100 and legend.crop((0, 0, 200, 100)) == picture
+    row = np.asarray(legend)[104:106].reshape(-1, 3)
+    colours = {tuple(c) for c in row}
+    low, high = (tuple(viz.colorize(np.array([[v, 0.0, 1.0]]), (1, 3), "viridis").getpixel((0, 0))) for v in (0, 1))
+    assert low in colours and high in colours  # the colormap's two ends are on the bar
+
+
+def test_the_a100_table_is_only_beside_the_full_size_model(app_url):
+    """Item 5: the seed's A100 figures are for the full-size model; beside shapes they are hidden and the page
+    says why."""
+    import urllib.request
+
+    from explorer import is_full_size
+    from vithybrid import ViTHybridConfig
+
+    assert is_full_size(ViTHybridConfig(image_size=384, num_labels=1000))
+    assert not is_full_size(ViTHybridConfig(image_size=384, num_labels=1000, num_hidden_layers=6))
+    with urllib.request.urlopen(app_url + "config", timeout=30) as response:
+        components = json.load(response)["components"]
+    seed = next(c["props"] for c in components if c.get("props", {}).get("elem_id") == "seed")
+    assert seed["visible"] is False
+
+
+def test_the_command_line_suggests_the_shipped_model_offline(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    run = subprocess.run([sys.executable, "-m", "vithybrid", str(STAR)], capture_output=True, text=True, env=env,
+                         timeout=120)
+    assert run.returncode == 2 and "--model shapes" in run.stderr and "Traceback" not in run.stderr
+
+
+def test_the_api_answers_the_same_in_both_languages(app_url, shape_files):
+    path = str(shape_files[0][0])
+    answers = [Client(app_url, verbose=False, headers={"Accept-Language": language}).predict(
+        handle_file(path), api_name="/classify") for language in ("en", "ar")]
+    assert answers[0]["label"] == answers[1]["label"] == shape_files[0][1]
+    assert [c["label"] for c in answers[0]["confidences"]] == [c["label"] for c in answers[1]["confidences"]]
+
+
+@pytest.fixture(scope="module")
+def playwright():
+    if not Path(CHROMIUM).exists():
+        missing("Chromium is not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+def open_page(playwright, url, locale="en-US", viewport=(1280, 900)):
+    """A fresh browser (its own profile: no language cookie) in `locale`, on the app; page errors collected."""
+    profile = tempfile.mkdtemp()
+    context = playwright.chromium.launch_persistent_context(
+        user_data_dir=profile, executable_path=CHROMIUM, headless=True, locale=locale,
+        viewport={"width": viewport[0], "height": viewport[1]},
+        args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+              "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.goto(url)
+    return context, page
+
+
+def direction(locator) -> str:
+    return locator.evaluate("e => getComputedStyle(e).direction")
+
+
+def test_arabic_in_a_real_browser_right_to_left_and_the_switch(playwright, app_url):
+    from playwright.sync_api import expect
+
+    context, page = open_page(playwright, app_url, locale="ar")
+    try:
+        expect(page.locator("html")).to_have_attribute("lang", "ar", timeout=30_000)
+        expect(page.locator("#intro")).to_contain_text("مستكشف ViT-Hybrid", timeout=30_000)
+        expect(page.get_by_role("tab", name="تراكم الانتباه")).to_be_visible()
+        expect(page.locator("#model")).to_contain_text("النموذج")
+        assert direction(page.locator("#intro .prose").first) == "rtl"
+        page.locator("#inp input[type=file]").set_input_files(str(STAR))
+        expect(page.locator("#labels")).to_contain_text("star", timeout=30_000)  # class names as the checkpoint's
+        expect(page.locator("#rollout img")).to_have_attribute("src", re.compile("."), timeout=30_000)
+        page.wait_for_function("() => document.querySelector('#rollout img').naturalWidth > 0", timeout=30_000)
+        width, height = page.locator("#rollout img").evaluate("i => [i.naturalWidth, i.naturalHeight]")
+        assert height > width  # the square crop with its colour legend under it
+        page.get_by_role("tab", name="كيف تعمل الرموز الهجينة").click()
+        expect(page.locator("#how")).to_contain_text("رمز التصنيف CLS")
+        expect(page.locator("#how")).to_contain_text("64x64")
+        assert direction(page.locator("#how .prose").first) == "rtl"
+        expect(page.locator("#backbone img")).to_have_attribute("src", re.compile("."), timeout=30_000)
+
+        page.locator("#language").get_by_text("English", exact=True).click()  # the page's own switch
+        expect(page.locator("html")).to_have_attribute("lang", "en", timeout=10_000)
+        expect(page.locator("#intro")).to_contain_text("Drop a photo", timeout=30_000)
+        expect(page.get_by_role("tab", name="Rollout")).to_be_visible()
+        expect(page.locator("#how")).to_contain_text("The CLS token")
+        assert direction(page.locator("#intro .prose").first) == "ltr"
+        page.reload()  # the choice is remembered
+        expect(page.locator("#intro")).to_contain_text("Drop a photo", timeout=30_000)
+        expect(page.get_by_role("tab", name="Rollout")).to_be_visible(timeout=10_000)
+        assert not page.errors, page.errors
+    finally:
+        context.close()
+
+
+def test_english_phone_layout_small_and_bad_files(playwright, app_url, tmp_path):
+    """Items 8, 9, 10 on a 390x844 phone: the Top-5 comes right after the photo (before the examples), every tab
+    is on screen, a 1x1 picture gets a warning, and a bad file's message stays where the picture was."""
+    from PIL import Image
+    from playwright.sync_api import expect
+
+    context, page = open_page(playwright, app_url, locale="en-US", viewport=(390, 844))
+    try:
+        expect(page.locator("#intro")).to_contain_text("Drop a photo", timeout=30_000)
+        assert direction(page.locator("#intro .prose").first) == "ltr"
+        page.locator("#inp input[type=file]").set_input_files(str(STAR))
+        expect(page.locator("#labels")).to_contain_text("star", timeout=30_000)
+        labels, examples = page.locator("#labels").bounding_box(), page.locator(".gallery").first.bounding_box()
+        photo = page.locator("#inp").bounding_box()
+        assert photo["y"] < labels["y"] < examples["y"]  # the answer right after the photo
+        shot = os.environ.get("VITHYBRID_PHONE_SCREENSHOT")
+        if shot:
+            page.screenshot(path=shot, full_page=True)
+        tabs = page.get_by_role("tab")
+        expect(tabs).to_have_count(7)
+        for tab in tabs.all():
+            expect(tab).to_be_visible()
+        expect(page.locator("#examples-note")).to_contain_text("knows only shapes")
+
+        tiny = tmp_path / "dot.png"
+        Image.new("RGB", (1, 1), (200, 30, 30)).save(tiny)
+        page.locator("#inp input[type=file]").set_input_files(str(tiny))
+        expect(page.locator("#photo-note")).to_contain_text("only 1x1 pixels", timeout=30_000)
+
+        bad = tmp_path / "notes.png"
+        bad.write_bytes(b"just some notes, not a picture")
+        page.locator("#inp input[type=file]").set_input_files(str(bad))
+        note = page.locator("#photo-note")
+        expect(note).to_contain_text("is not an image that can be read", timeout=30_000)
+        page.wait_for_timeout(3000)
+        expect(note).to_be_visible()
+        expect(page.locator("#inp img")).to_have_count(0)  # no broken picture left
+        expect(page.locator("#labels")).not_to_contain_text("Error")
+        assert not page.errors, page.errors
+    finally:
+        context.close()

@@ -1,0 +1,37 @@
+"""Rollout tab: attention rollout from the CLS token (Abnar & Zuidema 2020), on the crop or the whole photo."""
+
+import gradio as gr
+
+import visualization as viz
+
+from .i18n import I18N
+from .page import PRIVATE, Page
+
+TITLE, ELEM_ID = "tab.rollout", "tab-rollout"
+
+
+def build(page: Page) -> None:
+    gr.Markdown(I18N("rollout.help"))
+    with gr.Row():
+        discard = gr.Slider(0, 0.95, value=0, step=0.05, label=I18N("discard.label"), info=I18N("discard.info"),
+                            elem_id="discard")
+        on_original = gr.Checkbox(label=I18N("on_original.label"), info=I18N("on_original.info"),
+                                  elem_id="on-original")
+    picture = gr.Image(label=I18N("rollout.label"), elem_id="rollout", height=420, interactive=False)
+
+    def draw(name, path, fusion, discard, cmap, alpha, on_original):
+        found = page.analysis(name, path)
+        if found is None:
+            return None
+        _, image, analysis = found
+        heatmap = viz.cls_map(viz.attention_rollout(analysis.attentions, fusion, discard, rows=[0]), analysis.grid)[0]
+        if on_original:
+            drawn = viz.overlay_on_original(image, heatmap, analysis.geometry, cmap=cmap, alpha=alpha)
+        else:
+            drawn = viz.overlay(analysis.crop, heatmap, cmap=cmap, alpha=alpha)
+        return viz.with_colorbar(drawn, cmap)
+
+    inputs = [page.chosen, page.image, page.fusion, discard, page.cmap, page.alpha, on_original]
+    page.on_photo(draw, inputs, [picture])
+    for control in (page.fusion, discard, page.cmap, page.alpha, on_original):
+        control.change(draw, inputs, picture, **PRIVATE)

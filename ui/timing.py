@@ -1,0 +1,73 @@
+"""Timing tab: eager attention against PyTorch's fused SDPA, live on this machine, beside the seed's A100
+figures when (and only when) the loaded model is the full-size one they were measured on."""
+
+import gradio as gr
+import pandas as pd
+
+from explorer import seed_table, timing_chart
+
+from .i18n import I18N, language_of, text
+from .page import PRIVATE, Page, user_error
+
+TITLE, ELEM_ID = "tab.timing", "tab-timing"
+HEADER_KEYS = ["timing.batch", "timing.eager", "timing.sdpa", "timing.speedup"]
+
+
+def table(rows: list[list[object]], language: str) -> pd.DataFrame:
+    """Rows under headers in `language` (Gradio does not translate a table's headers, so they are made here)."""
+    return pd.DataFrame(rows, columns=[text(language, key) for key in HEADER_KEYS])
+
+
+def build(page: Page) -> None:
+    on_gpu = page.explorer.device.type == "cuda"
+    gr.Markdown(I18N("timing.help"))
+    with gr.Row():
+        batches = gr.CheckboxGroup([1, 2, 4, 8], value=[1, 2, 4, 8] if on_gpu else [1, 2],
+                                   label=I18N("batches.label"), info=I18N("batches.info"), elem_id="batches")
+        repeats = gr.Slider(1, 10, value=3, step=1, label=I18N("repeats.label"), info=I18N("repeats.info"),
+                            elem_id="repeats")
+    with gr.Row():
+        run = gr.Button(I18N("run_timing"), variant="primary", elem_id="run-timing")
+        cancel = gr.Button(I18N("cancel_timing"), elem_id="cancel-timing")
+    note = gr.Markdown(elem_id="seed-note")
+    with gr.Row():
+        measured = gr.Dataframe(table([], "en"), label=I18N("timing.this_machine"), elem_id="timing",
+                                interactive=False)
+        seed = gr.Dataframe(table(seed_table(), "en"), label=I18N("timing.seed"), interactive=False, elem_id="seed",
+                            visible=page.explorer.facts()["full size"])
+    chart = gr.Image(label=I18N("timing.chart"), elem_id="timing-chart", interactive=False)
+    info = gr.Markdown(elem_id="timing-info")
+
+    def time_both(name, path, batches, repeats, request: gr.Request, progress=gr.Progress()):
+        language = language_of(request)
+        image = page.need(path, language)
+        if not batches:
+            raise user_error(text(language, "error.no_batch"))
+        chosen = page.model_of(name, language=language)
+        rows = []
+        steps = sorted(int(b) for b in batches)
+        progress(0, desc=text(language, "timing.warming"))
+        for i, batch in enumerate(steps):
+            progress(i / len(steps), desc=text(language, "timing.progress", batch=batch, repeats=repeats))
+            rows.append(chosen.time_paths(image, batch, int(repeats)))
+            shown = [[r.batch, round(r.eager_ms, 1), round(r.sdpa_ms, 1), f"{r.speedup:.2f}x"] for r in rows]
+            yield table(shown, language), timing_chart(rows), gr.update()
+        difference = chosen.logit_difference(image)
+        result = text(language, "timing.result", model=name, environment=chosen.environment(),
+                      difference=f"{difference:.2e}")
+        cpu_note = " " + text(language, "timing.cpu_note") if chosen.device.type == "cpu" else ""
+        yield gr.update(), gr.update(), result + cpu_note
+
+    def compare(language, chosen):
+        """Like with like: the A100 table only beside the model it was measured on."""
+        facts = chosen.facts()
+        seed_rows = table(seed_table(), language)
+        if facts["full size"]:
+            return table([], language), gr.update(value=seed_rows, visible=True), text(language, "timing.same_model")
+        return (table([], language), gr.update(value=seed_rows, visible=False),
+                text(language, "timing.other_model", model=chosen.name, parameters=facts["parameters"]))
+
+    page.on_model(lambda name: (None, ""), [], [chart, info])
+    page.on_text(compare, [], [measured, seed, note])
+    timing = run.click(time_both, [page.chosen, page.image, batches, repeats], [measured, chart, info], **PRIVATE)
+    cancel.click(None, cancels=[timing], **PRIVATE)
