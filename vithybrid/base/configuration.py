@@ -111,11 +111,11 @@ class PretrainedConfig:
         return output
 
     def to_diff_dict(self) -> dict[str, Any]:
-        """What config.json holds: the model's own keys, and the common ones that differ from their defaults."""
-        defaults = {**COMMON, "_name_or_path": "", "id2label": {0: "LABEL_0", 1: "LABEL_1"},
-                    "label2id": {"LABEL_0": 0, "LABEL_1": 1}}
+        """What config.json holds: the model's own keys, and the common ones that differ from their defaults
+        (not where it was read from)."""
+        defaults = {**COMMON, "id2label": {0: "LABEL_0", 1: "LABEL_1"}, "label2id": {"LABEL_0": 0, "LABEL_1": 1}}
         return {name: value for name, value in self.to_dict().items()
-                if name not in defaults or value != defaults[name]}
+                if name != "_name_or_path" and (name not in defaults or value != defaults[name])}
 
     def to_json_string(self, use_diff: bool = True) -> str:
         return json.dumps(self.to_diff_dict() if use_diff else self.to_dict(), indent=2, sort_keys=True) + "\n"

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import functools
 import logging
+import re
+
 from pathlib import Path
 from typing import Any
 
@@ -48,10 +50,10 @@ def match_keys(state: dict[str, torch.Tensor], model: nn.Module, prefix: str) ->
         state = {f"{prefix}.{k}": v for k, v in state.items() if not k.startswith("pooler.")}
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
-    fresh = []
+    fresh = [k for k in missing if any(re.search(pattern, k) for pattern in model._keys_to_ignore_on_load_missing)]
     if model_is_base != checkpoint_is_base:
-        fresh = [k for k in missing if (k.startswith("pooler.") if model_is_base else not k.startswith(prefix + "."))]
-        missing = [k for k in missing if k not in fresh]
+        fresh += [k for k in missing if (k.startswith("pooler.") if model_is_base else not k.startswith(prefix + "."))]
+    missing = [k for k in missing if k not in fresh]
     if missing or unexpected:
         problems = ([f"missing {len(missing)} weights: {_listing(missing)}"] if missing else []) + \
                    ([f"unexpected {len(unexpected)} weights: {_listing(unexpected)}"] if unexpected else [])
@@ -68,6 +70,7 @@ class PreTrainedModel(nn.Module):
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = False
     _no_split_modules: list[str] = []
+    _keys_to_ignore_on_load_missing: list[str] = []  # patterns of weights a checkpoint may lack (initialized)
     _supports_sdpa = True
 
     def __init__(self, config: PretrainedConfig, *args: Any, **kwargs: Any):
@@ -173,6 +176,7 @@ class PreTrainedModel(nn.Module):
             model = cls(config, *model_args, **model_kwargs)
         if timm_format.is_timm_state_dict(state_dict):  # timm's names -> ours
             state_dict = timm_format.hub_state_dict(state_dict, config)
+        prefixed = any(k.startswith(cls.base_model_prefix + ".") for k in state_dict)
         state, fresh, dropped = match_keys(state_dict, model, cls.base_model_prefix)
         own = model.state_dict()
         mismatched = [(k, v.shape, own[k].shape) for k, v in state.items() if v.shape != own[k].shape]
@@ -189,9 +193,11 @@ class PreTrainedModel(nn.Module):
         _log_fresh(model, pretrained_model_name_or_path, fresh, mismatched)
         model.set_attn_implementation(attn_implementation or config._attn_implementation or "sdpa")
         model.eval()
-        if output_loading_info:
-            return model, {"missing_keys": fresh, "unexpected_keys": dropped, "mismatched_keys": mismatched,
-                           "error_msgs": []}
+        if output_loading_info:  # keys named as the checkpoint names them, as transformers does
+            in_checkpoint = [f"{cls.base_model_prefix}.{k}" if prefixed and model_is_base(model) else k for k in fresh]
+
+            return model, {"missing_keys": sorted(in_checkpoint), "unexpected_keys": sorted(dropped),
+                           "mismatched_keys": mismatched, "error_msgs": []}
         return model
 
     def _initialize_fresh(self, keys: list[str]) -> None:
@@ -224,6 +230,11 @@ class PreTrainedModel(nn.Module):
             save_file(state, directory / hub.WEIGHTS_NAMES[0], metadata={"format": "pt"})
         else:
             torch.save(state, directory / hub.WEIGHTS_NAMES[1])
+
+
+def model_is_base(model: nn.Module) -> bool:
+    """Whether the model is its base model (no head around it)."""
+    return model.base_model is model
 
 
 def _log_fresh(model: nn.Module, source: Any, fresh: list[str], mismatched: list[tuple]) -> None:

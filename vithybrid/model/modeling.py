@@ -289,6 +289,7 @@ class ViTHybridPreTrainedModel(PreTrainedModel):
     main_input_name = "pixel_values"
     supports_gradient_checkpointing = True
     _no_split_modules = ["ViTHybridEmbeddings", "ViTHybridLayer"]
+    _keys_to_ignore_on_load_missing = [r"embeddings\.mask_token$"]  # use_mask_token=True adds it to any checkpoint
 
     def __init__(self, config: ViTHybridConfig):
         super().__init__(config)
@@ -309,6 +310,9 @@ class ViTHybridPreTrainedModel(PreTrainedModel):
         elif isinstance(module, ViTHybridEmbeddings):
             nn.init.trunc_normal_(module.position_embeddings, std=std)
             nn.init.trunc_normal_(module.cls_token, std=std)
+            if module.mask_token is not None:
+                nn.init.zeros_(module.mask_token)
+
 
     def output_flags(self, output_attentions: bool | None, output_hidden_states: bool | None,
                      return_dict: bool | None) -> tuple[bool, bool, bool]:
