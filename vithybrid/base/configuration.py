@@ -110,12 +110,18 @@ class PretrainedConfig:
         output["model_type"] = self.model_type
         return output
 
-    def to_diff_dict(self) -> dict[str, Any]:
-        """What config.json holds: the model's own keys, and the common ones that differ from their defaults
-        (not where it was read from)."""
-        defaults = {**COMMON, "id2label": {0: "LABEL_0", 1: "LABEL_1"}, "label2id": {"LABEL_0": 0, "LABEL_1": 1}}
-        return {name: value for name, value in self.to_dict().items()
-                if name != "_name_or_path" and (name not in defaults or value != defaults[name])}
+    def to_diff_dict(self, nested: bool = False) -> dict[str, Any]:
+        """What config.json holds, as transformers writes it: the model's own keys, the common ones that
+        differ from their defaults, and for a nested config only what differs from its defaults."""
+        defaults = {**COMMON, "id2label": {0: "LABEL_0", 1: "LABEL_1"}, "label2id": {"LABEL_0": 0, "LABEL_1": 1},
+                    **(self.FIELDS if nested else {})}
+        output = {}
+        for name, value in self.to_dict().items():
+            if name == "_name_or_path" or (name in defaults and value == defaults[name]):
+                continue
+            inner = getattr(self, name, None)
+            output[name] = inner.to_diff_dict(nested=True) if isinstance(inner, PretrainedConfig) else value
+        return output
 
     def to_json_string(self, use_diff: bool = True) -> str:
         return json.dumps(self.to_diff_dict() if use_diff else self.to_dict(), indent=2, sort_keys=True) + "\n"

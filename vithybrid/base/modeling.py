@@ -165,6 +165,8 @@ class PreTrainedModel(nn.Module):
                 config if config is not None else pretrained_model_name_or_path, return_unused_kwargs=True,
                 **hub_kwargs, **kwargs)
         model_kwargs.pop("torch_dtype", None)
+        if pretrained_model_name_or_path is not None:
+            config.name_or_path = pretrained_model_name_or_path
         if torch_dtype == "auto":
             torch_dtype = config.torch_dtype or torch.float32
         dtype = DTYPES[torch_dtype] if isinstance(torch_dtype, str) else (torch_dtype or torch.float32)

@@ -135,14 +135,12 @@ def read_config(path: Path, config_class: type | None = None):
 
 
 def load_config(name_or_path: str | Path, config_class: type | None = None, **hub_kwargs: Any):
-    """The config of a checkpoint, with `name_or_path` set as transformers sets it."""
+    """The config of a checkpoint."""
     path = locate(name_or_path, CONFIG_NAME, **hub_kwargs)
     if path is None:
         raise CheckpointError(f"{str(name_or_path)!r} has no config.json. A checkpoint holds config.json and "
                               f"model.safetensors (or pytorch_model.bin), as save_pretrained writes them.")
-    config = read_config(path, config_class)
-    config.name_or_path = name_or_path
-    return config
+    return read_config(path, config_class)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
