@@ -385,7 +385,7 @@ def processor_call_options(L, folder: Path, work: Path) -> dict:
     for name, options in OVERRIDES.items():
         results[name] = p(image, return_tensors="np", **options)
         results[f"preprocess_{name}"] = p.preprocess(image, return_tensors="pt", **options)
-    array = np.asarray(gradient_image(61, 97))
+    array = np.array(gradient_image(61, 97))
     results["array_hwc"] = p(array, return_tensors="pt")
     results["array_chw"] = p(array.transpose(2, 0, 1), return_tensors="pt", input_data_format="channels_first")
     results["tensor_chw"] = p(torch.from_numpy(array).permute(2, 0, 1), return_tensors="pt")
