@@ -24,9 +24,6 @@ from .configuration import PretrainedConfig, dtype_name, override
 
 logger = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
 def _listing(keys: list[str]) -> str:
     return ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
 
@@ -169,7 +166,7 @@ class PreTrainedModel(nn.Module):
             config.name_or_path = pretrained_model_name_or_path
         if torch_dtype == "auto":
             torch_dtype = config.torch_dtype or torch.float32
-        dtype = DTYPES[torch_dtype] if isinstance(torch_dtype, str) else (torch_dtype or torch.float32)
+        dtype = hub.DTYPES[torch_dtype] if isinstance(torch_dtype, str) else (torch_dtype or torch.float32)
         if state_dict is None:
             state_dict = hub.read_state_dict(hub.locate_weights(pretrained_model_name_or_path, use_safetensors,
                                                                 **hub_kwargs))
