@@ -212,6 +212,8 @@ def config_methods(L, checkpoint: Path, case: dict, work: Path) -> dict:
     shutil.copytree(checkpoint, work / "repo" / "sub")
     overridden, unused = L.ViTHybridConfig.from_pretrained(checkpoint, num_labels=3, output_attentions=True,
                                                            foo="bar", return_unused_kwargs=True)
+    channels = case["config"]["backbone_featmap_shape"][1]  # a grid the backbone does not make: builds, cannot run
+    mismatched = L.ViTHybridConfig(**{**case["config"], "backbone_featmap_shape": [1, channels, 7, 7]})
     from_dict, unused_dict = L.ViTHybridConfig.from_dict(config.to_dict(), hidden_dropout_prob=0.3, baz=1,
                                                           return_unused_kwargs=True)
     return {"loaded": config_dict(config), "save_returns": saved, "files": files(work),
@@ -224,9 +226,7 @@ def config_methods(L, checkpoint: Path, case: dict, work: Path) -> dict:
             "subfolder": config_dict(L.ViTHybridConfig.from_pretrained(work / "repo", subfolder="sub")),
             "overridden": [overridden.num_labels, overridden.id2label, overridden.output_attentions], "unused": unused,
             "from_dict": [from_dict.hidden_dropout_prob, unused_dict], "name_or_path": config.name_or_path,
-            "featmap_mismatch_forward": raises(lambda: L.ViTHybridForImageClassification(
-                L.ViTHybridConfig(**{**case["config"], "backbone_featmap_shape": [1, case["config"]["backbone_featmap_shape"][1], 7, 7]}))(
-                    inputs(case)[0]))}
+            "featmap_mismatch_forward": raises(lambda: L.ViTHybridForImageClassification(mismatched)(inputs(case)[0]))}
 
 
 # ---- loading and saving -----------------------------------------------------------------------------
@@ -254,7 +254,8 @@ def from_pretrained_keywords(L, checkpoint: Path, case: dict, work: Path) -> dic
                 "state_dict": with_state(pixels).logits, "info": info, "base_info": base_info,
                 "from_base_info": from_base_info, "subfolder": sub(pixels).logits, "flags": flags(pixels),
                 "flags_config": [flags.config.output_attentions, flags.config.output_hidden_states],
-                "half_dtype": half.dtype, "half_logits": list(half(pixels).logits.shape), "training": reference.training,
+                "half_dtype": half.dtype, "half_logits": list(half(pixels).logits.shape),
+                "training": reference.training,
                 "base_pooler": fixed_pooler(base)(pixels).pooler_output}
 
 
@@ -407,7 +408,8 @@ def processor_methods(L, folder: Path, work: Path) -> dict:
                                                                    foo=1, return_unused_kwargs=True)
     return {"to_dict": as_dict, "json": json.loads(p.to_json_string()),
             "save_returns": [os.path.relpath(path, work) for path in returned], "files": files(work),
-            "from_dict": processor_dict(L.ViTHybridImageProcessor.from_dict(as_dict, crop_size={"height": 7, "width": 9})),
+            "from_dict": processor_dict(L.ViTHybridImageProcessor.from_dict(as_dict, crop_size={"height": 7,
+                                                                                                "width": 9})),
             "from_json_file": processor_dict(L.ViTHybridImageProcessor.from_json_file(work / "processor.json")),
             "reloaded": processor_dict(L.ViTHybridImageProcessor.from_pretrained(work / "saved")),
             "subfolder": processor_dict(L.ViTHybridImageProcessor.from_pretrained(work / "repo", subfolder="sub")),

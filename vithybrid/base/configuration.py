@@ -159,7 +159,8 @@ class PretrainedConfig:
         from ..checkpoints.hub import HUB_KEYWORDS, load_config
 
         return_unused_kwargs = kwargs.pop("return_unused_kwargs", False)
-        config = load_config(pretrained_model_name_or_path, cls, **{k: kwargs.pop(k) for k in HUB_KEYWORDS if k in kwargs})
+        hub_kwargs = {k: kwargs.pop(k) for k in HUB_KEYWORDS if k in kwargs}
+        config = load_config(pretrained_model_name_or_path, cls, **hub_kwargs)
         unused = override(config, kwargs)
         return (config, unused) if return_unused_kwargs else config
 

@@ -8,6 +8,7 @@ weights (transformers warns and leaves them random), and loading never runs code
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import re
@@ -20,7 +21,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..checkpoints import hub
-from .configuration import PretrainedConfig, dtype_name, override
+from .configuration import PretrainedConfig, override
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +156,7 @@ class PreTrainedModel(nn.Module):
 
         hub_kwargs = {k: kwargs.pop(k) for k in hub.HUB_KEYWORDS if k in kwargs}
         if isinstance(config, PretrainedConfig):
-            config = config.from_dict(config.to_dict())
+            config = copy.deepcopy(config)  # the caller's stays as it is
             model_kwargs = override(config, kwargs)
         else:
             config, model_kwargs = cls.config_class.from_pretrained(

@@ -61,7 +61,8 @@ class BatchFeature(UserDict):
             if isinstance(value, (list, tuple)) and value and isinstance(value[0], torch.Tensor):
                 value = torch.stack(list(value))
             if tensor_type == "pt":
-                self.data[key] = value if isinstance(value, torch.Tensor) else torch.from_numpy(np.asarray(value).copy())
+                is_tensor = isinstance(value, torch.Tensor)
+                self.data[key] = value if is_tensor else torch.from_numpy(np.array(value))
             else:
                 self.data[key] = value.numpy() if isinstance(value, torch.Tensor) else np.asarray(value)
         return self

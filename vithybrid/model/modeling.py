@@ -420,7 +420,8 @@ class ViTHybridForImageClassification(ViTHybridPreTrainedModel):
         hook = self.vit.embeddings.register_forward_hook(lambda module, args, tokens: tokens.detach().requires_grad_())
         try:
             with torch.enable_grad():
-                out = self(pixel_values, output_attentions=True, interpolate_pos_encoding=interpolate_pos_encoding)
+                out = self(pixel_values, output_attentions=True, interpolate_pos_encoding=interpolate_pos_encoding,
+                           return_dict=True)
                 if class_index is None:
                     class_index = out.logits.argmax(-1)
                 index = torch.as_tensor(class_index, device=out.logits.device).expand(out.logits.shape[0])
