@@ -255,6 +255,7 @@ def from_pretrained_keywords(L, checkpoint: Path, case: dict, work: Path) -> dic
                 "from_base_info": from_base_info, "subfolder": sub(pixels).logits, "flags": flags(pixels),
                 "flags_config": [flags.config.output_attentions, flags.config.output_hidden_states],
                 "half_dtype": half.dtype, "half_logits": list(half(pixels).logits.shape),
+                "config_dtypes": [reference.config.torch_dtype, half.config.torch_dtype],
                 "training": reference.training,
                 "base_pooler": fixed_pooler(base)(pixels).pooler_output}
 
