@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import functools
 import logging
+import os
 import re
 
 from pathlib import Path
@@ -230,6 +231,9 @@ class PreTrainedModel(nn.Module):
             save_file(state, directory / hub.WEIGHTS_NAMES[0], metadata={"format": "pt"})
         else:
             torch.save(state, directory / hub.WEIGHTS_NAMES[1])
+        # safetensors writes through a private temporary file (mode 0600); give the weights the mode any
+        # other file gets here, so that a shared or served folder can read them.
+        os.chmod(directory / hub.WEIGHTS_NAMES[0 if safe_serialization else 1], 0o666 & ~hub.current_umask())
 
 
 def model_is_base(model: nn.Module) -> bool:

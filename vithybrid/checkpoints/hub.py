@@ -26,10 +26,21 @@ logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAMES = ("model.safetensors", "pytorch_model.bin")  # in order of preference
-REPO_ID = re.compile(r"^[\w-][\w.-]*(/[\w-][\w.-]*)?$")  # "name" or "owner/name"
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 # from_pretrained keywords that find files (passed to huggingface_hub), as transformers names them
 HUB_KEYWORDS = ("revision", "cache_dir", "local_files_only", "token", "force_download", "subfolder")
+REPO_ID = re.compile(r"^[\w-][\w.-]*(/[\w-][\w.-]*)?$")  # "name" or "owner/name"
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (os.umask can only set it)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
 
 
 class CheckpointError(OSError):
