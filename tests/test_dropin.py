@@ -14,9 +14,9 @@ import vithybrid
 from conftest import missing
 from helpers import TINY, tiny_model
 from oracle.cases import CASES
-from vithybrid.training.shapes import CLASSES, sample
 from oracle.dropin_snippets import PROCESSOR_SNIPPETS, SNIPPETS, run
 from oracle.env import run_oracle
+from vithybrid.training.shapes import CLASSES, sample
 
 # Model outputs: float32 through different kernels (fused qkv, the CPU attention path), so 1e-4 as in
 # the other oracle comparisons. Processor values: the same float32 arithmetic on the same uint8 pixels.
