@@ -1,6 +1,7 @@
 """ViT-Hybrid (BiT ResNet stages + ViT) in plain PyTorch: a maintained, dependency-light replacement for
 transformers' deprecated ViTHybrid classes, with the same names and checkpoint format."""
 
+from .base.processing import BatchFeature
 from .model.config import BitConfig, ViTHybridConfig
 from .checkpoints.hub import CheckpointError
 from .model.modeling import ViTHybridForImageClassification, ViTHybridModel
@@ -21,5 +22,5 @@ def register_with_transformers() -> None:
     register()
 
 
-__all__ = ["BitConfig", "CheckpointError", "ViTHybridConfig", "ViTHybridForImageClassification", "ViTHybridImageProcessor",
-           "ViTHybridModel", "register_with_transformers", "resolve_model"]
+__all__ = ["BatchFeature", "BitConfig", "CheckpointError", "ViTHybridConfig", "ViTHybridForImageClassification",
+           "ViTHybridImageProcessor", "ViTHybridModel", "register_with_transformers", "resolve_model"]

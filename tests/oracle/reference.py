@@ -4,6 +4,7 @@
     python reference.py logits CHECKPOINT INPUTS OUT [CHECKPOINT INPUTS OUT ...]
                                                     transformers' logits for checkpoints we saved
     python reference.py timm OUT [IMAGE ...]        timm's hybrid ViTs and eval transforms (timm_reference.py)
+    python reference.py dropin OUT                  checkpoints, and what dropin_snippets.py's user code returns
 
 Tensors travel as safetensors files; checkpoints in the Hub layout. Nothing here imports vithybrid.
 """
@@ -124,6 +125,40 @@ def logits(checkpoint: str, inputs: str, out: str) -> None:
     save_file(result, out)
 
 
+DROPIN_PROCESSOR = dict(size={"shortest_edge": 48}, crop_size={"height": 44, "width": 40}, resample=3,
+                        image_mean=[0.5, 0.45, 0.4], image_std=[0.5, 0.55, 0.6])
+
+
+def dropin(out: Path) -> None:
+    """A random checkpoint per case (with a processor), then every snippet of dropin_snippets.py under
+    transformers: OUT/checkpoints/CASE, OUT/results/CASE/SNIPPET.{json,safetensors}. A snippet that fails
+    records its error, which the test reports."""
+    import traceback
+
+    import transformers
+    from dropin_snippets import PROCESSOR_SNIPPETS, SNIPPETS, run
+
+    def record(folder: Path, name: str, *args) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            description, tensors = run(name, transformers, out / "work" / folder.name / name, *args)
+        except Exception:  # noqa: BLE001 - reported by the test
+            description, tensors = {"error": traceback.format_exc()}, {}
+        (folder / f"{name}.json").write_text(json.dumps(description))
+        save_file(tensors, folder / f"{name}.safetensors")
+
+    for seed, (case_name, case) in enumerate(CASES.items()):
+        checkpoint = out / "checkpoints" / case_name
+        model = ViTHybridForImageClassification(ViTHybridConfig(**case["config"]))
+        randomize(model, seed)
+        model.save_pretrained(checkpoint, safe_serialization=case["weights"] == "safetensors")
+        ViTHybridImageProcessor(**DROPIN_PROCESSOR).save_pretrained(checkpoint)
+        for name in SNIPPETS:
+            record(out / "results" / case_name, name, checkpoint, case)
+    for name in PROCESSOR_SNIPPETS:
+        record(out / "results" / "processor", name, out / "checkpoints" / next(iter(CASES)))
+
+
 def main(argv: list[str]) -> None:
     command, *args = argv
     if command == "generate":
@@ -136,6 +171,8 @@ def main(argv: list[str]) -> None:
     elif command == "logits":
         for i in range(0, len(args), 3):
             logits(*args[i:i + 3])
+    elif command == "dropin":
+        dropin(Path(args[0]))
     elif command == "timm":
         from timm_reference import generate  # imports timm only when asked
 

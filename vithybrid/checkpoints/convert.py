@@ -45,7 +45,7 @@ def convert(source: str | Path, output_dir: str | Path, dtype: str = "auto", ove
     data = read_json(config_path)
     timm = is_timm_config(data)
     config = read_config(config_path)
-    model_class = ViTHybridModel if "ViTHybridModel" in config.extra.get("architectures", []) else \
+    model_class = ViTHybridModel if "ViTHybridModel" in (config.architectures or []) else \
         ViTHybridForImageClassification
     model = model_class.from_pretrained(source, torch_dtype=dtype, **hub_kwargs)
     processor = None

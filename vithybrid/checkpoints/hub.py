@@ -18,15 +18,16 @@ from typing import Any
 from urllib.parse import urlparse
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
-from ..model.config import ViTHybridConfig
 from .shipped import resolve_model
 
 logger = logging.getLogger(__name__)
 
 CONFIG_NAME = "config.json"
 WEIGHTS_NAMES = ("model.safetensors", "pytorch_model.bin")  # in order of preference
+# from_pretrained keywords that find files (passed to huggingface_hub), as transformers names them
+HUB_KEYWORDS = ("revision", "cache_dir", "local_files_only", "token", "force_download", "subfolder")
 REPO_ID = re.compile(r"^[\w-][\w.-]*(/[\w-][\w.-]*)?$")  # "name" or "owner/name"
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
@@ -91,30 +92,32 @@ def _hub_file(repo_id: str, filename: str, **hub_kwargs: Any) -> Path | None:
         return None
 
 
-def locate(name_or_path: str | Path, filename: str, **hub_kwargs: Any) -> Path | None:
+def locate(name_or_path: str | Path, filename: str, subfolder: str = "", **hub_kwargs: Any) -> Path | None:
     """`filename` in a checkpoint folder, a shipped model ("shapes") or a Hub repo (downloaded to the
-    cache); None if it has none."""
+    cache), in `subfolder` of it if given; None if it has none."""
     folder = Path(resolve_model(name_or_path)).expanduser()
     if folder.is_dir():
-        return folder / filename if (folder / filename).is_file() else None
+        path = folder / subfolder / filename
+        return path if path.is_file() else None
     name = str(name_or_path)
     if folder.exists() or not REPO_ID.match(name):
         raise CheckpointError(f"{name!r} is neither a checkpoint folder nor a Hub model id like "
                               f"'google/vit-hybrid-base-bit-384'.")
-    return _hub_file(name, filename, **hub_kwargs)
+    return _hub_file(name, filename, **({"subfolder": subfolder} if subfolder else {}), **hub_kwargs)
 
 
-def resolve_files(name_or_path: str | Path, **hub_kwargs: Any) -> tuple[Path, Path]:
-    """(config.json, weights file) of a checkpoint folder or Hub repo."""
-    config = locate(name_or_path, CONFIG_NAME, **hub_kwargs)
-    if config is None:
-        raise CheckpointError(f"{str(name_or_path)!r} has no config.json. A checkpoint holds config.json and "
-                              f"model.safetensors (or pytorch_model.bin), as save_pretrained writes them.")
-    for weights_name in WEIGHTS_NAMES:
+def locate_weights(name_or_path: str | Path, use_safetensors: bool | None = None, **hub_kwargs: Any) -> Path:
+    """The weights file of a checkpoint: model.safetensors, else pytorch_model.bin (use_safetensors=True
+    or False: only that one)."""
+    names = {None: WEIGHTS_NAMES, True: WEIGHTS_NAMES[:1], False: WEIGHTS_NAMES[1:]}[use_safetensors]
+    for weights_name in names:
         weights = locate(name_or_path, weights_name, **hub_kwargs)
         if weights is not None:
-            return config, weights
-    raise CheckpointError(f"{str(name_or_path)!r} has config.json but no model.safetensors or pytorch_model.bin.")
+            return weights
+    if locate(name_or_path, CONFIG_NAME, **hub_kwargs) is None:
+        raise CheckpointError(f"{str(name_or_path)!r} has no config.json. A checkpoint holds config.json and "
+                              f"model.safetensors (or pytorch_model.bin), as save_pretrained writes them.")
+    raise CheckpointError(f"{str(name_or_path)!r} has config.json but no {' or '.join(names)}.")
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -124,28 +127,32 @@ def read_json(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not valid JSON ({error}).") from error
 
 
-def read_config(path: Path) -> ViTHybridConfig:
+def read_config(path: Path, config_class: type | None = None):
     """Our (transformers') config.json, or timm's for one of its hybrid ViTs (see timm_format)."""
+    from ..model.config import ViTHybridConfig
     from . import timm_format
 
+    config_class = config_class or ViTHybridConfig
     data = read_json(path)
     if timm_format.is_timm_config(data):
         return timm_format.vithybrid_config(data, path)
-    model_type = data.get("model_type", ViTHybridConfig.model_type)
-    if model_type != ViTHybridConfig.model_type:
+    model_type = data.get("model_type", config_class.model_type)
+    if model_type != config_class.model_type:
         raise CheckpointError(f"{path} describes a {model_type!r} model, not a ViT-Hybrid ('vit-hybrid') one. "
                               f"Pick a ViT-Hybrid checkpoint, such as google/vit-hybrid-base-bit-384.")
     try:
-        return ViTHybridConfig.from_dict(data)
+        return config_class(**data)
     except (TypeError, ValueError) as error:
         raise CheckpointError(f"{path} is not a valid ViT-Hybrid config: {error}") from error
 
 
-def load_config(name_or_path: str | Path, **hub_kwargs: Any) -> ViTHybridConfig:
+def load_config(name_or_path: str | Path, config_class: type | None = None, **hub_kwargs: Any):
+    """The config of a checkpoint."""
     path = locate(name_or_path, CONFIG_NAME, **hub_kwargs)
     if path is None:
-        raise CheckpointError(f"{str(name_or_path)!r} has no config.json.")
-    return read_config(path)
+        raise CheckpointError(f"{str(name_or_path)!r} has no config.json. A checkpoint holds config.json and "
+                              f"model.safetensors (or pytorch_model.bin), as save_pretrained writes them.")
+    return read_config(path, config_class)
 
 
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -161,94 +168,3 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except Exception as error:  # safetensors and torch.load raise many types for a damaged file
         raise CheckpointError(f"Could not read {path}: the file is corrupt or truncated ({error}). Delete it and "
                               f"download or save it again.") from error
-
-
-def _match_keys(state: dict[str, torch.Tensor], model: torch.nn.Module, prefix: str) -> tuple[dict, list[str]]:
-    """Rename checkpoint keys to the model's, between base and classification layouts as transformers does.
-
-    A classification model reads a base checkpoint (new random classifier, pooler ignored); a base
-    model reads a classification checkpoint (classifier ignored, new random pooler). Any other
-    missing or unexpected key is an error. Returns the state dict and the keys left to initialize.
-    """
-    expected = model.state_dict().keys()
-    model_is_base = not any(k.startswith(prefix + ".") for k in expected)
-    checkpoint_is_base = not any(k.startswith(prefix + ".") for k in state)
-    if model_is_base and not checkpoint_is_base:
-        state = {k[len(prefix) + 1:]: v for k, v in state.items() if k.startswith(prefix + ".")}
-    elif checkpoint_is_base and not model_is_base:
-        state = {f"{prefix}.{k}": v for k, v in state.items() if not k.startswith("pooler.")}
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if model_is_base != checkpoint_is_base:
-        new_head = "pooler." if model_is_base else "classifier."
-        fresh, missing = [k for k in missing if k.startswith(new_head)], [k for k in missing if not k.startswith(new_head)]
-    else:
-        fresh = []
-    if missing or unexpected:
-        def listing(keys):
-            return ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
-        problems = ([f"missing {len(missing)} weights: {listing(missing)}"] if missing else []) + \
-                   ([f"unexpected {len(unexpected)} weights: {listing(unexpected)}"] if unexpected else [])
-        raise CheckpointError(f"The weights do not fit the architecture in config.json: {'; '.join(problems)}. "
-                              f"The weights file and config.json must come from the same model.")
-    return state, fresh
-
-
-class PreTrainedMixin:
-    """from_pretrained / save_pretrained for the ViT-Hybrid models (a folder or a Hub repo)."""
-
-    base_model_prefix: str
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, attn_implementation: str = "sdpa",
-                        torch_dtype: torch.dtype | str | None = None, revision: str | None = None,
-                        cache_dir: str | Path | None = None, local_files_only: bool = False,
-                        token: str | bool | None = None):
-        """Load a checkpoint folder or Hub repo (e.g. "google/vit-hybrid-base-bit-384") in eval mode.
-
-        Also timm's layout of its hybrid ViTs (e.g. "timm/vit_small_r26_s32_384.augreg_in21k_ft_in1k").
-        torch_dtype: None loads float32, "auto" the dtype recorded in config.json, or a torch dtype.
-        """
-        from . import timm_format
-
-        hub_kwargs = dict(revision=revision, cache_dir=cache_dir, local_files_only=local_files_only, token=token)
-        config_path, weights_path = resolve_files(name_or_path, **hub_kwargs)
-        config = read_config(config_path)
-        if torch_dtype == "auto":
-            torch_dtype = DTYPES.get(config.extra.get("torch_dtype"), torch.float32)
-        dtype = DTYPES[torch_dtype] if isinstance(torch_dtype, str) else (torch_dtype or torch.float32)
-
-        with torch.device("meta"):  # no memory and no random init for weights that are about to be replaced
-            model = cls(config)
-        state = read_state_dict(weights_path)
-        if timm_format.is_timm_state_dict(state):  # timm's names -> ours
-            state = timm_format.hub_state_dict(state, config)
-        state, fresh = _match_keys(state, model, cls.base_model_prefix)
-        own = model.state_dict()
-        mismatched = [f"{k}: checkpoint {tuple(v.shape)}, model {tuple(own[k].shape)}"
-                      for k, v in state.items() if v.shape != own[k].shape]
-        if mismatched:
-            raise CheckpointError(f"Weight shapes do not match the architecture in config.json: "
-                                  f"{'; '.join(mismatched[:8])}. The weights file and config.json must come "
-                                  f"from the same model.")
-        model.load_state_dict({k: v.to(dtype) for k, v in state.items()}, strict=False, assign=True)
-        if fresh:
-            logger.warning("Newly initialized (train them before use): %s", ", ".join(fresh))
-            for module_name in {k.rsplit(".", 1)[0] for k in fresh}:
-                module = model.get_submodule(module_name).to_empty(device="cpu")
-                model.init_weights(module)
-        model.to(dtype)
-        model.set_attn_implementation(attn_implementation)
-        return model.eval()
-
-    def save_pretrained(self, directory: str | Path) -> None:
-        """Write config.json and model.safetensors, loadable here and by transformers 4.46.3."""
-        directory = Path(directory)
-        directory.mkdir(parents=True, exist_ok=True)
-        self.config.extra.update(architectures=[type(self).__name__], torch_dtype=str(self.dtype).split(".")[-1])
-        self.config.save_pretrained(directory)
-        state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}
-        save_file(state, directory / WEIGHTS_NAMES[0], metadata={"format": "pt"})
-        # safetensors writes through a private temporary file (mode 0600); give the weights the mode any
-        # other file gets here, so that a shared or served folder can read them.
-        os.chmod(directory / WEIGHTS_NAMES[0], 0o666 & ~current_umask())

@@ -11,23 +11,19 @@ transformers and here alike (it is not a config key anywhere).
 
 from __future__ import annotations
 
-import copy
-import json
-from pathlib import Path
+import logging
 from typing import Any
 
+from ..base.configuration import PretrainedConfig
 from .activations import ACTIVATIONS
+
+logger = logging.getLogger(__name__)
 
 LAYER_TYPES = ("preactivation", "bottleneck")
 PADDINGS = ("SAME", "VALID")
 
 
-def _pop_known(fields: dict[str, Any], given: dict[str, Any]) -> dict[str, Any]:
-    """Take the known fields out of `given` (defaults where absent); what stays in `given` is unknown."""
-    return {name: copy.deepcopy(given.pop(name, default)) for name, default in fields.items()}
-
-
-class BitConfig:
+class BitConfig(PretrainedConfig):
     """The BiT ResNet backbone (Kolesnikov et al. 2020). Defaults are BiT-R50's, as in transformers."""
 
     model_type = "bit"
@@ -49,9 +45,8 @@ class BitConfig:
     }
 
     def __init__(self, **kwargs: Any):
-        kwargs.pop("model_type", None)
-        vars(self).update(_pop_known(self.FIELDS, kwargs))
-        self.extra = kwargs
+        kwargs.pop("stage_names", None)  # derived from depths
+        super().__init__(**kwargs)
         if isinstance(self.global_padding, str):
             self.global_padding = self.global_padding.upper()
         self.stage_names = ["stem"] + [f"stage{i}" for i in range(1, len(self.depths) + 1)]
@@ -84,16 +79,14 @@ class BitConfig:
         if len(self.hidden_sizes) < len(self.depths):
             raise ValueError(f"backbone_config.hidden_sizes needs one entry per stage of depths {self.depths}")
 
-    def to_dict(self) -> dict[str, Any]:
-        fields = {name: copy.deepcopy(getattr(self, name)) for name in self.FIELDS}
-        return {"model_type": self.model_type, **fields, "stage_names": self.stage_names, **copy.deepcopy(self.extra)}
 
-
-class ViTHybridConfig:
+class ViTHybridConfig(PretrainedConfig):
     """ViT-Hybrid: BiT stages turn the image into a feature grid, each cell becomes a ViT token.
 
     Defaults are transformers' (`ViTHybridConfig()`), so `ViTHybridConfig(image_size=384,
-    num_labels=1000)` is the architecture of google/vit-hybrid-base-bit-384.
+    num_labels=1000)` is the architecture of google/vit-hybrid-base-bit-384. Like transformers, the
+    defaults alone (image_size 224 with a 24x24 backbone_featmap_shape) do not agree with each other: that
+    builds, with a warning, and runs at 224x224 only with interpolate_pos_encoding=True.
     """
 
     model_type = "vit-hybrid"
@@ -112,7 +105,11 @@ class ViTHybridConfig:
         "num_channels": 3,
         "backbone_featmap_shape": [1, 1024, 24, 24],
         "qkv_bias": True,
-        "problem_type": None,
+        # transformers' keys for other backbones: only the BiT of backbone_config is supported
+        "backbone": None,
+        "use_pretrained_backbone": False,
+        "use_timm_backbone": False,
+        "backbone_kwargs": None,
     }
     # The backbone transformers builds when config.json has no backbone_config.
     DEFAULT_BACKBONE = {
@@ -123,97 +120,51 @@ class ViTHybridConfig:
         "embedding_dynamic_padding": True,
     }
 
-    def __init__(self, backbone_config: dict | BitConfig | None = None, num_labels: int | None = None,
-                 id2label: dict | None = None, label2id: dict | None = None, **kwargs: Any):
-        kwargs.pop("model_type", None)
-        vars(self).update(_pop_known(self.FIELDS, kwargs))
+    def __init__(self, backbone_config: dict | BitConfig | None = None, **kwargs: Any):
+        super().__init__(**kwargs)
         if isinstance(backbone_config, BitConfig):
             backbone_config = backbone_config.to_dict()
         backbone_config = dict(backbone_config or self.DEFAULT_BACKBONE)
         if backbone_config.get("model_type", "bit") != "bit":
             raise ValueError(f"backbone_config.model_type must be 'bit', got {backbone_config['model_type']!r}")
-        backbone_config.pop("stage_names", None)  # derived from depths
         self.backbone_config = BitConfig(**backbone_config)
-        if id2label is not None:
-            self.id2label = {int(i): str(label) for i, label in id2label.items()}
-        else:
-            self.num_labels = 2 if num_labels is None else num_labels
-        if num_labels is not None and num_labels != len(self.id2label):
-            raise ValueError(f"num_labels={num_labels} but id2label has {len(self.id2label)} entries")
-        del label2id  # always derived from id2label
-        self.extra = kwargs
         self.validate()
-
-    @property
-    def num_labels(self) -> int:
-        return len(self.id2label)
-
-    @num_labels.setter
-    def num_labels(self, value: int) -> None:
-        self.id2label = {i: f"LABEL_{i}" for i in range(value)}
-
-    @property
-    def label2id(self) -> dict[str, int]:
-        return {label: i for i, label in self.id2label.items()}
+        mismatch = self.featmap_mismatch()
+        if mismatch:
+            logger.warning("%s: the model runs only with interpolate_pos_encoding=True.", mismatch)
 
     def validate(self) -> None:
-        """Raise a ValueError naming the field of an architecture that cannot be built."""
+        """Raise a ValueError naming the field of an architecture that cannot be built or never runs."""
+        if self.use_pretrained_backbone or self.backbone is not None or self.use_timm_backbone:
+            raise ValueError("Only the BiT backbone of backbone_config is supported (backbone, "
+                             "use_pretrained_backbone and use_timm_backbone must keep their defaults)")
         if self.hidden_size % self.num_attention_heads:
             raise ValueError(f"hidden_size ({self.hidden_size}) must be divisible by num_attention_heads "
                              f"({self.num_attention_heads})")
         if self.hidden_act not in ACTIVATIONS:
             raise ValueError(f"hidden_act must be one of {sorted(ACTIVATIONS)}, got {self.hidden_act!r}")
-        if self.problem_type not in (None, "regression", "single_label_classification", "multi_label_classification"):
-            raise ValueError(f"problem_type {self.problem_type!r} is not a known problem type")
         self.backbone_config.validate()
-        from .backbone import feature_map_shape  # the backbone itself says what grid it makes
+        channels = self.backbone_feature_shape()[1]
+        if self.backbone_featmap_shape[1] != channels:  # the projection could never read the features
+            raise ValueError(f"backbone_featmap_shape {list(self.backbone_featmap_shape)} does not match the "
+                             f"backbone, which makes {channels} channels")
 
-        expected = feature_map_shape(self.backbone_config, self.image_size, self.image_size)
-        if list(self.backbone_featmap_shape)[1:] != list(expected)[1:]:
-            raise ValueError(f"backbone_featmap_shape {list(self.backbone_featmap_shape)} does not match the backbone, "
-                             f"which makes {list(expected)} at image_size {self.image_size}")
+    def backbone_feature_shape(self) -> list[int]:
+        """The backbone's feature map at image_size: the backbone itself says what grid it makes."""
+        from .backbone import feature_map_shape
+
+        return list(feature_map_shape(self.backbone_config, self.image_size, self.image_size))
+
+    def featmap_mismatch(self) -> str | None:
+        """Why the position embeddings (sized by backbone_featmap_shape) do not fit image_size, if they do not."""
+        expected = self.backbone_feature_shape()
+        if list(self.backbone_featmap_shape)[2:] != expected[2:]:
+            return (f"backbone_featmap_shape {list(self.backbone_featmap_shape)} does not match the backbone, "
+                    f"which makes {expected} at image_size {self.image_size}")
+        return None
 
     @property
     def grid_size(self) -> tuple[int, int]:
-        """Token grid at the trained image size: the feature map divided by patch_size."""
+        """Token grid of the position embeddings: the feature map divided by patch_size."""
         height, width = self.backbone_featmap_shape[-2:]
         return height // self.patch_size, width // self.patch_size
-
-    def to_dict(self) -> dict[str, Any]:
-        fields = {name: copy.deepcopy(getattr(self, name)) for name in self.FIELDS}
-        return {
-            "model_type": self.model_type,
-            **fields,
-            "backbone_config": self.backbone_config.to_dict(),
-            "id2label": {str(i): label for i, label in self.id2label.items()},
-            "label2id": self.label2id,
-            **copy.deepcopy(self.extra),
-        }
-
-    @classmethod
-    def from_dict(cls, config: dict[str, Any]) -> ViTHybridConfig:
-        return cls(**copy.deepcopy(config))
-
-    @classmethod
-    def from_json_file(cls, path: str | Path) -> ViTHybridConfig:
-        with open(path, encoding="utf-8") as f:
-            return cls.from_dict(json.load(f))
-
-    def to_json_string(self) -> str:
-        return json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n"
-
-    def save_pretrained(self, directory: str | Path) -> None:
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        (Path(directory) / "config.json").write_text(self.to_json_string(), encoding="utf-8")
-
-    @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, **hub_kwargs: Any) -> ViTHybridConfig:
-        from ..checkpoints.hub import load_config
-
-        return load_config(name_or_path, **hub_kwargs)
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, ViTHybridConfig) and self.to_dict() == other.to_dict()
-
-    def __repr__(self) -> str:
-        return f"ViTHybridConfig {self.to_json_string()}"

@@ -22,26 +22,11 @@ from torch import nn
 from .activations import activation
 from .backbone import BitBackbone
 from .config import ViTHybridConfig
-from ..checkpoints.hub import PreTrainedMixin
+from ..base.modeling import PreTrainedModel
+from ..base.outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 
 ATTN_IMPLEMENTATIONS = ("eager", "sdpa")
 QKV_NAMES = ("query", "key", "value")  # the Hub layout's three projections
-
-
-@dataclass
-class BaseModelOutputWithPooling:
-    last_hidden_state: torch.Tensor
-    pooler_output: torch.Tensor | None = None
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
-
-
-@dataclass
-class ImageClassifierOutput:
-    loss: torch.Tensor | None
-    logits: torch.Tensor
-    hidden_states: tuple[torch.Tensor, ...] | None = None
-    attentions: tuple[torch.Tensor, ...] | None = None
 
 
 @dataclass
@@ -73,22 +58,32 @@ class ViTHybridPatchEmbeddings(nn.Module):
 class ViTHybridEmbeddings(nn.Module):
     """[CLS] + tokens, plus learned position embeddings (resampled when the grid differs from training's)."""
 
-    def __init__(self, config: ViTHybridConfig):
+    def __init__(self, config: ViTHybridConfig, use_mask_token: bool = False):
         super().__init__()
         self.grid_size = config.grid_size
         self.cls_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size))
+        # masked image modelling: bool_masked_pos replaces those tokens by this learned one
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, config.hidden_size)) if use_mask_token else None
         self.patch_embeddings = ViTHybridPatchEmbeddings(config)
         self.position_embeddings = nn.Parameter(torch.zeros(1, self.grid_size[0] * self.grid_size[1] + 1,
                                                             config.hidden_size))
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
 
-    def forward(self, pixel_values: torch.Tensor, interpolate_pos_encoding: bool = False) -> torch.Tensor:
+    def forward(self, pixel_values: torch.Tensor, bool_masked_pos: torch.Tensor | None = None,
+                interpolate_pos_encoding: bool = False) -> torch.Tensor:
         height, width = pixel_values.shape[-2:]
         size = self.patch_embeddings.image_size
         if not interpolate_pos_encoding and (height, width) != (size, size):
             raise ValueError(f"Input image size ({height}x{width}) doesn't match the model's {size}x{size}: resize "
                              f"it with the image processor, or pass interpolate_pos_encoding=True.")
         tokens, grid = self.patch_embeddings(pixel_values)
+        if not interpolate_pos_encoding and grid != self.grid_size:  # a config whose featmap shape is wrong
+            raise ValueError(f"The backbone makes a {grid[0]}x{grid[1]} token grid at {size}x{size} but the position "
+                             f"embeddings are for {self.grid_size[0]}x{self.grid_size[1]} (backbone_featmap_shape): "
+                             f"pass interpolate_pos_encoding=True, or fix image_size or backbone_featmap_shape.")
+        if bool_masked_pos is not None:
+            mask = bool_masked_pos.unsqueeze(-1).type_as(tokens)
+            tokens = tokens * (1 - mask) + self.mask_token * mask
         cls = self.cls_token.expand(tokens.shape[0], -1, -1)
         tokens = torch.cat([cls, tokens], dim=1)
         return self.dropout(tokens + self.positions_for(grid))
@@ -122,7 +117,7 @@ class ViTHybridSelfAttention(nn.Module):
         self.head_dim = config.hidden_size // config.num_attention_heads
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
-        self.implementation = "sdpa"
+        self.implementation = config._attn_implementation or "sdpa"  # switched by set_attn_implementation
         self.register_state_dict_post_hook(self._split_qkv)
         self.register_load_state_dict_pre_hook(self._fuse_qkv)
 
@@ -251,6 +246,9 @@ class ViTHybridEncoder(nn.Module):
     def __init__(self, config: ViTHybridConfig):
         super().__init__()
         self.layer = nn.ModuleList(ViTHybridLayer(config) for _ in range(config.num_hidden_layers))
+        # transformers' convention: PreTrainedModel.gradient_checkpointing_enable sets both attributes
+        self.gradient_checkpointing = False
+        self._gradient_checkpointing_func = None
 
     def forward(self, x: torch.Tensor, head_mask: torch.Tensor | None, output_attentions: bool,
                 output_hidden_states: bool, cls_only: bool = False) -> tuple[torch.Tensor, tuple | None, tuple | None]:
@@ -260,8 +258,11 @@ class ViTHybridEncoder(nn.Module):
         scores = x.new_empty(0)  # the eager path's scores buffer, shared by all layers (grown by the first)
         for i, layer in enumerate(self.layer):
             hidden_states.append(x)
-            x, probs = layer(x, None if head_mask is None else head_mask[i], output_attentions, cls_only and i == last,
-                             scores)
+            layer_mask = None if head_mask is None else head_mask[i]
+            if self.gradient_checkpointing and self.training:  # keep only the layer's input, recompute the rest
+                x, probs = self._gradient_checkpointing_func(layer.__call__, x, layer_mask, output_attentions)
+            else:
+                x, probs = layer(x, layer_mask, output_attentions, cls_only and i == last, scores)
             attentions.append(probs)
         hidden_states.append(x)
         return (x, tuple(hidden_states) if output_hidden_states else None,
@@ -280,30 +281,46 @@ class ViTHybridPooler(nn.Module):
         return self.activation(self.dense(sequence[:, 0]))
 
 
-class ViTHybridPreTrainedModel(PreTrainedMixin, nn.Module):
+class ViTHybridPreTrainedModel(PreTrainedModel):
     """Weight initialization, attention switching and the parts shared by both models."""
 
+    config_class = ViTHybridConfig
     base_model_prefix = "vit"
+    main_input_name = "pixel_values"
+    supports_gradient_checkpointing = True
+    _no_split_modules = ["ViTHybridEmbeddings", "ViTHybridLayer"]
+    _keys_to_ignore_on_load_missing = [r"embeddings\.mask_token$"]  # use_mask_token=True adds it to any checkpoint
 
     def __init__(self, config: ViTHybridConfig):
-        super().__init__()
+        super().__init__(config)
         config.validate()
-        self.config = config
+        if config.pruned_heads:
+            raise NotImplementedError("config.pruned_heads: pruned attention heads are not supported")
 
-    def init_weights(self, root: nn.Module | None = None) -> None:
+    def _init_weights(self, module: nn.Module) -> None:
         """Random initialization as transformers does it: truncated normal for weights, zero biases."""
         std = self.config.initializer_range
-        for module in (root or self).modules():
-            if isinstance(module, (nn.Linear, nn.Conv2d)):
-                nn.init.trunc_normal_(module.weight, std=std)
-                if module.bias is not None:
-                    nn.init.zeros_(module.bias)
-            elif isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
-                nn.init.ones_(module.weight)
+        if isinstance(module, (nn.Linear, nn.Conv2d)):
+            nn.init.trunc_normal_(module.weight, std=std)
+            if module.bias is not None:
                 nn.init.zeros_(module.bias)
-            elif isinstance(module, ViTHybridEmbeddings):
-                nn.init.trunc_normal_(module.position_embeddings, std=std)
-                nn.init.trunc_normal_(module.cls_token, std=std)
+        elif isinstance(module, (nn.LayerNorm, nn.GroupNorm)):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, ViTHybridEmbeddings):
+            nn.init.trunc_normal_(module.position_embeddings, std=std)
+            nn.init.trunc_normal_(module.cls_token, std=std)
+            if module.mask_token is not None:
+                nn.init.zeros_(module.mask_token)
+
+
+    def output_flags(self, output_attentions: bool | None, output_hidden_states: bool | None,
+                     return_dict: bool | None) -> tuple[bool, bool, bool]:
+        """The call's flags, or the config's where the call leaves them None (as transformers resolves them)."""
+        config = self.config
+        return (config.output_attentions if output_attentions is None else output_attentions,
+                config.output_hidden_states if output_hidden_states is None else output_hidden_states,
+                config.use_return_dict if return_dict is None else return_dict)
 
     @property
     def attn_implementation(self) -> str:
@@ -317,14 +334,6 @@ class ViTHybridPreTrainedModel(PreTrainedMixin, nn.Module):
             if isinstance(module, ViTHybridSelfAttention):
                 module.implementation = implementation
 
-    @property
-    def dtype(self) -> torch.dtype:
-        return next(self.parameters()).dtype
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.parameters()).device
-
     def head_mask_5d(self, head_mask: torch.Tensor | None) -> torch.Tensor | None:
         """(heads,) or (layers, heads) of 0/1 -> (layers, 1, heads, 1, 1), to scale attention probabilities."""
         if head_mask is None:
@@ -337,27 +346,37 @@ class ViTHybridPreTrainedModel(PreTrainedMixin, nn.Module):
 class ViTHybridModel(ViTHybridPreTrainedModel):
     """The bare encoder: final-LayerNorm'd tokens and, with the pooler, tanh(dense(CLS))."""
 
-    def __init__(self, config: ViTHybridConfig, add_pooling_layer: bool = True):
+    def __init__(self, config: ViTHybridConfig, add_pooling_layer: bool = True, use_mask_token: bool = False):
         super().__init__(config)
-        self.embeddings = ViTHybridEmbeddings(config)
+        self.embeddings = ViTHybridEmbeddings(config, use_mask_token)
         self.encoder = ViTHybridEncoder(config)
         self.layernorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.pooler = ViTHybridPooler(config) if add_pooling_layer else None
         self.init_weights()
 
-    def forward(self, pixel_values: torch.Tensor, head_mask: torch.Tensor | None = None,
-                output_attentions: bool = False, output_hidden_states: bool = False,
-                interpolate_pos_encoding: bool = False, cls_only: bool = False) -> BaseModelOutputWithPooling:
-        """cls_only: last_hidden_state holds the CLS token alone, (B, 1, hidden), which is all a classifier
+    def get_input_embeddings(self) -> ViTHybridPatchEmbeddings:
+        return self.embeddings.patch_embeddings
+
+    def forward(self, pixel_values: torch.Tensor | None = None, bool_masked_pos: torch.Tensor | None = None,
+                head_mask: torch.Tensor | None = None, output_attentions: bool | None = None,
+                output_hidden_states: bool | None = None, interpolate_pos_encoding: bool | None = None,
+                return_dict: bool | None = None, cls_only: bool = False) -> BaseModelOutputWithPooling | tuple:
+        """Flags left None take the config's (output_attentions, output_hidden_states, use_return_dict).
+        cls_only: last_hidden_state holds the CLS token alone, (B, 1, hidden), which is all a classifier
         or the pooler reads; the last layer then skips the other tokens' output projection and MLP (and,
         unless attentions are asked for, their queries)."""
+        output_attentions, output_hidden_states, return_dict = self.output_flags(
+            output_attentions, output_hidden_states, return_dict)
+        if pixel_values is None:
+            raise ValueError("You have to specify pixel_values")
         pixel_values = pixel_values.to(self.dtype)
-        tokens = self.embeddings(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding)
+        tokens = self.embeddings(pixel_values, bool_masked_pos, bool(interpolate_pos_encoding))
         tokens, hidden_states, attentions = self.encoder(
             tokens, self.head_mask_5d(head_mask), output_attentions, output_hidden_states, cls_only)
         sequence = self.layernorm(tokens)
         pooled = self.pooler(sequence) if self.pooler is not None else None
-        return BaseModelOutputWithPooling(sequence, pooled, hidden_states, attentions)
+        output = BaseModelOutputWithPooling(sequence, pooled, hidden_states, attentions)
+        return output if return_dict else output.to_tuple()
 
 
 class ViTHybridForImageClassification(ViTHybridPreTrainedModel):
@@ -365,23 +384,31 @@ class ViTHybridForImageClassification(ViTHybridPreTrainedModel):
 
     def __init__(self, config: ViTHybridConfig):
         super().__init__(config)
+        self.num_labels = config.num_labels
         self.vit = ViTHybridModel(config, add_pooling_layer=False)
         self.classifier = nn.Linear(config.hidden_size, config.num_labels) if config.num_labels else nn.Identity()
         self.init_weights(self.classifier)  # self.vit initialized itself
 
-    def forward(self, pixel_values: torch.Tensor, head_mask: torch.Tensor | None = None,
-                labels: torch.Tensor | None = None, output_attentions: bool = False,
-                output_hidden_states: bool = False, interpolate_pos_encoding: bool = False) -> ImageClassifierOutput:
+    def forward(self, pixel_values: torch.Tensor | None = None, head_mask: torch.Tensor | None = None,
+                labels: torch.Tensor | None = None, output_attentions: bool | None = None,
+                output_hidden_states: bool | None = None, interpolate_pos_encoding: bool | None = None,
+                return_dict: bool | None = None) -> ImageClassifierOutput | tuple:
+        """Flags left None take the config's; with return_dict=False (or config.torchscript) the output is
+        the tuple of its set fields: (loss,) logits, (hidden_states,) (attentions,)."""
+        output_attentions, output_hidden_states, return_dict = self.output_flags(
+            output_attentions, output_hidden_states, return_dict)
         # Only the CLS token reaches the classifier: unless every token's states are asked for, the last
         # layer's output projection and MLP compute it alone (6% less work for the base model; its attention
         # maps stay whole). Not in training, so that dropout draws the same random numbers as the reference.
         cls_only = not (output_hidden_states or self.training)
         outputs = self.vit(pixel_values, head_mask=head_mask, output_attentions=output_attentions,
                            output_hidden_states=output_hidden_states, interpolate_pos_encoding=interpolate_pos_encoding,
-                           cls_only=cls_only)
+                           return_dict=True, cls_only=cls_only)
         logits = self.classifier(outputs.last_hidden_state[:, 0])
         loss = None if labels is None else self.loss(logits, labels.to(logits.device))
-        return ImageClassifierOutput(loss, logits, outputs.hidden_states, outputs.attentions)
+        output = ImageClassifierOutput(loss, logits, outputs.hidden_states, outputs.attentions)
+        return output if return_dict else output.to_tuple()
+
 
     def attention_with_gradients(self, pixel_values: torch.Tensor, class_index: int | torch.Tensor | None = None,
                                  interpolate_pos_encoding: bool = False) -> AttentionGradients:
@@ -393,7 +420,8 @@ class ViTHybridForImageClassification(ViTHybridPreTrainedModel):
         hook = self.vit.embeddings.register_forward_hook(lambda module, args, tokens: tokens.detach().requires_grad_())
         try:
             with torch.enable_grad():
-                out = self(pixel_values, output_attentions=True, interpolate_pos_encoding=interpolate_pos_encoding)
+                out = self(pixel_values, output_attentions=True, interpolate_pos_encoding=interpolate_pos_encoding,
+                           return_dict=True)
                 if class_index is None:
                     class_index = out.logits.argmax(-1)
                 index = torch.as_tensor(class_index, device=out.logits.device).expand(out.logits.shape[0])
@@ -406,13 +434,15 @@ class ViTHybridForImageClassification(ViTHybridPreTrainedModel):
     def loss(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         """Regression (MSE) for one label, cross-entropy for integer labels, else multi-label BCE."""
         problem = self.config.problem_type
-        if problem is None:
+        if problem is None:  # the first batch with labels decides, and the config keeps it (as in transformers)
             if self.config.num_labels == 1:
                 problem = "regression"
             elif labels.dtype in (torch.long, torch.int):
                 problem = "single_label_classification"
             else:
                 problem = "multi_label_classification"
+            self.config.problem_type = problem
+
         if problem == "regression":
             return F.mse_loss(logits.squeeze(), labels.squeeze()) if self.config.num_labels == 1 else \
                 F.mse_loss(logits, labels)

@@ -9,7 +9,8 @@ the resized side exceeds the crop by 3 modulo 4 (or falls short of it by an odd 
 
 from __future__ import annotations
 
-import json
+import copy
+import logging
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,52 +18,35 @@ import numpy as np
 import torch
 from PIL import Image
 
-CONFIG_NAME = "preprocessor_config.json"
+from ..base.processing import (FIRST, PROCESSOR_NAME, BaseImageProcessor, BatchFeature, ImageLike, channel_format,
+                               crop_or_pad, from_hwc, resized_size, size_dict, to_pil)
+
+logger = logging.getLogger(__name__)
+
+CONFIG_NAME = PROCESSOR_NAME
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]  # transformers' defaults for this processor
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 CROP_OFFSET_ROUNDINGS = ("floor", "round")
-ImageLike = Image.Image | np.ndarray | torch.Tensor
 
 
-def _size_dict(size: int | dict | Sequence[int], square: bool) -> dict[str, int]:
-    """Normalize the forms a config may use: 384, [h, w], {"shortest_edge": n} or {"height", "width"}."""
-    if isinstance(size, dict):
-        return dict(size)
-    if isinstance(size, int):
-        return {"height": size, "width": size} if square else {"shortest_edge": size}
-    return {"height": size[0], "width": size[1]}
+class ViTHybridImageProcessor(BaseImageProcessor):
+    """Turns images into the model's `pixel_values` (B, 3, crop_h, crop_w), float32.
 
-
-def to_pil(image: ImageLike) -> Image.Image:
-    """A PIL image from an image, an (H, W[, C]) or (C, H, W) array or tensor, uint8 or float in [0, 1]."""
-    if isinstance(image, Image.Image):
-        return image
-    array = image.detach().cpu().numpy() if isinstance(image, torch.Tensor) else np.asarray(image)
-    if array.ndim == 3 and array.shape[0] in (1, 3, 4) and array.shape[-1] not in (1, 3, 4):
-        array = array.transpose(1, 2, 0)  # channels first -> last
-    if array.ndim == 3 and array.shape[-1] == 1:
-        array = array[..., 0]
-    if array.ndim not in (2, 3):
-        raise ValueError(f"Expected an image of shape (H, W), (H, W, C) or (C, H, W), got {array.shape}")
-    if array.dtype != np.uint8:
-        if np.issubdtype(array.dtype, np.floating) and array.size and array.min() >= 0 and array.max() <= 1:
-            array = array * 255  # float images in [0, 1]
-        array = np.clip(array, 0, 255).astype(np.uint8)
-    return Image.fromarray(array)
-
-
-class ViTHybridImageProcessor:
-    """Turns images into the model's `pixel_values` (B, 3, crop_h, crop_w), float32."""
+    As transformers' ViTHybridImageProcessor: the same settings and preprocessor_config.json, every setting
+    overridable per call, a BatchFeature out. One difference: return_tensors defaults to "pt" (transformers:
+    None, a list of numpy arrays, which no model takes); pass return_tensors=None for that list.
+    """
 
     def __init__(self, do_resize: bool = True, size: int | dict | None = None, resample: int = Image.BICUBIC,
                  do_center_crop: bool = True, crop_size: int | dict | None = None, do_rescale: bool = True,
                  rescale_factor: float = 1 / 255, do_normalize: bool = True, image_mean: Sequence[float] | None = None,
                  image_std: Sequence[float] | None = None, do_convert_rgb: bool = True,
-                 crop_offset_rounding: str = "floor", **extra: Any):
+                 crop_offset_rounding: str = "floor", **kwargs: Any):
+        super().__init__(**kwargs)
         self.do_resize, self.resample = do_resize, int(resample)
-        self.size = _size_dict(224 if size is None else size, square=False)
+        self.size = size_dict(224 if size is None else size, square=False)
         self.do_center_crop = do_center_crop
-        self.crop_size = _size_dict(224 if crop_size is None else crop_size, square=True)
+        self.crop_size = size_dict(224 if crop_size is None else crop_size, square=True)
         self.do_rescale, self.rescale_factor = do_rescale, rescale_factor
         self.do_normalize = do_normalize
         self.image_mean = list(CLIP_MEAN if image_mean is None else image_mean)
@@ -72,17 +56,10 @@ class ViTHybridImageProcessor:
             raise ValueError(f"crop_offset_rounding must be one of {CROP_OFFSET_ROUNDINGS}, "
                              f"got {crop_offset_rounding!r}")
         self.crop_offset_rounding = crop_offset_rounding
-        extra.pop("image_processor_type", None)
-        extra.pop("feature_extractor_type", None)
-        self.extra = extra
 
     def resized_size(self, width: int, height: int) -> tuple[int, int]:
         """(width, height) after the resize step, truncating the long side as transformers does."""
-        if "shortest_edge" not in self.size:
-            return self.size["width"], self.size["height"]
-        short, long = sorted((width, height))
-        new_short, new_long = self.size["shortest_edge"], int(self.size["shortest_edge"] * long / short)
-        return (new_short, new_long) if width <= height else (new_long, new_short)
+        return resized_size(self.size, width, height)
 
     def crop_box(self, width: int, height: int) -> tuple[int, int, int, int]:
         """(left, top, right, bottom) of the center crop in an image of this size (may reach outside it).
@@ -100,8 +77,9 @@ class ViTHybridImageProcessor:
         top, left = offset(height - crop_h), offset(width - crop_w)
         return left, top, left + crop_w, top + crop_h
 
-    def preprocess_one(self, image: ImageLike) -> np.ndarray:
-        image = to_pil(image)
+    def preprocess_one(self, image: ImageLike, input_data_format: str | None = None) -> np.ndarray:
+        """One image -> (H, W, C) pixel values, by this processor's settings."""
+        image = to_pil(image, input_data_format)
         if self.do_convert_rgb and image.mode != "RGB":
             image = image.convert("RGB")
         if self.do_resize:
@@ -110,65 +88,60 @@ class ViTHybridImageProcessor:
         if array.ndim == 2:
             array = array[..., None]
         if self.do_center_crop:
-            array = self._center_crop(array)
+            array = crop_or_pad(array, self.crop_box(array.shape[1], array.shape[0]))
         if self.do_rescale:
-            array = (array.astype(np.float64) * self.rescale_factor).astype(np.float32)
+            array = self.rescale(array, self.rescale_factor, input_data_format="channels_last")
         if self.do_normalize:
-            array = array.astype(np.float32) if not np.issubdtype(array.dtype, np.floating) else array
-            array = (array - np.array(self.image_mean, dtype=array.dtype)) / np.array(self.image_std, dtype=array.dtype)
-        return array.transpose(2, 0, 1)
+            array = self.normalize(array, self.image_mean, self.image_std, input_data_format="channels_last")
+        return array
 
-    def _center_crop(self, array: np.ndarray) -> np.ndarray:
-        """Crop (H, W, C) to `crop_box`, with zeros where the box reaches outside the image."""
-        height, width = array.shape[:2]
-        left, top, right, bottom = self.crop_box(width, height)
-        if left >= 0 and top >= 0 and right <= width and bottom <= height:
-            return array[top:bottom, left:right]
-        crop = np.zeros((bottom - top, right - left, array.shape[2]), dtype=array.dtype)
-        y0, x0, y1, x1 = max(top, 0), max(left, 0), min(bottom, height), min(right, width)  # the part inside
-        crop[y0 - top:y1 - top, x0 - left:x1 - left] = array[y0:y1, x0:x1]
-        return crop
-
-    def __call__(self, images: ImageLike | Sequence[ImageLike], return_tensors: str | None = "pt") -> dict[str, Any]:
-        """{"pixel_values": batch} for one image or a list: a tensor ("pt"), an array ("np") or a list (None)."""
-        single = isinstance(images, (Image.Image, np.ndarray, torch.Tensor)) and not (
-            not isinstance(images, Image.Image) and images.ndim == 4)
-        batch = [self.preprocess_one(image) for image in ([images] if single else images)]
-        if return_tensors == "pt":
-            return {"pixel_values": torch.from_numpy(np.stack(batch))}
-        if return_tensors == "np":
-            return {"pixel_values": np.stack(batch)}
-        return {"pixel_values": batch}
+    def preprocess(self, images: ImageLike | Sequence[ImageLike], do_resize: bool | None = None,
+                   size: int | dict | None = None, resample: int | None = None, do_center_crop: bool | None = None,
+                   crop_size: int | dict | None = None, do_rescale: bool | None = None,
+                   rescale_factor: float | None = None, do_normalize: bool | None = None,
+                   image_mean: float | Sequence[float] | None = None, image_std: float | Sequence[float] | None = None,
+                   do_convert_rgb: bool | None = None, return_tensors: str | None = "pt",
+                   data_format: str | None = FIRST, input_data_format: str | None = None,
+                   **kwargs: Any) -> BatchFeature:
+        """One image or a list (or a 4-d batch) -> BatchFeature {"pixel_values": ...}: a tensor ("pt"), an
+        array ("np") or a list of arrays (None). Options left None take this processor's settings;
+        data_format None keeps the input's channel layout (channels last for PIL images)."""
+        if kwargs:
+            logger.warning("Unused or unrecognized kwargs: %s.", ", ".join(kwargs))
+        overrides = dict(do_resize=do_resize, size=size, resample=resample, do_center_crop=do_center_crop,
+                         crop_size=crop_size, do_rescale=do_rescale, rescale_factor=rescale_factor,
+                         do_normalize=do_normalize, image_mean=image_mean, image_std=image_std,
+                         do_convert_rgb=do_convert_rgb)
+        settings = copy.copy(self)
+        vars(settings).update({k: v for k, v in overrides.items() if v is not None})
+        settings.size = size_dict(settings.size, square=False)
+        settings.crop_size = size_dict(settings.crop_size, square=True)
+        batch = [images] if isinstance(images, Image.Image) or (
+            isinstance(images, (np.ndarray, torch.Tensor)) and images.ndim < 4) else list(images)
+        if not batch or not all(isinstance(image, (Image.Image, np.ndarray, torch.Tensor)) for image in batch):
+            raise ValueError("Invalid image type. Must be of type PIL.Image.Image, numpy.ndarray or torch.Tensor "
+                             "(or a list of them).")
+        if data_format is None:  # the input's layout
+            first = batch[0]
+            data_format = "channels_last" if isinstance(first, Image.Image) else (
+                input_data_format or channel_format(np.asarray(first)))
+        pixels = [from_hwc(settings.preprocess_one(image, input_data_format), data_format) for image in batch]
+        return BatchFeature({"pixel_values": pixels}, tensor_type=return_tensors)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"image_processor_type": "ViTHybridImageProcessor", "do_resize": self.do_resize, "size": self.size,
-                "resample": self.resample, "do_center_crop": self.do_center_crop, "crop_size": self.crop_size,
-                "do_rescale": self.do_rescale, "rescale_factor": self.rescale_factor,
-                "do_normalize": self.do_normalize, "image_mean": self.image_mean, "image_std": self.image_std,
-                "do_convert_rgb": self.do_convert_rgb,
-                **({"crop_offset_rounding": self.crop_offset_rounding} if self.crop_offset_rounding != "floor" else {}),
-                **self.extra}
-
-    def save_pretrained(self, directory: str | Path) -> None:
-        Path(directory).mkdir(parents=True, exist_ok=True)
-        (Path(directory) / CONFIG_NAME).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+        output = super().to_dict()
+        if output["crop_offset_rounding"] == "floor":  # our own key: written only when it matters
+            del output["crop_offset_rounding"]
+        return output
 
     @classmethod
-    def from_pretrained(cls, name_or_path: str | Path, **hub_kwargs: Any) -> ViTHybridImageProcessor:
-        """From preprocessor_config.json in a checkpoint folder or Hub repo, or, for a timm checkpoint,
-        from the pretrained_cfg in its config.json (timm's eval transform)."""
+    def settings_without_file(cls, pretrained_model_name_or_path: str | Path, **hub_kwargs: Any) -> dict | None:
+        """A timm checkpoint has no preprocessor_config.json: the pretrained_cfg in its config.json
+        (timm's eval transform) gives the settings."""
         from ..checkpoints import timm_format
         from ..checkpoints.hub import CONFIG_NAME as MODEL_CONFIG_NAME
-        from ..checkpoints.hub import CheckpointError, locate, read_json
+        from ..checkpoints.hub import locate, read_json
 
-        path = locate(name_or_path, CONFIG_NAME, **hub_kwargs)
-        if path is None:
-            model_config = locate(name_or_path, MODEL_CONFIG_NAME, **hub_kwargs)
-            data = read_json(model_config) if model_config is not None else {}
-            if timm_format.is_timm_config(data):
-                return cls(**timm_format.processor_options(data, model_config))
-            raise CheckpointError(f"{str(name_or_path)!r} has no {CONFIG_NAME}.")
-        try:
-            return cls(**json.loads(path.read_text(encoding="utf-8")))
-        except (ValueError, TypeError) as error:
-            raise CheckpointError(f"{path} is not a valid image processor config: {error}") from error
+        model_config = locate(pretrained_model_name_or_path, MODEL_CONFIG_NAME, **hub_kwargs)
+        data = read_json(model_config) if model_config is not None else {}
+        return timm_format.processor_options(data, model_config) if timm_format.is_timm_config(data) else None
