@@ -86,6 +86,14 @@ def test_attention_switches_in_place_and_config_flags_are_honoured(transformers,
             close(out.attentions[0], expected["eager.attentions.0"], ATTENTIONS_ATOL)  # from the config's flag
         logits, *_ = model(inputs["pixel_values"], return_dict=False)
     close(logits, expected["sdpa.logits"], LOGITS_ATOL)
+    # return_dict=False on the config reaches our model too (its own config), yet the wrapper reads fields
+    tuples = transformers.AutoModelForImageClassification.from_pretrained(oracle_dir / name, return_dict=False)
+    with torch.no_grad():
+        out = tuples(inputs["pixel_values"])
+        traced = torch.jit.trace(tuples, inputs["pixel_values"])
+    assert isinstance(out, tuple)
+    close(out[0], expected["sdpa.logits"], LOGITS_ATOL)
+    close(traced(inputs["pixel_values"])[0], expected["sdpa.logits"], LOGITS_ATOL)
 
 
 @pytest.mark.parametrize("name", CASES)

@@ -159,7 +159,7 @@ class ViTHybridModel(ViTHybridPreTrainedModel):
         if pixel_values is None:
             raise ValueError("You have to specify pixel_values")
         out = self.core(pixel_values, head_mask=head_mask, **self._flags(output_attentions, output_hidden_states),
-                        interpolate_pos_encoding=bool(interpolate_pos_encoding))
+                        interpolate_pos_encoding=bool(interpolate_pos_encoding), return_dict=True)
         return self._outputs(return_dict, BaseModelOutputWithPooling, dict(
             last_hidden_state=out.last_hidden_state, pooler_output=out.pooler_output,
             hidden_states=out.hidden_states, attentions=out.attentions))
@@ -181,7 +181,7 @@ class ViTHybridForImageClassification(ViTHybridPreTrainedModel):
         self.core.config.problem_type = self.config.problem_type  # our loss reads it; users may set it late
         out = self.core(pixel_values, head_mask=head_mask, labels=labels,
                         **self._flags(output_attentions, output_hidden_states),
-                        interpolate_pos_encoding=bool(interpolate_pos_encoding))
+                        interpolate_pos_encoding=bool(interpolate_pos_encoding), return_dict=True)
         return self._outputs(return_dict, ImageClassifierOutput, dict(
             loss=out.loss, logits=out.logits, hidden_states=out.hidden_states, attentions=out.attentions))
 
