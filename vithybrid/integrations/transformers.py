@@ -79,12 +79,6 @@ QKV_CONVERSION = [
     for kind in ("weight", "bias")]
 
 
-def _keep_fused_qkv_in_state_dict(attention: nn.Module) -> None:
-    hooks = attention._state_dict_hooks
-    for key in [key for key, hook in hooks.items() if hook is standalone.ViTHybridSelfAttention._split_qkv]:
-        del hooks[key]
-
-
 class ViTHybridPreTrainedModel(PreTrainedModel):
     """What transformers needs to know of the models, and the bridge to ours (`self.core`).
 
@@ -108,7 +102,7 @@ class ViTHybridPreTrainedModel(PreTrainedModel):
             setattr(self, name, wrapped.get(name, module))
         for module in core.modules():
             if isinstance(module, standalone.ViTHybridSelfAttention):
-                _keep_fused_qkv_in_state_dict(module)
+                module.split_qkv_in_state_dict = False  # QKV_CONVERSION splits on saving
         self._route_attention()
 
     def _flags(self, output_attentions: bool | None, output_hidden_states: bool | None) -> dict[str, bool]:

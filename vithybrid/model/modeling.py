@@ -118,6 +118,8 @@ class ViTHybridSelfAttention(nn.Module):
         self.qkv = nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias)
         self.dropout = nn.Dropout(config.attention_probs_dropout_prob)
         self.implementation = config._attn_implementation or "sdpa"  # switched by set_attn_implementation
+        # False keeps `qkv` fused in state dicts too (transformers 5 converts the Hub's three keys itself)
+        self.split_qkv_in_state_dict = True
         self.register_state_dict_post_hook(self._split_qkv)
         self.register_load_state_dict_pre_hook(self._fuse_qkv)
 
@@ -182,6 +184,8 @@ class ViTHybridSelfAttention(nn.Module):
 
     @staticmethod
     def _split_qkv(module: nn.Module, state: dict, prefix: str, metadata: dict) -> None:
+        if not module.split_qkv_in_state_dict:
+            return
         for kind in ("weight", "bias"):
             fused = state.pop(f"{prefix}qkv.{kind}", None)
             if fused is not None:
