@@ -3,7 +3,6 @@
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,12 +15,11 @@ import pytest
 import torch
 from gradio_client import Client, handle_file
 
-from conftest import SAMPLE_PHOTOS, missing
+from conftest import SAMPLE_PHOTOS
 from oracle.cases import PIL_MODES, mode_images
 from vithybrid.training.shapes import CLASSES, sample
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def free_port() -> int:
@@ -340,21 +338,6 @@ def test_uploads_above_the_size_limit_are_refused(app_url, tmp_path):
     with big.open("rb") as file:
         response = httpx.post(app_url + "gradio_api/upload", files={"files": file}, timeout=60)
     assert response.status_code == 413
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        missing("Chromium is not installed (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
-        context = playwright.chromium.launch_persistent_context(
-            user_data_dir=profile, executable_path=CHROMIUM, headless=True, viewport={"width": 1280, "height": 900},
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
-        yield context
-        context.close()
 
 
 def test_in_a_real_browser(app_url, explorer, browser, shape_files):

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 
-from conftest import missing
-from test_app import CHROMIUM, ROOT, app_url, client, explorer, shape_files, tiny_folder  # noqa: F401 (fixtures)
+from conftest import CHROMIUM, CHROMIUM_ARGS, missing
+from test_app import ROOT, app_url, client, explorer, shape_files, tiny_folder  # noqa: F401 (fixtures)
 
 sys.path.insert(0, str(ROOT))
 LOCALES = ROOT / "locales"
@@ -66,9 +66,12 @@ def keys_used() -> set[str]:
 
 def test_every_key_the_page_uses_is_translated_and_none_is_left_unused():
     from app import TABS
+    from ui import lab
     from ui.timing import HEADER_KEYS
 
-    used = keys_used() | set(HEADER_KEYS) | {tab.TITLE for tab in TABS}
+    made_at_run_time = {*lab.MAP_KEYS.values(), *lab.AGREEMENT_KEYS.values(), *lab.VERDICT_KEYS.values(),
+                        *lab.HEADER_KEYS}
+    used = keys_used() | set(HEADER_KEYS) | made_at_run_time | {tab.TITLE for tab in TABS}
     english = set(translations()["en"])
     assert used <= english, used - english
     assert english <= used, english - used  # a string nobody shows is a string nobody reviews
@@ -226,9 +229,7 @@ def open_page(playwright, url, locale="en-US", viewport=(1280, 900)):
     profile = tempfile.mkdtemp()
     context = playwright.chromium.launch_persistent_context(
         user_data_dir=profile, executable_path=CHROMIUM, headless=True, locale=locale,
-        viewport={"width": viewport[0], "height": viewport[1]},
-        args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
+        viewport={"width": viewport[0], "height": viewport[1]}, args=CHROMIUM_ARGS)
     page = context.new_page()
     page.errors = []
     page.on("pageerror", lambda error: page.errors.append(str(error)))
@@ -295,7 +296,7 @@ def test_english_phone_layout_small_and_bad_files(playwright, app_url, tmp_path)
         if shot:
             page.screenshot(path=shot, full_page=True)
         tabs = page.get_by_role("tab")
-        expect(tabs).to_have_count(7)
+        expect(tabs).to_have_count(8)
         for tab in tabs.all():
             expect(tab).to_be_visible()
         expect(page.locator("#examples-note")).to_contain_text("knows only shapes")
