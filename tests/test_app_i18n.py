@@ -318,3 +318,27 @@ def test_english_phone_layout_small_and_bad_files(playwright, app_url, tmp_path)
         assert not page.errors, page.errors
     finally:
         context.close()
+
+
+def test_the_explanation_lab_and_figure_7_in_arabic(playwright, app_url):
+    """The lab's agreement sentence (made at run time) and the walk's Figure 7 captions in Arabic."""
+    from playwright.sync_api import expect
+
+    context, page = open_page(playwright, app_url, locale="ar")
+    try:
+        expect(page.locator("html")).to_have_attribute("lang", "ar", timeout=30_000)
+        page.locator("#inp input[type=file]").set_input_files(str(STAR))
+        expect(page.locator("#labels")).to_contain_text("star", timeout=30_000)
+        page.get_by_role("tab", name="مختبر التفسير").click()
+        expect(page.locator("#lab-cam img")).to_be_visible(timeout=60_000)
+        agreement = page.locator("#lab-agreement")
+        expect(agreement).to_contain_text("الاتفاق:", timeout=30_000)
+        expect(agreement).to_contain_text(re.compile("النصف الالتفافي|النصفان|الخريطتين|الخريطتان"))
+        expect(page.locator("#tab-lab")).to_contain_text("أيّ خريطة نثق بها؟")
+        page.get_by_role("tab", name="كيف تعمل الرموز الهجينة").click()
+        expect(page.locator("#tab-how")).to_contain_text("الشكل 7 من ورقة ViT")
+        expect(page.locator("#tab-how")).to_contain_text("أقل وضوحًا في النماذج الهجينة")
+        expect(page.locator("#fig7-distances img")).to_be_visible(timeout=30_000)
+        assert not page.errors, page.errors
+    finally:
+        context.close()
