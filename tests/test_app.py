@@ -356,7 +356,7 @@ def test_in_a_real_browser(app_url, explorer, browser, shape_files):
     expect(rollout).to_be_visible(timeout=30_000)
     before = rollout.get_attribute("src")
     photo, deadline = load_image(SAMPLE_PHOTOS[1]), time.time() + 60
-    while not explorer.analysis(photo).cams and time.time() < deadline:  # the lab's Grad-CAM: the chain's last model run
+    while not explorer.analysis(photo).cams and time.time() < deadline:  # the chain's last model run: the lab's CAM
         time.sleep(0.2)
 
     model_runs = []
