@@ -237,9 +237,8 @@ class Explorer:
 
         def scored(batch: torch.Tensor) -> torch.Tensor:
             with self.lock:
-                logits = self.model(batch).logits
-            self.scored_batches += 1
-            return logits
+                self.scored_batches += 1
+                return self.model(batch).logits
 
         yield from viz.faithfulness_curves(scored, self.pixels(image), maps, class_index, batch_size=batch_size)
 
