@@ -714,3 +714,21 @@ def viz_sentences() -> list[str]:
     from ui.i18n import text
 
     return [text("en", key) for key in lab.AGREEMENT_KEYS.values()]
+
+
+def test_the_lab_offers_every_backbone_stage_and_the_token_stage_last(explorer, shape_files):
+    """backbone_stages are the modules whose outputs the backbone returns; token_stage's grid is the token grid."""
+    from vithybrid.model.backbone import backbone_stages, token_stage
+
+    backbone, seen = explorer.backbone, []
+    hooks = [stage.register_forward_hook(lambda module, args, output: seen.append(output))
+             for stage in backbone_stages(backbone)]
+    try:
+        with torch.no_grad():
+            maps = backbone(explorer.pixels(sample(seed=5, index=0, size=80).image), keep_stages=True)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert len(seen) == len(maps) == len(explorer.stage_names) and all(a is b for a, b in zip(seen, maps))
+    assert explorer.stage_names == ["stem", *(f"stage{i}" for i in range(1, len(maps)))]
+    assert token_stage(backbone) is backbone_stages(backbone)[-1] and tuple(maps[-1].shape[-2:]) == explorer.grid
