@@ -163,7 +163,7 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
         page.on_text(page_texts, [], [header, notice, shapes_note, language])
         with gr.Tabs(overflow_behavior="wrap"):  # every tab on screen, on a phone too
             for tab in TABS:
-                with gr.Tab(I18N(tab.TITLE), elem_id=tab.ELEM_ID):
+                with gr.Tab(I18N(tab.TITLE), elem_id=tab.ELEM_ID) as page.tab:
                     tab.build(page)
         api_only = gr.Button(visible=False)  # the public API: one image in, the startup model's answers out
 

@@ -1,6 +1,9 @@
 """Explanation lab tab: for one class, the CNN half's class activation map (a BiT stage, via pytorch-grad-cam)
 beside the transformer half's class map, how much the two agree, and which of the app's maps is the most faithful
-on this photo (deletion and insertion curves, Petsiuk et al. 2018), measured on request and cancellable."""
+on this photo (deletion and insertion curves, Petsiuk et al. 2018), measured on request and cancellable.
+
+The backbone CAM costs a forward and a backward pass per photo, so the tab draws only in sessions that have
+opened it: a new photo costs nothing more for everyone else."""
 
 from __future__ import annotations
 
@@ -69,6 +72,7 @@ def build(page: Page) -> None:
         cam = gr.Image(label=I18N("lab.cam.label"), elem_id="lab-cam", height=380, interactive=False)
         class_map = gr.Image(label=I18N("classmap.label"), elem_id="lab-classmap", height=380, interactive=False)
     agreement = gr.Markdown(elem_id="lab-agreement")
+    opened = gr.State(False)  # whether this session has opened the tab
 
     gr.Markdown(I18N("lab.trust.help"))
     with gr.Row():
@@ -105,8 +109,8 @@ def build(page: Page) -> None:
         return (text(language, "lab.agreement", correlation=number, rows=rows, cols=cols) + " " +
                 text(language, AGREEMENT_KEYS[viz.agreement_level(correlation)]))
 
-    def draw(name, path, class_index, method, stage, cmap, alpha, request: gr.Request):
-        found = usable(name, path, class_index, stage)
+    def draw(opened, name, path, class_index, method, stage, cmap, alpha, request: gr.Request):
+        found = usable(name, path, class_index, stage) if opened else None
         if found is None:
             return None, None, ""
         chosen, image, analysis, class_index, stage = found
@@ -115,9 +119,9 @@ def build(page: Page) -> None:
                     for heatmap in heatmaps]
         return *pictures, agreement_text(language_of(request), chosen, image, class_index, method, stage)
 
-    def rewrite(language, chosen, path, class_index, method, stage):
+    def rewrite(language, chosen, opened, path, class_index, method, stage):
         """The agreement sentence in a newly picked language (from the cached maps)."""
-        found = usable(chosen.name, path, class_index, stage)
+        found = usable(chosen.name, path, class_index, stage) if opened else None
         return "" if found is None else agreement_text(language, chosen, found[1], found[3], method, found[4])
 
     def measure(name, path, class_index, request: gr.Request):
@@ -134,14 +138,15 @@ def build(page: Page) -> None:
     def cleared(*_):
         return None, "", areas_table(None, "en")
 
-    inputs = [page.chosen, page.image, class_index, method, stage, page.cmap, page.alpha]
+    inputs = [opened, page.chosen, page.image, class_index, method, stage, page.cmap, page.alpha]
     outputs = [cam, class_map, agreement]
     page.on_photo(choices, [page.chosen, page.image], [class_index])
     page.on_photo(cleared, [], [curves, status, areas])  # the curves were another photo's
     page.on_photo(draw, inputs, outputs)
     page.on_model(lambda name: gr.update(choices=stage_choices(page.model_of(name)),
                                          value=page.model_of(name).stage_names[-1]), [], [stage])
-    page.on_text(rewrite, [page.image, class_index, method, stage], [agreement])
+    page.on_text(rewrite, [opened, page.image, class_index, method, stage], [agreement])
+    page.tab.select(lambda: True, None, opened, **PRIVATE).then(draw, inputs, outputs, **PRIVATE)
     for control in (class_index, method, stage):
         control.select(draw, inputs, outputs, **PRIVATE)
     for control in (page.cmap, page.alpha):
