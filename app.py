@@ -25,7 +25,7 @@ import torch  # noqa: E402
 
 import visualization as viz  # noqa: E402
 from explorer import DEFAULT_MODEL, EXAMPLES_DIR, FALLBACK_MODEL, Explorer, ModelShelf  # noqa: E402
-from ui import class_map, layers, raw, rollout, timing, tokens, walk  # noqa: E402
+from ui import class_map, lab, layers, raw, rollout, timing, tokens, walk  # noqa: E402
 from ui.i18n import CODES, I18N, LANGUAGES, LOAD_JS, RTL_CSS, SWITCH_JS, language_of, text  # noqa: E402
 from ui.page import PRIVATE, Page, file_message, log, open_photo  # noqa: E402
 from vithybrid.checkpoints.timm_format import SUPPORTED_CHECKPOINTS  # noqa: E402
@@ -34,7 +34,7 @@ from vithybrid.optimize import keep_freed_memory  # noqa: E402
 
 COLORMAPS = ["jet", "turbo", "viridis", "inferno", "magma", "plasma"]
 FUSIONS = list(viz.HEAD_FUSIONS)
-TABS = [rollout, class_map, raw, layers, tokens, walk, timing]  # in page order; raw lends its layer and head to tokens
+TABS = [rollout, class_map, lab, raw, layers, tokens, walk, timing]  # page order; raw lends tokens its layer, head
 MIN_SIDE = 32  # pictures smaller than this (either side) get a warning: a few pixels stretched mean little
 CSS = ("#banner, #examples-note {border-left: 4px solid #f59e0b; padding: 8px 12px;} .compact {max-width: 520px} "
        "#photo-note {border-left: 4px solid #dc2626; padding: 8px 12px;} " + RTL_CSS)
@@ -84,14 +84,17 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
         return explorer.classify(page.need(path))
 
     def maps(path: str | None) -> dict:
-        """The maps behind the pictures, as numbers: rollout, top class relevance and last-layer CLS attention."""
+        """The maps behind the pictures, as numbers, each on the token grid: rollout, the top class's relevance,
+        last-layer CLS attention and the backbone's Grad-CAM for the top class; and each head's mean attention
+        distance in input pixels (layers x heads)."""
         image = page.need(path)
         analysis = explorer.analysis(image)
-        rollout = viz.cls_map(viz.attention_rollout(analysis.attentions, rows=[0]), analysis.grid)[0]
-        best = analysis.top[0][0]
+        shown = explorer.explanation_maps(image, analysis.top[0][0])
         return {"grid": list(analysis.grid), "labels": {label: p for _, label, p in analysis.top},
-                "rollout": rollout.tolist(), "class_map": explorer.class_map(image, best).tolist(),
-                "last_layer_cls_attention": viz.raw_attention(analysis.attentions, analysis.grid)[0].tolist()}
+                "rollout": shown["rollout"].tolist(), "class_map": shown["class map"].tolist(),
+                "last_layer_cls_attention": shown["last-layer attention"].tolist(),
+                "backbone_grad_cam": shown["Grad-CAM"].tolist(),
+                "mean_attention_distance": explorer.attention_distances(image).tolist()}
 
     def check_photo(name, path, request: gr.Request):
         """The note under the photo: a file that cannot be read (kept on the page, where the picture would be,
@@ -160,7 +163,7 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
         page.on_text(page_texts, [], [header, notice, shapes_note, language])
         with gr.Tabs(overflow_behavior="wrap"):  # every tab on screen, on a phone too
             for tab in TABS:
-                with gr.Tab(I18N(tab.TITLE), elem_id=tab.ELEM_ID):
+                with gr.Tab(I18N(tab.TITLE), elem_id=tab.ELEM_ID) as page.tab:
                     tab.build(page)
         api_only = gr.Button(visible=False)  # the public API: one image in, the startup model's answers out
 

@@ -5,10 +5,11 @@ visualization's): this module asks the model once per image and renders from the
 
 from __future__ import annotations
 
+import functools
 import platform
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -21,7 +22,7 @@ import visualization as viz
 from vithybrid import CheckpointError, ViTHybridForImageClassification, ViTHybridImageProcessor
 from vithybrid.optimize import compile_model, quantize_int8
 from vithybrid.checkpoints.shipped import resolve_model
-from vithybrid.model.backbone import BitBackbone
+from vithybrid.model.backbone import BitBackbone, backbone_stages
 from vithybrid.timing import SEED_A100, TimingRow, max_logit_difference, time_batch
 
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
@@ -31,6 +32,9 @@ TOP_K = 5
 DISPLAY_SIZE = 384  # pictures of small models' crops are enlarged to this shorter side
 SPEED_MODES = ("none", "int8", "compile")  # how the classification and timing model runs (see vithybrid.optimize)
 CACHE_MB = 400  # memory for cached analyses (every layer's attention per image)
+# Deletion and insertion score viz.APP_FRACTIONS' 23 images: in batches of 4, six model runs, each a point where the
+# curves are redrawn and a cancel takes effect (about 6 s each for the full-size model on a 2-core CPU).
+FAITHFULNESS_BATCH = 4
 
 
 class FairLock:
@@ -63,6 +67,8 @@ class Analysis:
     attentions: tuple[torch.Tensor, ...]  # per layer (1, heads, N, N), on the CPU
     class_maps: dict[int, torch.Tensor] = field(default_factory=dict)  # class -> (rows, cols) relevance
     backbone_picture: Image.Image | None = None
+    cams: dict[tuple[int, str, str], torch.Tensor] = field(default_factory=dict)  # (class, method, stage) -> map
+    distance_picture: Image.Image | None = None
 
 
 class Explorer:
@@ -99,6 +105,8 @@ class Explorer:
         self._analysing: dict[object, threading.Lock] = {}  # image key -> lock held while it is analysed
         self._analysing_lock = threading.Lock()
         self.crop_hw = (self.processor.crop_size["height"], self.processor.crop_size["width"])
+        self.backbone = self.model.vit.embeddings.patch_embeddings.backbone
+        self.scored_batches = 0  # batches of perturbed images scored for faithfulness curves, ever (cancel stops it)
 
     @staticmethod
     def _load(name: str, device: str, dtype: torch.dtype):
@@ -148,11 +156,7 @@ class Explorer:
         attentions = tuple(a.float().cpu() for a in result.attentions)
         best = viz.cls_map(viz.class_relevance(attentions, [g.float().cpu() for g in result.gradients], rows=[0]),
                            self.grid)
-        width, height = image.size
-        resized = self.processor.resized_size(width, height)
-        crop_left, crop_top, _, _ = self.processor.crop_box(*resized)
-        geometry = viz.CropGeometry((height, width), (resized[1], resized[0]), self.crop_hw, (crop_left, crop_top),
-                                    self.processor.resample)
+        geometry = viz.processor_geometry(self.processor, image.size)
         crop = geometry.crop(image)
         scale = max(1, -(-DISPLAY_SIZE // min(crop.size)))
         crop = crop.resize((crop.width * scale, crop.height * scale), Image.BICUBIC) if scale > 1 else crop
@@ -176,7 +180,7 @@ class Explorer:
             embeddings = self.model.vit.embeddings.patch_embeddings
             pixels = self.pixels(image)
             with self.lock, torch.inference_mode():
-                maps = embeddings.backbone(pixels, keep_stages=True)
+                maps = self.backbone(pixels, keep_stages=True)
                 tokens, _ = embeddings.project(maps[-1])
             # Numbered as the guided walk's steps, sizes as the model sees them (not the enlarged display crop).
             sizes = [(*self.crop_hw, 3)] + [(m.shape[2], m.shape[3], m.shape[1]) for m in maps]
@@ -186,6 +190,81 @@ class Explorer:
                 analysis.crop, [m[0].float().cpu() for m in maps], tokens[0].float().cpu(), self.grid,
                 captions=captions)
         return analysis.backbone_picture
+
+    # -- the Explanation lab: both halves of the hybrid, and which map to trust ----------------------------
+    @property
+    def stage_names(self) -> list[str]:
+        """The backbone's maps a CAM can be asked of, in order: "stem", "stage1", ..., the token stage last."""
+        return self.model.config.backbone_config.stage_names[:len(backbone_stages(self.backbone))]
+
+    def backbone_cam(self, image: Image.Image, class_index: int, method: str = "Grad-CAM",
+                     stage: str | None = None) -> torch.Tensor:
+        """(h, w) class activation map of `method` (one of viz.CAM_METHODS, through pytorch-grad-cam) on backbone
+        stage `stage` (one of stage_names; default the token stage), on that stage's own grid, for `class_index`.
+        Computed once per (class, method, stage) and photo."""
+        analysis = self.analysis(image)
+        stage = stage or self.stage_names[-1]
+        key = (class_index, method, stage)
+        if key not in analysis.cams:
+            layer = dict(zip(self.stage_names, backbone_stages(self.backbone)))[stage]
+            with self.lock:
+                cam = viz.backbone_cam(self.model, layer, self.pixels(image), class_index, method)
+            analysis.cams[key] = cam[0].float()
+        return analysis.cams[key]
+
+    def agreement(self, image: Image.Image, class_index: int, method: str = "Grad-CAM",
+                  stage: str | None = None) -> float:
+        """Spearman rank correlation, over the token grid, of the backbone CAM (averaged onto the grid) and the
+        transformer's class map for the same class (NaN if either is flat)."""
+        cam = viz.pool_to_grid(self.backbone_cam(image, class_index, method, stage)[None], self.grid)[0]
+        return viz.rank_correlation(cam, self.class_map(image, class_index))
+
+    def explanation_maps(self, image: Image.Image, class_index: int) -> dict[str, torch.Tensor]:
+        """Every map the app shows, each (rows, cols) on the token grid: attention rollout (heads averaged), the
+        class map and the token stage's Grad-CAM for `class_index`, and the last layer's CLS attention."""
+        attentions = self.analysis(image).attentions
+        return {"rollout": viz.cls_map(viz.attention_rollout(attentions, rows=[0]), self.grid)[0],
+                "class map": self.class_map(image, class_index),
+                "last-layer attention": viz.raw_attention(attentions, self.grid)[0],
+                "Grad-CAM": viz.pool_to_grid(self.backbone_cam(image, class_index)[None], self.grid)[0]}
+
+    def faithfulness(self, image: Image.Image, class_index: int,
+                     batch_size: int = FAITHFULNESS_BATCH) -> Iterator[viz.FaithfulnessRun]:
+        """Deletion and insertion curves (viz.faithfulness_curves) of every map of explanation_maps and a random
+        order, yielded after every batch. Each batch takes the model lock on its own, so other requests interleave;
+        to cancel, stop iterating (or close the generator): no batch is scored after that."""
+        maps = self.explanation_maps(image, class_index)
+
+        def scored(batch: torch.Tensor) -> torch.Tensor:
+            with self.lock:
+                self.scored_batches += 1
+                return self.model(batch).logits
+
+        yield from viz.faithfulness_curves(scored, self.pixels(image), maps, class_index, batch_size=batch_size)
+
+    # -- the ViT paper's Figure 7, for this model and photo (numbers only: the page captions them) ----------
+    def attention_distances(self, image: Image.Image) -> torch.Tensor:
+        """(layers, heads) mean attention distance of each head, in input pixels, for this photo."""
+        return viz.mean_attention_distance(self.analysis(image).attentions, self.grid, self.crop_hw)[0]
+
+    def distance_picture(self, image: Image.Image) -> Image.Image:
+        analysis = self.analysis(image)
+        if analysis.distance_picture is None:
+            analysis.distance_picture = viz.attention_distance_figure(self.attention_distances(image), self.crop_hw,
+                                                                      labels=("", "", ""))
+        return analysis.distance_picture
+
+    @functools.cached_property
+    def position_picture(self) -> Image.Image:
+        """How similar each grid cell's learned position embedding is to every other's."""
+        embeddings = self.model.vit.embeddings.position_embeddings.detach().float().cpu()
+        return viz.position_similarity_figure(viz.position_embedding_similarity(embeddings, self.grid),
+                                              labels=("", "", ""))
+
+    @functools.cached_property
+    def filter_picture(self) -> Image.Image:
+        """The stem's first convolution filters, the hybrid's counterpart of the paper's RGB embedding filters."""
+        return viz.filter_grid(self.backbone.bit.embedder.convolution.weight)
 
     # -- facts for the guided walk ("How hybrid tokens work") --------------------------------------------
     def facts(self) -> dict[str, object]:

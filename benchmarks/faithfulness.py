@@ -27,28 +27,24 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import visualization as viz  # noqa: E402
 from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor  # noqa: E402
 from vithybrid.checkpoints.shipped import resolve_model  # noqa: E402
+from vithybrid.model.backbone import token_stage  # noqa: E402
 from vithybrid.training.shapes import sample  # noqa: E402
 
 MAPS = ("rollout", "class map", "last-layer attention", "Grad-CAM")
-
-
-def token_stage(model) -> torch.nn.Module:
-    """The backbone module whose output grid the tokens are made from: the last stage it runs."""
-    backbone = model.vit.embeddings.patch_embeddings.backbone
-    return backbone.bit.encoder.stages[backbone.output_index - 1] if backbone.output_index else backbone.bit.embedder
 
 
 def explanation_maps(model, pixels: torch.Tensor, class_index: int | None = None) -> tuple[dict, int]:
     """The app's maps of one image, each (rows, cols) on the token grid, for `class_index` (default: the
     predicted class), and that class."""
     grid = model.config.grid_size
+    stage = token_stage(model.vit.embeddings.patch_embeddings.backbone)
     result = model.attention_with_gradients(pixels, class_index)
     label = int(result.logits.argmax(-1)) if class_index is None else class_index
     maps = {
         "rollout": viz.cls_map(viz.attention_rollout(result.attentions, rows=[0]), grid)[0],
         "class map": viz.cls_map(viz.class_relevance(result.attentions, result.gradients, rows=[0]), grid)[0],
         "last-layer attention": viz.raw_attention(result.attentions, grid)[0],
-        "Grad-CAM": viz.pool_to_grid(viz.backbone_cam(model, token_stage(model), pixels, label), grid)[0],
+        "Grad-CAM": viz.pool_to_grid(viz.backbone_cam(model, stage, pixels, label), grid)[0],
     }
     return maps, label
 

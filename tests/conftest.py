@@ -5,7 +5,9 @@ import os
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before anything imports gradio
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle threads sleep: much faster on a shared CPU
 
+import shutil  # noqa: E402
 import socket  # noqa: E402
+import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -14,6 +16,9 @@ from oracle.env import run_oracle  # noqa: E402
 
 CI = os.environ.get("CI") == "true"
 IMAGES = Path(__file__).resolve().parents[1] / "examples"  # the free photographs of ../shared/images
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's; `playwright install` cannot download here
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
 SAMPLE_PHOTOS = sorted(p for p in IMAGES.glob("*") if p.suffix in (".png", ".jpg") and not p.name.startswith("shape_"))
 
 
@@ -68,3 +73,18 @@ def reference_logits(tmp_path_factory):
         run_oracle("logits", str(checkpoint), str(inputs), str(out))
         return load_file(out)
     return run
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium (a fresh profile, 1280x900, English); missing() without Chromium."""
+    if not Path(CHROMIUM).exists():
+        missing("Chromium is not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
+        context = playwright.chromium.launch_persistent_context(
+            user_data_dir=profile, executable_path=CHROMIUM, headless=True, viewport={"width": 1280, "height": 900},
+            args=CHROMIUM_ARGS)
+        yield context
+        context.close()

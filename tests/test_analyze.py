@@ -6,7 +6,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +18,6 @@ from vithybrid.analyze.report import report_path
 from vithybrid.images import load_image
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 PHOTOS = ["shape_circle.png", "shape_star.png", "shape_triangle.png", "chelsea.png", "rocket.jpg"]
 COPIES = 200  # images for the Ctrl-C test
 UNREADABLE = {"notes.jpg": b"this is text, not a JPEG", "empty.png": b"", "cut.png": None}  # None: truncated PNG
@@ -215,22 +213,6 @@ def test_an_interrupted_ray_write_leaves_whole_parts_only(tmp_path, local_out):
     keep_whole_parts(staging, out)
     assert sorted(p.name for p in out.iterdir()) == ["a.parquet"] and not staging.exists()
     assert len(pd.read_parquet(out)) == len(pd.read_parquet(local_out))
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        missing("Chromium is not installed (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
-        context = playwright.chromium.launch_persistent_context(
-            user_data_dir=profile, executable_path=CHROMIUM, headless=True, viewport={"width": 1280, "height": 900},
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                  "--disable-dev-shm-usage"])
-        yield context
-        context.close()
 
 
 def test_report_opens_in_a_browser_with_its_images(browser, source, tmp_path):

@@ -3,7 +3,6 @@
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -16,12 +15,11 @@ import pytest
 import torch
 from gradio_client import Client, handle_file
 
-from conftest import SAMPLE_PHOTOS, missing
+from conftest import SAMPLE_PHOTOS
 from oracle.cases import PIL_MODES, mode_images
 from vithybrid.training.shapes import CLASSES, sample
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 
 
 def free_port() -> int:
@@ -342,21 +340,6 @@ def test_uploads_above_the_size_limit_are_refused(app_url, tmp_path):
     assert response.status_code == 413
 
 
-@pytest.fixture(scope="module")
-def browser():
-    if not Path(CHROMIUM).exists():
-        missing("Chromium is not installed (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
-        context = playwright.chromium.launch_persistent_context(
-            user_data_dir=profile, executable_path=CHROMIUM, headless=True, viewport={"width": 1280, "height": 900},
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
-        yield context
-        context.close()
-
-
 def test_in_a_real_browser(app_url, explorer, browser, shape_files):
     from playwright.sync_api import expect
 
@@ -631,3 +614,119 @@ def test_the_backbone_picture_runs_the_backbone_once(explorer, shape_files):
     finally:
         hook.remove()
     assert calls == [1] and picture.width > 100
+
+
+def test_maps_add_the_backbone_grad_cam_and_the_mean_attention_distances(client, explorer, shape_files):
+    """The new /maps keys, against the library called directly on a fresh run of the model."""
+    import visualization as viz
+    from vithybrid.images import load_image
+    from vithybrid.model.backbone import token_stage
+
+    model = explorer.model
+    for path, _ in shape_files:  # a shape whose Grad-CAM is not all clipped to zero, so that its values say something
+        pixels = explorer.pixels(load_image(path))
+        with torch.no_grad():
+            output = model(pixels, output_attentions=True)
+        top = int(output.logits.argmax(-1))
+        cam = viz.backbone_cam(model, token_stage(model.vit.embeddings.patch_embeddings.backbone), pixels, top)[0]
+        if cam.max() > 0:
+            break
+    assert abs(cam.max() - 1) < 1e-5 and tuple(cam.shape) == model.config.grid_size  # as pytorch-grad-cam scales
+    result = client.predict(handle_file(str(path)), api_name="/maps")
+    distances = viz.mean_attention_distance(output.attentions, model.config.grid_size, explorer.crop_hw)[0]
+    assert list(result["labels"])[0] == model.config.id2label[top]
+    # Same arithmetic on another attention kernel (the app's analysis runs eager): float32 rounding, nothing more.
+    torch.testing.assert_close(torch.tensor(result["backbone_grad_cam"]), cam, atol=1e-4, rtol=0)
+    torch.testing.assert_close(torch.tensor(result["mean_attention_distance"]), distances, atol=1e-3, rtol=1e-5)
+    assert distances.shape == (model.config.num_hidden_layers, model.config.num_attention_heads)
+
+
+def test_the_explanation_lab_in_a_real_browser(app_url, explorer, browser):
+    """Both halves' maps, their agreement as the explorer computes it, the faithfulness run to its verdict, a
+    cancelled run that stops scoring, and the walk's Figure 7 pictures."""
+    from playwright.sync_api import expect
+
+    from vithybrid.images import load_image
+
+    star = ROOT / "examples" / "shape_star.png"
+    page, errors = browser.new_page(), []
+    page.on("pageerror", lambda error: errors.append(str(error)))
+    page.goto(app_url)
+    page.locator("#inp input[type=file]").set_input_files(str(star))
+    expect(page.locator("#labels")).to_contain_text("star", timeout=30_000)
+    expect(page.locator("#rollout img")).to_be_visible(timeout=30_000)
+    page.wait_for_timeout(2000)  # the rest of the photo's pictures
+    image = load_image(star)
+    assert not explorer.analysis(image).cams  # a session that has not opened the lab pays nothing for it
+    page.get_by_role("tab", name="Explanation lab").click()
+    for picture in ("#lab-cam img", "#lab-classmap img"):
+        expect(page.locator(picture)).to_be_visible(timeout=60_000)
+    expected = explorer.agreement(image, explorer.analysis(image).top[0][0])
+    agreement = page.locator("#lab-agreement")
+    expect(agreement).to_contain_text(f"Agreement: {expected:+.2f}", timeout=30_000)
+    expect(agreement).to_contain_text("8x8 token grid")
+    assert any(sentence in agreement.inner_text() for sentence in viz_sentences())
+
+    page.locator("#lab-run").click()
+    status = page.locator("#lab-status")
+    expect(status).to_contain_text(re.compile("Most faithful here|No map beat a random order"), timeout=60_000)
+    expect(page.locator("#lab-curves img")).to_be_visible()
+    table = page.locator("#lab-areas")
+    for name in ("Attention rollout", "Class map", "Last-layer attention", "Grad-CAM (backbone)", "Random order"):
+        expect(table).to_contain_text(name)
+
+    # A run slowed down to a second per batch, cancelled after its first batch: no batch is scored after that.
+    slow = explorer.model.register_forward_pre_hook(lambda module, args: time.sleep(1.0) if len(args[0]) > 1 else None)
+    try:
+        started = explorer.scored_batches
+        page.locator("#lab-run").click()
+        expect(status).to_contain_text("Measuring", timeout=30_000)
+        page.locator("#lab-cancel").click()
+        expect(status).to_contain_text("Stopped", timeout=10_000)
+        page.wait_for_timeout(1500)  # a batch under way when the cancel came finishes
+        stopped = explorer.scored_batches
+        page.wait_for_timeout(4000)  # the rest of the run would take 4 s more
+        assert explorer.scored_batches == stopped < started + 6
+    finally:
+        slow.remove()
+
+    page.get_by_role("tab", name="How hybrid tokens work").click()
+    for picture in ("#fig7-filters img", "#fig7-positions img", "#fig7-distances img"):
+        expect(page.locator(picture)).to_be_visible(timeout=30_000)
+        page.wait_for_function(f"() => document.querySelector('{picture}').naturalWidth > 0", timeout=30_000)
+    expect(page.locator("#tab-how")).to_contain_text("less pronounced in hybrid models")
+
+    page.get_by_role("tab", name="Explanation lab").click()
+    page.locator("#lab-run").click()
+    expect(status).to_contain_text(re.compile("Most faithful here|No map beat a random order"), timeout=60_000)
+    shot = os.environ.get("VITHYBRID_LAB_SCREENSHOT")
+    if shot:
+        page.locator("#tab-lab").screenshot(path=shot)
+    assert not errors, errors
+    page.close()
+
+
+def viz_sentences() -> list[str]:
+    """The English agreement sentences, as the page shows them."""
+    from ui import lab
+    from ui.i18n import text
+
+    return [text("en", key) for key in lab.AGREEMENT_KEYS.values()]
+
+
+def test_the_lab_offers_every_backbone_stage_and_the_token_stage_last(explorer, shape_files):
+    """backbone_stages are the modules whose outputs the backbone returns; token_stage's grid is the token grid."""
+    from vithybrid.model.backbone import backbone_stages, token_stage
+
+    backbone, seen = explorer.backbone, []
+    hooks = [stage.register_forward_hook(lambda module, args, output: seen.append(output))
+             for stage in backbone_stages(backbone)]
+    try:
+        with torch.no_grad():
+            maps = backbone(explorer.pixels(sample(seed=5, index=0, size=80).image), keep_stages=True)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert len(seen) == len(maps) == len(explorer.stage_names) and all(a is b for a, b in zip(seen, maps))
+    assert explorer.stage_names == ["stem", *(f"stage{i}" for i in range(1, len(maps)))]
+    assert token_stage(backbone) is backbone_stages(backbone)[-1] and tuple(maps[-1].shape[-2:]) == explorer.grid

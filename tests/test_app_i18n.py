@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 
-from conftest import missing
-from test_app import CHROMIUM, ROOT, app_url, client, explorer, shape_files, tiny_folder  # noqa: F401 (fixtures)
+from conftest import CHROMIUM, CHROMIUM_ARGS, missing
+from test_app import ROOT, app_url, client, explorer, shape_files, tiny_folder  # noqa: F401 (fixtures)
 
 sys.path.insert(0, str(ROOT))
 LOCALES = ROOT / "locales"
@@ -66,9 +66,12 @@ def keys_used() -> set[str]:
 
 def test_every_key_the_page_uses_is_translated_and_none_is_left_unused():
     from app import TABS
+    from ui import lab
     from ui.timing import HEADER_KEYS
 
-    used = keys_used() | set(HEADER_KEYS) | {tab.TITLE for tab in TABS}
+    made_at_run_time = {*lab.MAP_KEYS.values(), *lab.AGREEMENT_KEYS.values(), *lab.VERDICT_KEYS.values(),
+                        *lab.HEADER_KEYS}
+    used = keys_used() | set(HEADER_KEYS) | made_at_run_time | {tab.TITLE for tab in TABS}
     english = set(translations()["en"])
     assert used <= english, used - english
     assert english <= used, english - used  # a string nobody shows is a string nobody reviews
@@ -226,9 +229,7 @@ def open_page(playwright, url, locale="en-US", viewport=(1280, 900)):
     profile = tempfile.mkdtemp()
     context = playwright.chromium.launch_persistent_context(
         user_data_dir=profile, executable_path=CHROMIUM, headless=True, locale=locale,
-        viewport={"width": viewport[0], "height": viewport[1]},
-        args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-              "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"])
+        viewport={"width": viewport[0], "height": viewport[1]}, args=CHROMIUM_ARGS)
     page = context.new_page()
     page.errors = []
     page.on("pageerror", lambda error: page.errors.append(str(error)))
@@ -295,7 +296,7 @@ def test_english_phone_layout_small_and_bad_files(playwright, app_url, tmp_path)
         if shot:
             page.screenshot(path=shot, full_page=True)
         tabs = page.get_by_role("tab")
-        expect(tabs).to_have_count(7)
+        expect(tabs).to_have_count(8)
         for tab in tabs.all():
             expect(tab).to_be_visible()
         expect(page.locator("#examples-note")).to_contain_text("knows only shapes")
@@ -314,6 +315,30 @@ def test_english_phone_layout_small_and_bad_files(playwright, app_url, tmp_path)
         expect(note).to_be_visible()
         expect(page.locator("#inp img")).to_have_count(0)  # no broken picture left
         expect(page.locator("#labels")).not_to_contain_text("Error")
+        assert not page.errors, page.errors
+    finally:
+        context.close()
+
+
+def test_the_explanation_lab_and_figure_7_in_arabic(playwright, app_url):
+    """The lab's agreement sentence (made at run time) and the walk's Figure 7 captions in Arabic."""
+    from playwright.sync_api import expect
+
+    context, page = open_page(playwright, app_url, locale="ar")
+    try:
+        expect(page.locator("html")).to_have_attribute("lang", "ar", timeout=30_000)
+        page.locator("#inp input[type=file]").set_input_files(str(STAR))
+        expect(page.locator("#labels")).to_contain_text("star", timeout=30_000)
+        page.get_by_role("tab", name="مختبر التفسير").click()
+        expect(page.locator("#lab-cam img")).to_be_visible(timeout=60_000)
+        agreement = page.locator("#lab-agreement")
+        expect(agreement).to_contain_text("الاتفاق:", timeout=30_000)
+        expect(agreement).to_contain_text(re.compile("النصف الالتفافي|النصفان|الخريطتين|الخريطتان"))
+        expect(page.locator("#tab-lab")).to_contain_text("أيّ خريطة نثق بها؟")
+        page.get_by_role("tab", name="كيف تعمل الرموز الهجينة").click()
+        expect(page.locator("#tab-how")).to_contain_text("الشكل 7 من ورقة ViT")
+        expect(page.locator("#tab-how")).to_contain_text("أقل وضوحًا في النماذج الهجينة")
+        expect(page.locator("#fig7-distances img")).to_be_visible(timeout=30_000)
         assert not page.errors, page.errors
     finally:
         context.close()

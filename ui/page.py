@@ -56,6 +56,7 @@ class Page:
     resets: list[Hook] = field(default_factory=list)
     texts: list[Hook] = field(default_factory=list)
     shared: dict[str, gr.components.Component] = field(default_factory=dict)  # controls one tab lends others
+    tab: gr.Tab | None = None  # the tab being built (for a tab that draws only once opened)
 
     # -- the hooks ----------------------------------------------------------------------------------------
     def on_photo(self, fn: Callable, inputs: Sequence, outputs: Sequence) -> None:

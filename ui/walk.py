@@ -1,6 +1,7 @@
 """The guided walk, tab "How hybrid tokens work": the model's path from pixels to a class, step by step,
-every number read from the loaded model (Explorer.facts), every sentence from the translation files, and the
-backbone's maps for the user's photo."""
+every number read from the loaded model (Explorer.facts), every sentence from the translation files, the
+backbone's maps for the user's photo, and the ViT paper's Figure 7 for the loaded model: its stem's filters, the
+similarity of its position embeddings, and how far each head attends at each depth on the user's photo."""
 
 from __future__ import annotations
 
@@ -50,10 +51,27 @@ def walk(facts: dict[str, object], language: str) -> str:
 def build(page: Page) -> None:
     words = gr.Markdown(walk(page.explorer.facts(), "en"), elem_id="how")
     picture = gr.Image(label=I18N("backbone.label"), elem_id="backbone", interactive=False)
+    gr.Markdown(I18N("fig7.help"))
+    with gr.Row():
+        with gr.Column(min_width=260):
+            filters = gr.Image(page.explorer.filter_picture, label=I18N("fig7.filters.label"), elem_id="fig7-filters",
+                               interactive=False)
+            gr.Markdown(I18N("fig7.filters.caption"))
+        with gr.Column(min_width=320):
+            positions = gr.Image(page.explorer.position_picture, label=I18N("fig7.positions.label"),
+                                 elem_id="fig7-positions", interactive=False)
+            gr.Markdown(I18N("fig7.positions.caption"))
+        with gr.Column(min_width=320):
+            distances = gr.Image(label=I18N("fig7.distances.label"), elem_id="fig7-distances", interactive=False)
+            gr.Markdown(I18N("fig7.distances.caption"))
 
     def draw(name, path):
-        image = page.photo(path)
-        return None if image is None else viz.with_colorbar(page.model_of(name).backbone_picture(image), "viridis")
+        """The photo's pictures (none without a photo), and the model's own (filters, position embeddings)."""
+        chosen, image = page.model_of(name), page.photo(path)
+        if image is None:
+            return None, chosen.filter_picture, chosen.position_picture, None
+        return (viz.with_colorbar(chosen.backbone_picture(image), "viridis"), chosen.filter_picture,
+                chosen.position_picture, chosen.distance_picture(image))
 
-    page.on_photo(draw, [page.chosen, page.image], [picture])
+    page.on_photo(draw, [page.chosen, page.image], [picture, filters, positions, distances])
     page.on_text(lambda language, chosen: walk(chosen.facts(), language), [], [words])

@@ -285,3 +285,15 @@ def feature_map_shape(config: BitConfig, height: int, width: int) -> torch.Size:
             return backbone(torch.empty(1, config.num_channels, height, width))[-1].shape
         except RuntimeError as error:
             raise ValueError(f"backbone_config cannot process a {height}x{width} image: {error}") from error
+
+
+def backbone_stages(backbone: BitBackbone) -> list[nn.Module]:
+    """The modules whose outputs `backbone(..., keep_stages=True)` returns, in order: the stem, then each stage
+    it runs (named as `config.stage_names`: stem, stage1, ...). Hooks on these see the maps the backbone makes."""
+    return [backbone.bit.embedder, *backbone.bit.encoder.stages[:backbone.output_index]]
+
+
+def token_stage(backbone: BitBackbone) -> nn.Module:
+    """The module whose output grid the tokens are made from: the last stage the backbone runs (the layer a
+    class activation map on the token grid needs)."""
+    return backbone_stages(backbone)[-1]

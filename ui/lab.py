@@ -1,0 +1,159 @@
+"""Explanation lab tab: for one class, the CNN half's class activation map (a BiT stage, via pytorch-grad-cam)
+beside the transformer half's class map, how much the two agree, and which of the app's maps is the most faithful
+on this photo (deletion and insertion curves, Petsiuk et al. 2018), measured on request and cancellable.
+
+The backbone CAM costs a forward and a backward pass per photo, so the tab draws only in sessions that have
+opened it: a new photo costs nothing more for everyone else."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import gradio as gr
+import pandas as pd
+
+import visualization as viz
+
+from .i18n import I18N, language_of, text
+from .page import PRIVATE, Page
+
+TITLE, ELEM_ID = "tab.lab", "tab-lab"
+# Keys made at run time (the translation tests read these): the maps as Explorer.explanation_maps and
+# viz.faithfulness_curves name them, the agreement levels of viz.agreement_level, the verdicts of viz.VERDICTS.
+MAP_KEYS = {"rollout": "lab.map.rollout", "class map": "lab.map.class", "last-layer attention": "lab.map.raw",
+            "Grad-CAM": "lab.map.gradcam", "random": "lab.map.random"}
+AGREEMENT_KEYS = {level: f"lab.agreement.{level}" for level in viz.AGREEMENT_SENTENCES}
+VERDICT_KEYS = {verdict: f"lab.verdict.{verdict}" for verdict in viz.VERDICTS}
+HEADER_KEYS = ["lab.number", "lab.order", "lab.deletion", "lab.insertion"]
+
+
+def stage_choices(chosen) -> list[tuple[str, str]]:
+    """(shown, value) per backbone stage: its name and grid ("stage2 (8x8)"), the token stage last."""
+    return [(f"{name} ({height}x{width})", name) for name, (_, height, width) in zip(chosen.stage_names,
+                                                                                      chosen.facts()["maps"])]
+
+
+def areas_table(run: viz.FaithfulnessRun | None, language: str) -> pd.DataFrame:
+    """One row per order: its number in the curves' legend, its name, the areas under its two curves."""
+    rows = [] if run is None or not run.areas else [
+        [number, text(language, MAP_KEYS[name]), round(deletion, 3), round(insertion, 3)]
+        for number, (name, (deletion, insertion)) in enumerate(run.areas.items(), 1)]
+    return pd.DataFrame(rows, columns=[text(language, key) for key in HEADER_KEYS])
+
+
+def curves_picture(run: viz.FaithfulnessRun):
+    """The curves with each order named by its number in the table: figures carry numbers, the page the words."""
+    number = {name: str(i) for i, name in enumerate(run.deletion, 1)}
+    numbered = dataclasses.replace(run, deletion={number[n]: c for n, c in run.deletion.items()},
+                                   insertion={number[n]: c for n, c in run.insertion.items()},
+                                   areas={number[n]: a for n, a in run.areas.items()})
+    return viz.faithfulness_figure(numbered, titles=("", ""), labels=("k / N", "p(y)"))
+
+
+def verdict_text(run: viz.FaithfulnessRun, language: str) -> str:
+    key, fields = run.verdict()
+    if "name" in fields:
+        fields = {**{k: round(v, 2) for k, v in fields.items() if k != "name"},
+                  "name": text(language, MAP_KEYS[fields["name"]])}
+    return text(language, VERDICT_KEYS[key], **fields)
+
+
+def build(page: Page) -> None:
+    gr.Markdown(I18N("lab.help"))
+    with gr.Row():
+        class_index = gr.Dropdown([], label=I18N("class.label"), info=I18N("lab.class.info"), elem_id="lab-class")
+        method = gr.Dropdown(list(viz.CAM_METHODS), value="Grad-CAM", label=I18N("lab.method.label"),
+                             info=I18N("lab.method.info"), elem_id="lab-method")
+        stages = stage_choices(page.explorer)
+        stage = gr.Dropdown(stages, value=stages[-1][1], label=I18N("lab.stage.label"), info=I18N("lab.stage.info"),
+                            elem_id="lab-stage")
+    with gr.Row():
+        cam = gr.Image(label=I18N("lab.cam.label"), elem_id="lab-cam", height=380, interactive=False)
+        class_map = gr.Image(label=I18N("classmap.label"), elem_id="lab-classmap", height=380, interactive=False)
+    agreement = gr.Markdown(elem_id="lab-agreement")
+    opened = gr.State(False)  # whether this session has opened the tab
+
+    gr.Markdown(I18N("lab.trust.help"))
+    with gr.Row():
+        run = gr.Button(I18N("lab.run"), variant="primary", elem_id="lab-run")
+        cancel = gr.Button(I18N("lab.cancel"), elem_id="lab-cancel")
+    status = gr.Markdown(elem_id="lab-status")
+    curves = gr.Image(label=I18N("lab.curves.label"), elem_id="lab-curves", interactive=False)
+    gr.Markdown(I18N("lab.curves.caption"))
+    areas = gr.Dataframe(areas_table(None, "en"), label=I18N("lab.areas.label"), elem_id="lab-areas",
+                         interactive=False)
+
+    def choices(name, path):
+        found = page.analysis(name, path)
+        if found is None:
+            return gr.update(choices=[], value=None)
+        top = found[2].top
+        return gr.update(choices=[(f"{label} ({p:.1%})", index) for index, label, p in top], value=top[0][0])
+
+    def usable(name, path, class_index, stage):
+        """(model, photo, analysis, class, stage), or None without a usable photo. The class and the stage fall
+        back to the top class and the token stage when unset or the previous model's (a switch may be landing)."""
+        found = page.analysis(name, path)
+        if found is None:
+            return None
+        chosen, image, analysis = found
+        if class_index is None or int(class_index) >= chosen.model.config.num_labels:
+            class_index = analysis.top[0][0]
+        return chosen, image, analysis, int(class_index), stage if stage in chosen.stage_names else None
+
+    def agreement_text(language, chosen, image, class_index, method, stage) -> str:
+        correlation = chosen.agreement(image, class_index, method, stage)
+        rows, cols = chosen.grid
+        number = "—" if math.isnan(correlation) else f"{correlation:+.2f}"
+        return (text(language, "lab.agreement", correlation=number, rows=rows, cols=cols) + " " +
+                text(language, AGREEMENT_KEYS[viz.agreement_level(correlation)]))
+
+    def draw(opened, name, path, class_index, method, stage, cmap, alpha, request: gr.Request):
+        found = usable(name, path, class_index, stage) if opened else None
+        if found is None:
+            return None, None, ""
+        chosen, image, analysis, class_index, stage = found
+        heatmaps = chosen.backbone_cam(image, class_index, method, stage), chosen.class_map(image, class_index)
+        pictures = [viz.with_colorbar(viz.overlay(analysis.crop, heatmap, cmap=cmap, alpha=alpha), cmap)
+                    for heatmap in heatmaps]
+        return *pictures, agreement_text(language_of(request), chosen, image, class_index, method, stage)
+
+    def rewrite(language, chosen, opened, path, class_index, method, stage):
+        """The agreement sentence in a newly picked language (from the cached maps)."""
+        found = usable(chosen.name, path, class_index, stage) if opened else None
+        return "" if found is None else agreement_text(language, chosen, found[1], found[3], method, found[4])
+
+    def measure(name, path, class_index, request: gr.Request):
+        """Deletion and insertion curves, redrawn after every batch; the table and the verdict at the end."""
+        language = language_of(request)
+        page.need(path, language)  # says what is wrong without a usable photo
+        chosen, image, _, class_index, _ = usable(name, path, class_index, None)
+        for result in chosen.faithfulness(image, class_index):
+            if not result.finished:
+                yield curves_picture(result), text(language, "lab.progress", done=result.done, total=result.total), \
+                    gr.update()
+        yield curves_picture(result), verdict_text(result, language), areas_table(result, language)
+
+    def cleared(*_):
+        return None, "", areas_table(None, "en")
+
+    inputs = [opened, page.chosen, page.image, class_index, method, stage, page.cmap, page.alpha]
+    outputs = [cam, class_map, agreement]
+    page.on_photo(choices, [page.chosen, page.image], [class_index])
+    page.on_photo(cleared, [], [curves, status, areas])  # the curves were another photo's
+    page.on_photo(draw, inputs, outputs)
+    page.on_model(lambda name: gr.update(choices=stage_choices(page.model_of(name)),
+                                         value=page.model_of(name).stage_names[-1]), [], [stage])
+    page.on_text(rewrite, [opened, page.image, class_index, method, stage], [agreement])
+    page.tab.select(lambda: True, None, opened, **PRIVATE).then(draw, inputs, outputs, **PRIVATE)
+    for control in (class_index, method, stage):
+        control.select(draw, inputs, outputs, **PRIVATE)
+    for control in (page.cmap, page.alpha):
+        control.change(draw, inputs, outputs, **PRIVATE)
+    measuring = run.click(measure, [page.chosen, page.image, class_index], [curves, status, areas],
+                          show_progress="minimal", **PRIVATE)
+    def stopped(request: gr.Request):
+        return text(language_of(request), "lab.cancelled")
+
+    cancel.click(stopped, None, status, cancels=[measuring], **PRIVATE)
