@@ -93,7 +93,7 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
         return {"grid": list(analysis.grid), "labels": {label: p for _, label, p in analysis.top},
                 "rollout": shown["rollout"].tolist(), "class_map": shown["class map"].tolist(),
                 "last_layer_cls_attention": shown["last-layer attention"].tolist(),
-                "backbone_grad_cam": shown["Grad-CAM"].tolist(),
+                "backbone_grad_cam": shown["Grad-CAM"].tolist() if "Grad-CAM" in shown else None,  # needs grad-cam
                 "mean_attention_distance": explorer.attention_distances(image).tolist()}
 
     def check_photo(name, path, request: gr.Request):

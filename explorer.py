@@ -221,12 +221,15 @@ class Explorer:
 
     def explanation_maps(self, image: Image.Image, class_index: int) -> dict[str, torch.Tensor]:
         """Every map the app shows, each (rows, cols) on the token grid: attention rollout (heads averaged), the
-        class map and the token stage's Grad-CAM for `class_index`, and the last layer's CLS attention."""
+        class map and the token stage's Grad-CAM for `class_index` (where pytorch-grad-cam, an optional extra, is
+        installed), and the last layer's CLS attention."""
         attentions = self.analysis(image).attentions
-        return {"rollout": viz.cls_map(viz.attention_rollout(attentions, rows=[0]), self.grid)[0],
+        maps = {"rollout": viz.cls_map(viz.attention_rollout(attentions, rows=[0]), self.grid)[0],
                 "class map": self.class_map(image, class_index),
-                "last-layer attention": viz.raw_attention(attentions, self.grid)[0],
-                "Grad-CAM": viz.pool_to_grid(self.backbone_cam(image, class_index)[None], self.grid)[0]}
+                "last-layer attention": viz.raw_attention(attentions, self.grid)[0]}
+        if viz.grad_cam_available():
+            maps["Grad-CAM"] = viz.pool_to_grid(self.backbone_cam(image, class_index)[None], self.grid)[0]
+        return maps
 
     def faithfulness(self, image: Image.Image, class_index: int,
                      batch_size: int = FAITHFULNESS_BATCH) -> Iterator[viz.FaithfulnessRun]:

@@ -730,3 +730,34 @@ def test_the_lab_offers_every_backbone_stage_and_the_token_stage_last(explorer, 
     assert len(seen) == len(maps) == len(explorer.stage_names) and all(a is b for a, b in zip(seen, maps))
     assert explorer.stage_names == ["stem", *(f"stage{i}" for i in range(1, len(maps)))]
     assert token_stage(backbone) is backbone_stages(backbone)[-1] and tuple(maps[-1].shape[-2:]) == explorer.grid
+
+
+def test_without_grad_cam_the_app_serves_the_transformer_half(tmp_path):
+    """pytorch-grad-cam is an optional extra: without it the app starts, /maps answers (backbone_grad_cam
+    null), the faithfulness run measures the other maps, and the lab says what to install."""
+    from helpers import env_hiding
+
+    code = """
+import json, os
+os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
+from PIL import Image
+import visualization as viz
+import app
+from explorer import Explorer
+from ui.i18n import text
+explorer = Explorer("shapes", fallback=False)
+image = Image.open("examples/shape_star.png")
+maps = explorer.explanation_maps(image, 3)
+*_, run = explorer.faithfulness(image, 3)
+demo = app.build_demo(explorer)
+print(json.dumps({"available": viz.grad_cam_available(), "maps": sorted(maps), "measured": sorted(run.areas),
+                  "message": text("ar", "lab.no_grad_cam")}))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT,
+                            env=env_hiding(tmp_path, "pytorch_grad_cam"))
+    assert result.returncode == 0, result.stderr[-3000:]
+    found = json.loads(result.stdout.strip().splitlines()[-1])
+    assert found["available"] is False
+    assert found["maps"] == ["class map", "last-layer attention", "rollout"]
+    assert set(found["measured"]) >= {"class map", "last-layer attention", "rollout"}
+    assert "Grad-CAM" not in found["measured"] and "pip install" in found["message"]

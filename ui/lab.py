@@ -114,15 +114,25 @@ def build(page: Page) -> None:
         if found is None:
             return None, None, ""
         chosen, image, analysis, class_index, stage = found
-        heatmaps = chosen.backbone_cam(image, class_index, method, stage), chosen.class_map(image, class_index)
-        pictures = [viz.with_colorbar(viz.overlay(analysis.crop, heatmap, cmap=cmap, alpha=alpha), cmap)
-                    for heatmap in heatmaps]
-        return *pictures, agreement_text(language_of(request), chosen, image, class_index, method, stage)
+
+        def picture(heatmap):
+            return viz.with_colorbar(viz.overlay(analysis.crop, heatmap, cmap=cmap, alpha=alpha), cmap)
+
+        class_picture = picture(chosen.class_map(image, class_index))
+        if not viz.grad_cam_available():  # an optional extra: the transformer half alone, and how to get the other
+            return None, class_picture, text(language_of(request), "lab.no_grad_cam")
+        cam_picture = picture(chosen.backbone_cam(image, class_index, method, stage))
+        return cam_picture, class_picture, agreement_text(language_of(request), chosen, image, class_index, method,
+                                                          stage)
 
     def rewrite(language, chosen, opened, path, class_index, method, stage):
         """The agreement sentence in a newly picked language (from the cached maps)."""
         found = usable(chosen.name, path, class_index, stage) if opened else None
-        return "" if found is None else agreement_text(language, chosen, found[1], found[3], method, found[4])
+        if found is None:
+            return ""
+        if not viz.grad_cam_available():
+            return text(language, "lab.no_grad_cam")
+        return agreement_text(language, chosen, found[1], found[3], method, found[4])
 
     def measure(name, path, class_index, request: gr.Request):
         """Deletion and insertion curves, redrawn after every batch; the table and the verdict at the end."""

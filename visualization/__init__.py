@@ -20,7 +20,8 @@ batched (B, ...) and grids are (rows, cols), never assumed square.
 """
 
 from .attention import HEAD_FUSIONS, fuse_heads, head_stack, layer_stack, raw_attention
-from .cam import AGREEMENT_SENTENCES, CAM_METHODS, agreement_level, backbone_cam, pool_to_grid, rank_correlation
+from .cam import (AGREEMENT_SENTENCES, CAM_METHODS, agreement_level, backbone_cam, grad_cam_available, pool_to_grid,
+                  rank_correlation)
 from .cache import MapCache, image_key
 from .crop import CropGeometry, shortest_edge_size
 from .geometry import processor_geometry
@@ -37,7 +38,7 @@ __all__ = ["AGREEMENT_SENTENCES", "APP_FRACTIONS", "CAM_METHODS", "HEAD_FUSIONS"
            "FaithfulnessRun", "MapCache", "agreement_level", "attention_distance_figure", "attention_rollout",
            "backbone_cam", "backbone_figure", "cell_edges", "cell_to_token", "class_relevance", "cls_map", "colorize",
            "discard_weakest", "draw_token_grid", "expand_to_pixels", "faithfulness_curves", "faithfulness_figure",
-           "figure_image", "filter_grid", "fuse_heads", "head_stack", "image_key", "layer_stack",
+           "figure_image", "filter_grid", "fuse_heads", "grad_cam_available", "head_stack", "image_key", "layer_stack",
            "mean_attention_distance", "normalize", "overlay", "overlay_on_original", "pool_to_grid",
            "position_embedding_similarity", "position_similarity_figure", "processor_geometry", "rank_correlation",
            "raw_attention", "shortest_edge_size", "small_multiples", "to_grid", "token_at", "token_box", "token_to_cell",

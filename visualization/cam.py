@@ -39,6 +39,15 @@ AGREEMENT_SENTENCES = {  # English; the app translates them by level
 }
 
 
+def grad_cam_available() -> bool:
+    """Whether pytorch-grad-cam imports here (it is an optional extra; callers can leave its maps out)."""
+    try:
+        grad_cam_module()
+    except ImportError:
+        return False
+    return True
+
+
 def grad_cam_module():
     """pytorch_grad_cam, or an ImportError that says how to install it."""
     try:
