@@ -37,7 +37,9 @@ FUSIONS = list(viz.HEAD_FUSIONS)
 TABS = [rollout, class_map, lab, raw, layers, tokens, walk, timing]  # page order; raw lends tokens its layer, head
 MIN_SIDE = 32  # pictures smaller than this (either side) get a warning: a few pixels stretched mean little
 CSS = ("#banner, #examples-note {border-left: 4px solid #f59e0b; padding: 8px 12px;} .compact {max-width: 520px} "
-       "#photo-note {border-left: 4px solid #dc2626; padding: 8px 12px;} " + RTL_CSS)
+       "#photo-note {border-left: 4px solid #dc2626; padding: 8px 12px;} "
+       # a phone: a shorter photo box, so that the answer under it is on the first screen after an upload
+       "@media (max-width: 640px) {#inp {height: 220px !important}} " + RTL_CSS)
 LAUNCH_OPTIONS = dict(css=CSS, js=LOAD_JS, i18n=I18N, max_file_size="20mb",  # uploads above 20 MB: HTTP 413
                       show_error=True)
 QUEUE_SIZE = 32  # requests waiting beyond this are turned away instead of piling up

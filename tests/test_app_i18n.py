@@ -292,6 +292,7 @@ def test_english_phone_layout_small_and_bad_files(playwright, app_url, tmp_path)
         labels, examples = page.locator("#labels").bounding_box(), page.locator(".gallery").first.bounding_box()
         photo = page.locator("#inp").bounding_box()
         assert photo["y"] < labels["y"] < examples["y"]  # the answer right after the photo
+        assert labels["y"] + 120 < 844  # ... and its top label on the first screen, without scrolling
         shot = os.environ.get("VITHYBRID_PHONE_SCREENSHOT")
         if shot:
             page.screenshot(path=shot, full_page=True)
