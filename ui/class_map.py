@@ -15,13 +15,6 @@ def build(page: Page) -> None:
     class_index = gr.Dropdown([], label=I18N("class.label"), info=I18N("class.info"), elem_id="class-index")
     picture = gr.Image(label=I18N("classmap.label"), elem_id="class-map", height=420, interactive=False)
 
-    def choices(name, path):
-        found = page.analysis(name, path)
-        if found is None:
-            return gr.update(choices=[], value=None)
-        top = found[2].top
-        return gr.update(choices=[(f"{label} ({p:.1%})", index) for index, label, p in top], value=top[0][0])
-
     def draw(name, path, class_index, cmap, alpha):
         found = page.analysis(name, path)
         if found is None or class_index is None:
@@ -33,7 +26,7 @@ def build(page: Page) -> None:
         return viz.with_colorbar(viz.overlay(analysis.crop, heatmap, cmap=cmap, alpha=alpha), cmap)
 
     inputs = [page.chosen, page.image, class_index, page.cmap, page.alpha]
-    page.on_photo(choices, [page.chosen, page.image], [class_index])
+    page.on_photo(page.class_choices, [page.chosen, page.image], [class_index])
     page.on_photo(draw, inputs, [picture])  # even when the top class is as before
     class_index.select(draw, inputs, picture, **PRIVATE)  # a pick; new photos: the chain
     for control in (page.cmap, page.alpha):

@@ -84,13 +84,6 @@ def build(page: Page) -> None:
     areas = gr.Dataframe(areas_table(None, "en"), label=I18N("lab.areas.label"), elem_id="lab-areas",
                          interactive=False)
 
-    def choices(name, path):
-        found = page.analysis(name, path)
-        if found is None:
-            return gr.update(choices=[], value=None)
-        top = found[2].top
-        return gr.update(choices=[(f"{label} ({p:.1%})", index) for index, label, p in top], value=top[0][0])
-
     def usable(name, path, class_index, stage):
         """(model, photo, analysis, class, stage), or None without a usable photo. The class and the stage fall
         back to the top class and the token stage when unset or the previous model's (a switch may be landing)."""
@@ -150,7 +143,7 @@ def build(page: Page) -> None:
 
     inputs = [opened, page.chosen, page.image, class_index, method, stage, page.cmap, page.alpha]
     outputs = [cam, class_map, agreement]
-    page.on_photo(choices, [page.chosen, page.image], [class_index])
+    page.on_photo(page.class_choices, [page.chosen, page.image], [class_index])
     page.on_photo(cleared, [], [curves, status, areas])  # the curves were another photo's
     page.on_photo(draw, inputs, outputs)
     page.on_model(lambda name: gr.update(choices=stage_choices(page.model_of(name)),

@@ -122,6 +122,14 @@ class Page:
         chosen = self.model_of(name)
         return chosen, image, chosen.analysis(image)
 
+    def class_choices(self, name: str, path: str | None):
+        """The class dropdown for a photo: its top-5 as "label (p%)", the top class picked."""
+        found = self.analysis(name, path)
+        if found is None:
+            return gr.update(choices=[], value=None)
+        top = found[2].top
+        return gr.update(choices=[(f"{label} ({p:.1%})", index) for index, label, p in top], value=top[0][0])
+
 
 # Controls may still show the previous model's layer, head or token while a switch lands: clamp them.
 def layer_index(analysis, layer) -> int:
