@@ -29,6 +29,7 @@ from explorer import (DEFAULT_MODEL, EXAMPLES_DIR, FALLBACK_MODEL, Explorer, Mod
 from vithybrid import CheckpointError  # noqa: E402
 from vithybrid.images import ImageError, load_image  # noqa: E402
 from vithybrid.optimize import keep_freed_memory  # noqa: E402
+from vithybrid.runtimes import load_exported  # noqa: E402
 from vithybrid.checkpoints.timm_format import SUPPORTED_CHECKPOINTS  # noqa: E402
 
 COLORMAPS = ["jet", "turbo", "viridis", "inferno", "magma", "plasma"]
@@ -381,6 +382,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                        help="classify with int8 linear layers (CPU; about 0.65x the time; maps stay float32)")
     speed.add_argument("--compile", dest="speed", action="store_const", const="compile",
                        help="classify with torch.compile (the first request of each batch size compiles, ~1 min)")
+    parser.add_argument("--runtime", choices=["onnx", "openvino"],
+                        help="classify with ONNX Runtime or OpenVINO (exported once into a cache; with --int8, an "
+                             "int8 export); the maps and the timing stay PyTorch's")
     return parser.parse_args(argv)
 
 
@@ -391,7 +395,9 @@ def main(argv: list[str] | None = None) -> None:
         keep_freed_memory()  # no page faults on every forward (see vithybrid.optimize)
     try:
         explorer = Explorer(args.model, device, getattr(torch, args.dtype), args.speed)
-    except ValueError as error:  # a combination of options that cannot run
+        if args.runtime:
+            explorer.runtime_model = load_exported(explorer.name, args.runtime, int8=args.speed == "int8")
+    except (ValueError, CheckpointError) as error:  # a combination of options that cannot run, an export that fails
         raise SystemExit(f"app.py: {error}") from None
     demo = build_demo(explorer, args.models)
     demo.queue(default_concurrency_limit=1 if device == "cpu" else 2, max_size=QUEUE_SIZE)

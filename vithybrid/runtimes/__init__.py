@@ -4,7 +4,7 @@ small runner that loads an export with the same labels and image processor as th
 `python -m vithybrid.export MODEL OUT --format onnx|openvino [--int8] [--batch dynamic|N]`
 """
 
-from .export import ExportError, export_model
+from .export import ExportError, export_model, load_exported
 from .runner import RUNTIMES, ExportedModelError, RuntimeModel
 
-__all__ = ["RUNTIMES", "ExportError", "ExportedModelError", "RuntimeModel", "export_model"]
+__all__ = ["RUNTIMES", "ExportError", "ExportedModelError", "RuntimeModel", "export_model", "load_exported"]

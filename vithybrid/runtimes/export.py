@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import json
+import os
 import sys
 import tempfile
 import warnings
@@ -20,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..checkpoints.hub import CheckpointError
+from ..checkpoints.hub import CheckpointError, resolve_files
 from ..checkpoints.shipped import resolve_model
 from ..model.backbone import StdConv2d
 from ..model.modeling import ViTHybridForImageClassification
@@ -38,8 +40,8 @@ FLOAT32_BOUND_ULPS = 1024
 INT8_MIN_COSINE = 0.99  # int8 logits must point where float32's do; measured 0.999 for the base model
 
 
-class ExportError(RuntimeError):
-    """The export failed, or the runtime's answers differ from PyTorch's beyond float32 rounding."""
+class ExportError(CheckpointError):
+    """The runtime's answers differ from PyTorch's beyond float32 rounding: the export is not kept."""
 
 
 class FoldedStdConv2d(StdConv2d):
@@ -215,6 +217,28 @@ def export_model(model: str | Path | ViTHybridForImageClassification, out: str |
     return info
 
 
+def export_cache() -> Path:
+    return Path(os.environ.get("VITHYBRID_EXPORTS") or Path.home() / ".cache" / "vithybrid" / "exports")
+
+
+def load_exported(model: str | Path, runtime: str = "onnx", attentions: bool = False, int8: bool = False) -> RuntimeModel:
+    """`model` served by `runtime`: an export folder as it is; a checkpoint (Hub id, folder or "shapes") is
+    exported once (int8: with an int8 classifier) into the cache ($VITHYBRID_EXPORTS, else
+    ~/.cache/vithybrid/exports), keyed by its weights file (path, size and time), and loaded from there after."""
+    folder = Path(resolve_model(model))
+    if folder.is_dir() and (folder / INFO_NAME).is_file():
+        return RuntimeModel.from_pretrained(folder, runtime, attentions)
+    import_runtime(runtime)
+    weights = resolve_files(model)[1]
+    stat = weights.stat()
+    key = hashlib.sha256(f"{weights.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:16]
+    out = export_cache() / f"{key}-{runtime}{'-int8' if int8 else ''}"
+    if not (out / INFO_NAME).is_file():  # written last, once the export passed its check
+        print(f"Exporting {model} for {RUNTIMES[runtime]} into {out} (once)...", file=sys.stderr)
+        export_model(model, out, runtime, int8)
+    return RuntimeModel.from_pretrained(out, runtime, attentions)
+
+
 def parse_batch(value: str) -> str | int:
     if value == "dynamic":
         return value
@@ -240,7 +264,7 @@ def main(argv: list[str] | None = None) -> int:
     size = None if not args.size else (args.size[0], args.size[-1])
     try:
         info = export_model(args.model, args.out, args.format, args.int8, args.batch, size, not args.no_attentions)
-    except (CheckpointError, ExportError, ValueError) as error:
+    except (CheckpointError, ValueError) as error:  # ExportError is a CheckpointError
         print(f"error: {error}", file=sys.stderr)
         return 2
     files = sorted(p.name for p in Path(args.out).iterdir() if p.suffix in (EXTENSIONS[args.format], ".bin", ".json"))
