@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
+import importlib.util
 import json
 import os
 import sys
@@ -86,6 +87,9 @@ def export_onnx(module: Classifier, example: torch.Tensor, path: Path, dynamic_b
     """torch.onnx's dynamo exporter, weights inside the file (the TorchScript exporter cannot trace the
     fused QKV weight's state-dict hook, and unrolls the eager path's per-image loop at the example's batch)."""
     shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
+    for package in ("onnx", "onnxscript"):
+        if importlib.util.find_spec(package) is None:
+            raise ExportError(f"Exporting needs {package}: pip install 'vithybrid[onnx]' (or [openvino]).")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, (example,), str(path), dynamo=True, opset_version=OPSET, input_names=[INPUT],
