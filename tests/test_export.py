@@ -177,7 +177,7 @@ def test_pipeline_and_cli_give_the_same_labels_through_a_runtime(tmp_path, cache
     assert main([*files, "--model", "shapes", "--json", "--runtime", runtime]) == 0
     cli_served = json.loads(capsys.readouterr().out)
     assert [[r["label"] for r in v] for v in cli_plain.values()] == [[r["label"] for r in v] for v in cli_served.values()]
-    assert main([*files, "--model", next(cache.iterdir()), "--runtime", runtime]) == 0  # an export folder
+    assert main([*files, "--model", str(next(cache.iterdir())), "--runtime", runtime]) == 0  # an export folder
 
 
 def test_the_app_classifies_through_a_runtime(tmp_path, cache):

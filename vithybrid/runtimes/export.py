@@ -174,7 +174,8 @@ def export_model(model: str | Path | ViTHybridForImageClassification, out: str |
         processor = processor or ViTHybridImageProcessor.from_pretrained(folder)
     if processor is None:
         raise ValueError("Pass the image processor together with a loaded model: export_model(model, out, processor=...).")
-    model = model.float().eval()
+    if model.training or model.dtype != torch.float32:  # exports are float32 eval graphs; leave the caller's model be
+        model = copy.deepcopy(model).float().eval()
     trained = (model.config.image_size,) * 2
     size = trained if image_size is None else (image_size,) * 2 if isinstance(image_size, int) else tuple(image_size)
     interpolate = size != trained
@@ -187,8 +188,9 @@ def export_model(model: str | Path | ViTHybridForImageClassification, out: str |
     out.mkdir(parents=True, exist_ok=True)
     folded = fold_weight_standardization(model)
     dynamic = batch == "dynamic"
-    example = torch.randn(2 if dynamic else batch, model.config.backbone_config.num_channels, *size)  # batch 1 cannot
-    written = []  # show the exporter a dynamic batch
+    # a batch-1 example cannot show the exporter that the batch is dynamic
+    example = torch.randn(2 if dynamic else batch, model.config.backbone_config.num_channels, *size)
+    written = []
     try:
         graphs = [(CLASSIFIER, Classifier(folded, interpolate), [LOGITS])]
         if attentions:
@@ -230,7 +232,7 @@ def load_exported(model: str | Path, runtime: str = "onnx", attentions: bool = F
     exported once (int8: with an int8 classifier) into the cache ($VITHYBRID_EXPORTS, else
     ~/.cache/vithybrid/exports), keyed by its weights file (path, size and time), and loaded from there after."""
     folder = Path(resolve_model(model))
-    if folder.is_dir() and (folder / INFO_NAME).is_file():
+    if folder.is_dir() and any((folder / f"{CLASSIFIER}{ext}").is_file() for ext in EXTENSIONS.values()):
         return RuntimeModel.from_pretrained(folder, runtime, attentions)
     import_runtime(runtime)
     weights = resolve_files(model)[1]
