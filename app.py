@@ -28,9 +28,11 @@ from explorer import DEFAULT_MODEL, EXAMPLES_DIR, FALLBACK_MODEL, Explorer, Mode
 from ui import class_map, lab, layers, raw, rollout, timing, tokens, walk  # noqa: E402
 from ui.i18n import CODES, I18N, LANGUAGES, LOAD_JS, RTL_CSS, SWITCH_JS, language_of, text  # noqa: E402
 from ui.page import PRIVATE, Page, file_message, log, open_photo  # noqa: E402
+from vithybrid import CheckpointError  # noqa: E402
 from vithybrid.checkpoints.timm_format import SUPPORTED_CHECKPOINTS  # noqa: E402
 from vithybrid.images import ImageError  # noqa: E402
 from vithybrid.optimize import keep_freed_memory  # noqa: E402
+from vithybrid.runtimes import load_exported  # noqa: E402
 
 COLORMAPS = ["jet", "turbo", "viridis", "inferno", "magma", "plasma"]
 FUSIONS = list(viz.HEAD_FUSIONS)
@@ -225,6 +227,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                        help="classify with int8 linear layers (CPU; about 0.65x the time; maps stay float32)")
     speed.add_argument("--compile", dest="speed", action="store_const", const="compile",
                        help="classify with torch.compile (the first request of each batch size compiles, ~1 min)")
+    parser.add_argument("--runtime", choices=["onnx", "openvino"],
+                        help="classify with ONNX Runtime or OpenVINO (exported once into a cache; with --int8, an "
+                             "int8 export); the maps and the timing stay PyTorch's")
     return parser.parse_args(argv)
 
 
@@ -235,7 +240,9 @@ def main(argv: list[str] | None = None) -> None:
         keep_freed_memory()  # no page faults on every forward (see vithybrid.optimize)
     try:
         explorer = Explorer(args.model, device, getattr(torch, args.dtype), args.speed)
-    except ValueError as error:  # a combination of options that cannot run
+        if args.runtime:
+            explorer.runtime_model = load_exported(explorer.name, args.runtime, int8=args.speed == "int8")
+    except (ValueError, CheckpointError) as error:  # a combination of options that cannot run, an export that fails
         raise SystemExit(f"app.py: {error}") from None
     if explorer.failed is not None:  # said on the page too (the banner)
         print(f"app.py: could not load {explorer.failed[0]}: {explorer.failed[1]}\n"

@@ -94,6 +94,7 @@ class Explorer:
         # The model that classifies and is timed; analyses need gradients, so they use self.model.
         self.fast_model = (quantize_int8(self.model) if speed == "int8" else
                            compile_model(self.model) if speed == "compile" else self.model)
+        self.runtime_model = None  # app.py --runtime: classify through ONNX Runtime or OpenVINO (vithybrid.runtimes)
         self.lock = FairLock()  # one model run at a time: timing switches the attention path in place
         config = self.model.config
         self.grid = config.grid_size
@@ -123,7 +124,7 @@ class Explorer:
     def probabilities(self, image: Image.Image) -> torch.Tensor:
         """Class probabilities on the SDPA path (the fast one)."""
         with self.lock:
-            return self.fast_model(self.pixels(image)).logits.float().softmax(-1)[0].cpu()
+            return (self.runtime_model or self.fast_model)(self.pixels(image)).logits.float().softmax(-1)[0].cpu()
 
     def classify(self, image: Image.Image) -> dict[str, float]:
         """The top-5 {label: probability}."""

@@ -7,7 +7,7 @@ import json
 import sys
 
 from .checkpoints.hub import CheckpointError
-from .optimize import keep_freed_memory, quantize_int8
+from .optimize import keep_freed_memory
 from .pipeline import DEFAULT_MODEL, open_image, pipeline
 
 
@@ -19,13 +19,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object: {file: [{label, score}]}")
     parser.add_argument("--int8", action="store_true", help="run the linear layers in int8 (CPU; faster, slightly "
                                                             "different scores: see the README's benchmark)")
+    parser.add_argument("--runtime", choices=("onnx", "openvino"),
+                        help="classify with ONNX Runtime or OpenVINO: --model is then an export folder (python -m "
+                             "vithybrid.export), or a checkpoint that is exported once into a cache")
     args = parser.parse_args(argv)
     keep_freed_memory()
 
     try:
-        classify = pipeline(args.model, top_k=args.top_k)
-        if args.int8:
-            classify.model = quantize_int8(classify.model)
+        classify = pipeline(args.model, top_k=args.top_k, runtime=args.runtime, int8=args.int8)
     except CheckpointError as error:
         print(f"error: {error}", file=sys.stderr)
         if args.model == DEFAULT_MODEL:  # most often: no network; the shipped model needs none

@@ -10,7 +10,9 @@ import torch
 from .images import load_image
 from .model.modeling import ViTHybridForImageClassification
 from .model.processing import ImageLike, ViTHybridImageProcessor
+from .optimize import quantize_int8
 from .checkpoints.shipped import resolve_model
+from .runtimes import RuntimeModel, load_exported
 
 DEFAULT_MODEL = "google/vit-hybrid-base-bit-384"
 Input = str | Path | ImageLike
@@ -24,7 +26,7 @@ def open_image(source: Input) -> ImageLike:
 class ImageClassificationPipeline:
     """Callable: one image -> [{"label", "score"}] (best first); a list of images -> a list of those."""
 
-    def __init__(self, model: ViTHybridForImageClassification, processor: ViTHybridImageProcessor,
+    def __init__(self, model: ViTHybridForImageClassification | RuntimeModel, processor: ViTHybridImageProcessor,
                  top_k: int = 5, batch_size: int = 8):
         self.model, self.processor = model.eval(), processor
         self.top_k, self.batch_size = top_k, batch_size
@@ -48,14 +50,23 @@ class ImageClassificationPipeline:
         return results[0] if single else results
 
 
-def pipeline(model: str | Path | ViTHybridForImageClassification = DEFAULT_MODEL,
+def pipeline(model: str | Path | ViTHybridForImageClassification | RuntimeModel = DEFAULT_MODEL,
              processor: ViTHybridImageProcessor | None = None, top_k: int = 5, batch_size: int = 8,
-             **from_pretrained_kwargs) -> ImageClassificationPipeline:
-    """A classifier for a loaded model, or for a Hub id, a checkpoint folder or "shapes" (the shipped model)."""
-    if not isinstance(model, ViTHybridForImageClassification):
+             runtime: str | None = None, int8: bool = False, **from_pretrained_kwargs) -> ImageClassificationPipeline:
+    """A classifier for a loaded model, or for a Hub id, a checkpoint folder or "shapes" (the shipped model).
+    runtime: "onnx" or "openvino" to classify through ONNX Runtime or OpenVINO instead of PyTorch (an export
+    folder, or a checkpoint exported once into a cache: see vithybrid.runtimes). int8: int8 linear layers
+    (`quantize_int8` in PyTorch; the runtime's int8 export of a checkpoint)."""
+    if runtime is not None:
+        model = load_exported(model, runtime, int8=int8)
+    if isinstance(model, RuntimeModel):
+        processor = processor or model.processor
+    elif not isinstance(model, ViTHybridForImageClassification):
         folder = resolve_model(model)
         model = ViTHybridForImageClassification.from_pretrained(folder, **from_pretrained_kwargs)
         processor = processor or ViTHybridImageProcessor.from_pretrained(folder)
     if processor is None:
         raise ValueError("Pass the image processor together with a loaded model: pipeline(model, processor).")
+    if int8 and runtime is None:
+        model = quantize_int8(model)
     return ImageClassificationPipeline(model, processor, top_k, batch_size)

@@ -1,0 +1,277 @@
+"""Export to ONNX Runtime and OpenVINO (vithybrid.runtimes): the runtimes' logits and attention maps against
+PyTorch's, int8, serving through the pipeline, the command line and the app, and the messages for bad input."""
+
+import importlib.util
+import json
+import shutil
+import sys
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from conftest import missing
+from helpers import tiny_model
+from oracle.cases import CASES
+from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor, resolve_model
+from vithybrid.training.shapes import sample
+
+for package in ("onnx", "onnxscript", "onnxruntime", "openvino"):
+    if importlib.util.find_spec(package) is None:
+        missing(f"{package} is not installed (pip install 'vithybrid[onnx,openvino]')")
+
+from vithybrid.runtimes import ExportedModelError, ExportError, RuntimeModel, export_model, load_exported  # noqa: E402
+from vithybrid.runtimes.export import FLOAT32_BOUND_ULPS, compare, fold_weight_standardization  # noqa: E402
+
+EPS = torch.finfo(torch.float32).eps
+ATTENTION_ATOL = 1e-5  # probabilities: float32 rounding of a softmax summed in another order is ~1e-7
+
+
+def processor_for(height: int, width: int | None = None) -> ViTHybridImageProcessor:
+    crop = {"height": height, "width": width or height}
+    return ViTHybridImageProcessor(size=max(crop.values()), crop_size=crop, image_mean=[0.5] * 3, image_std=[0.5] * 3)
+
+
+# name -> (model, processor, export options). Between them: both block types, patch sizes 1 and 2, static
+# and dynamic padding, a dynamic and a fixed batch, and a non-square input with resampled position embeddings.
+def shapes():
+    folder = resolve_model("shapes")
+    return ViTHybridForImageClassification.from_pretrained(folder), ViTHybridImageProcessor.from_pretrained(folder), {}
+
+
+CONFIGS = {
+    "shapes": shapes,
+    "bottleneck_patch1": lambda: (tiny_model(), processor_for(60), {}),
+    "preactivation_patch2_batch2": lambda: (tiny_model(1, **CASES["preact_static_padding"]["config"]),
+                                            processor_for(70), {"batch": 2}),
+    "non_square_interpolated": lambda: (tiny_model(2), processor_for(60), {"image_size": (60, 92)}),
+}
+
+
+@pytest.fixture(scope="module", params=list(CONFIGS))
+def exported(request, tmp_path_factory):
+    """(PyTorch model, export folder, input size, batch sizes to try), exported to ONNX with the attention graph."""
+    model, processor, options = CONFIGS[request.param]()
+    out = tmp_path_factory.mktemp(request.param)
+    info = export_model(model, out, "onnx", processor=processor, **options)
+    batches = [options["batch"]] if "batch" in options else [1, 4]
+    return model, out, tuple(info["input_size"]), batches, info
+
+
+def expected_bound(logits: torch.Tensor) -> float:
+    """float32 rounding of sums taken in another order: see FLOAT32_BOUND_ULPS in vithybrid.runtimes.export."""
+    return FLOAT32_BOUND_ULPS * EPS * max(1.0, logits.abs().max().item())
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "openvino"])
+def test_runtime_logits_and_attentions_match_pytorch(exported, runtime):
+    model, folder, size, batches, info = exported
+    assert info["logits_max_abs_diff"] <= info["bound"]  # the export's own check passed and was recorded
+    served = RuntimeModel.from_pretrained(folder, runtime, attentions=True)  # OpenVINO reads the ONNX file too
+    interpolate = size != (model.config.image_size,) * 2
+    for batch in batches:
+        pixels = torch.randn(batch, 3, *size, generator=torch.Generator().manual_seed(batch))
+        with torch.inference_mode():
+            expected = model(pixels, output_attentions=True, interpolate_pos_encoding=interpolate)
+        logits = served(pixels).logits
+        assert logits.shape == expected.logits.shape
+        torch.testing.assert_close(logits, expected.logits, rtol=0, atol=expected_bound(expected.logits))
+        maps = served(pixels, output_attentions=True)
+        torch.testing.assert_close(maps.logits, expected.logits, rtol=0, atol=expected_bound(expected.logits))
+        assert len(maps.attentions) == model.config.num_hidden_layers
+        for ours, theirs in zip(maps.attentions, expected.attentions):
+            torch.testing.assert_close(ours, theirs, rtol=0, atol=ATTENTION_ATOL)
+
+
+def test_weight_standardization_is_folded_into_the_convolutions(exported):
+    import onnx
+
+    model, folder, size, batches, _ = exported
+    ops = [node.op_type for node in onnx.load(folder / "model.onnx").graph.node]
+    group_norms = sum(isinstance(m, torch.nn.GroupNorm) for name, m in model.named_modules()
+                      if not name.endswith("bit.norm"))  # pre-activation's final norm: in checkpoints, never run
+    # GroupNorm exports as InstanceNormalization; the standardization (batch_norm over each filter) is gone
+    assert "BatchNormalization" not in ops and ops.count("InstanceNormalization") == group_norms
+    folded = fold_weight_standardization(model)
+    conv = next(m for m in folded.modules() if type(m).__name__ == "FoldedStdConv2d")
+    assert conv.weight.mean((1, 2, 3)).abs().max() < 1e-5  # the stored weight is the standardized one
+    pixels = torch.randn(batches[0], 3, *size)
+    interpolate = size != (model.config.image_size,) * 2
+    with torch.inference_mode():
+        torch.testing.assert_close(folded(pixels, interpolate_pos_encoding=interpolate).logits,
+                                   model(pixels, interpolate_pos_encoding=interpolate).logits, rtol=0, atol=1e-5)
+
+
+def test_a_runtime_that_answers_differently_is_refused(exported):
+    model, folder, size, batches, _ = exported
+    served = RuntimeModel.from_pretrained(folder, "onnx", attentions=True)
+    changed = fold_weight_standardization(model)  # a copy
+    with torch.no_grad():
+        changed.classifier.bias.add_(1e-2)  # one small, real difference
+    pixels = torch.randn(batches[0], 3, *size)
+    interpolate = size != (model.config.image_size,) * 2
+    with pytest.raises(ExportError, match="beyond the float32 bound"):
+        compare(changed, served, False, pixels, interpolate)
+
+
+def test_openvino_ir_export_of_the_shapes_model(tmp_path):
+    info = export_model("shapes", tmp_path, "openvino")
+    assert {"model.xml", "model.bin", "attentions.xml", "attentions.bin", "config.json",
+            "preprocessor_config.json", "export.json"} == {p.name for p in tmp_path.iterdir()}
+    assert json.loads((tmp_path / "export.json").read_text()) == info and info["logits_max_abs_diff"] <= info["bound"]
+    served = RuntimeModel.from_pretrained(tmp_path, "openvino", attentions=True)
+    model = ViTHybridForImageClassification.from_pretrained(resolve_model("shapes"))
+    pixels = served.processor([sample(5, i, 64).image for i in range(3)])["pixel_values"]
+    with torch.inference_mode():
+        expected = model(pixels, output_attentions=True)
+    torch.testing.assert_close(served(pixels).logits, expected.logits, rtol=0, atol=expected_bound(expected.logits))
+    for ours, theirs in zip(served(pixels, output_attentions=True).attentions, expected.attentions):
+        torch.testing.assert_close(ours, theirs, rtol=0, atol=ATTENTION_ATOL)
+    assert served.config.id2label == model.config.id2label
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "openvino"])
+def test_int8_keeps_the_top_class_on_fresh_shapes(tmp_path, runtime):
+    info = export_model("shapes", tmp_path, runtime, int8=True, attentions=False)
+    served = RuntimeModel.from_pretrained(tmp_path, runtime)
+    model = ViTHybridForImageClassification.from_pretrained(resolve_model("shapes"))
+    pixels = served.processor([sample(20261201, i, 64).image for i in range(400)])["pixel_values"]
+    with torch.inference_mode():
+        full = model(pixels).logits
+    int8 = torch.cat([served(chunk).logits for chunk in pixels.split(50)])
+    agreement = (full.argmax(-1) == int8.argmax(-1)).float().mean().item()
+    print(f"{runtime} int8: top-1 agreement {agreement:.2%}, cosine >= {F.cosine_similarity(full, int8).min():.4f}")
+    assert agreement >= 0.99
+    assert F.cosine_similarity(full, int8).min() > 0.99 and info["logits_min_cosine"] > 0.99
+    assert not torch.allclose(full, int8, atol=1e-5)  # really quantized
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("VITHYBRID_EXPORTS", str(tmp_path / "exports"))
+    return tmp_path / "exports"
+
+
+def shape_files(tmp_path, count=6):
+    files = []
+    for i in range(count):
+        files.append(tmp_path / f"shape{i}.png")
+        sample(77, i, 64).image.save(files[-1])
+    return files
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "openvino"])
+def test_pipeline_and_cli_give_the_same_labels_through_a_runtime(tmp_path, cache, capsys, runtime):
+    from vithybrid.__main__ import main
+    from vithybrid.pipeline import pipeline
+
+    files = [str(p) for p in shape_files(tmp_path)]
+    plain, served = pipeline("shapes")(files), pipeline("shapes", runtime=runtime)(files)
+    assert isinstance(pipeline("shapes", runtime=runtime).model, RuntimeModel)
+    assert len(list(cache.iterdir())) == 1  # exported once, then reused
+    for ours, theirs in zip(plain, served):
+        assert [r["label"] for r in ours] == [r["label"] for r in theirs]
+        assert [r["score"] for r in ours] == pytest.approx([r["score"] for r in theirs], abs=1e-4)
+    assert main([*files, "--model", "shapes", "--json"]) == 0
+    cli_plain = json.loads(capsys.readouterr().out)
+    assert main([*files, "--model", "shapes", "--json", "--runtime", runtime]) == 0
+    cli_served = json.loads(capsys.readouterr().out)
+    assert [[r["label"] for r in v] for v in cli_plain.values()] == [[r["label"] for r in v] for v in cli_served.values()]
+    assert main([*files, "--model", str(next(cache.iterdir())), "--runtime", runtime]) == 0  # an export folder
+
+
+def test_the_app_classifies_through_a_runtime(tmp_path, cache):
+    from app import parse_args
+    from explorer import Explorer
+    from PIL import Image
+
+    assert parse_args(["--runtime", "openvino", "--model", "shapes"]).runtime == "openvino"
+    explorer = Explorer("shapes")
+    photos = [Image.open(p) for p in shape_files(tmp_path, 4)]
+    plain = [explorer.classify(photo) for photo in photos]
+    explorer.runtime_model = load_exported("shapes", "onnx")
+    served = [explorer.classify(photo) for photo in photos]
+    for ours, theirs in zip(plain, served):
+        assert list(ours) == list(theirs)
+        assert list(ours.values()) == pytest.approx(list(theirs.values()), abs=1e-4)
+
+
+# -- bad input -----------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def shapes_export(tmp_path_factory):
+    out = tmp_path_factory.mktemp("shapes_export")
+    export_model("shapes", out, "onnx", attentions=False)
+    return out
+
+
+def copy_of(folder, tmp_path):
+    return shutil.copytree(folder, tmp_path / "copy")
+
+
+def test_corrupt_onnx_file(shapes_export, tmp_path, capsys):
+    from vithybrid.__main__ import main
+
+    folder = copy_of(shapes_export, tmp_path)
+    (folder / "model.onnx").write_bytes(b"\x08\x07garbage, not a protobuf" * 10)
+    with pytest.raises(ExportedModelError, match="model.onnx is not an ONNX model that ONNX Runtime can load"):
+        RuntimeModel.from_pretrained(folder, "onnx")
+    with pytest.raises(ExportedModelError, match="model.onnx is not a model that OpenVINO can read"):
+        RuntimeModel.from_pretrained(folder, "openvino")
+    image = shape_files(tmp_path, 1)[0]
+    assert main([str(image), "--model", str(folder), "--runtime", "onnx"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: model.onnx is not an ONNX model") and error.count("\n") == 1
+
+
+def test_foreign_onnx_file(shapes_export, tmp_path):
+    import onnx
+    from onnx import TensorProto, helper
+
+    folder = copy_of(shapes_export, tmp_path)
+    graph = helper.make_graph([helper.make_node("Relu", ["x"], ["y"])], "foreign",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 10])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 10])])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)]), folder / "model.onnx")
+    for runtime in ("onnx", "openvino"):
+        with pytest.raises(ExportedModelError, match="is not a ViT-Hybrid export: it takes"):
+            RuntimeModel.from_pretrained(folder, runtime)
+    (folder / "config.json").unlink()
+    with pytest.raises(ExportedModelError, match="there is no config.json"):
+        RuntimeModel.from_pretrained(folder, "onnx")
+
+
+def test_a_model_exported_with_another_input_size(shapes_export, tmp_path):
+    folder = copy_of(shapes_export, tmp_path)
+    served = RuntimeModel.from_pretrained(folder)
+    with pytest.raises(ValueError, match=r"This export takes \(batch, 3, 64, 64\) pixel values, got \(1, 3, 96, 96\)"):
+        served(torch.zeros(1, 3, 96, 96))
+    processor_for(96).save_pretrained(folder)  # the processor of another export
+    with pytest.raises(ExportedModelError, match="takes 64x64 images but preprocessor_config.json beside it crops 96x96"):
+        RuntimeModel.from_pretrained(folder)
+
+
+def test_a_fixed_batch_export_says_so(tmp_path):
+    export_model("shapes", tmp_path, "onnx", batch=2, attentions=False)
+    with pytest.raises(ValueError, match="batches of exactly 2 images, got 3"):
+        RuntimeModel.from_pretrained(tmp_path)(torch.zeros(3, 3, 64, 64))
+
+
+def test_openvino_not_installed(shapes_export, monkeypatch, tmp_path, capsys):
+    from vithybrid.runtimes.export import main
+
+    monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
+    message = r"OpenVINO is not installed: pip install 'vithybrid\[openvino\]'"
+    with pytest.raises(ExportedModelError, match=message):
+        RuntimeModel.from_pretrained(shapes_export, "openvino")
+    assert main(["shapes", str(tmp_path / "out"), "--format", "openvino"]) == 2
+    assert "OpenVINO is not installed" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()  # refused before anything was written
+
+
+def test_folders_that_hold_no_export(tmp_path):
+    with pytest.raises(ExportedModelError, match="is a PyTorch checkpoint, not an export"):
+        RuntimeModel.from_pretrained(resolve_model("shapes"), "onnx")
+    with pytest.raises(ExportedModelError, match="There is no folder"):
+        RuntimeModel.from_pretrained(tmp_path / "nothing", "onnx")
+    with pytest.raises(ValueError, match="runtime must be one of"):
+        RuntimeModel.from_pretrained(tmp_path, "tensorrt")
