@@ -56,3 +56,17 @@ def test_readme_commands_install_the_package_with_what_the_tests_need():
     assert re.search(r"pip install (-e )?\"?\.\[test\]", tests), tests
     ci = (TESTS.parent / ".ci" / "run").read_text(encoding="utf-8")
     assert '-e ".[test]"' in ci and "pytest" in ci
+
+
+def test_readme_snippets_name_files_that_exist():
+    """Every image a README snippet opens ships with the repository, so the snippets run as written."""
+    blocks = re.findall(r"```(?:python|bash)\n(.*?)\n```", README.read_text(encoding="utf-8"), re.S)
+    named = {m for block in blocks for m in re.findall(r"[\w./-]+\.(?:png|jpe?g)\b", block)}
+    written = {"tabby.png"}  # what a snippet saves, not what it reads
+    assert named - written, "the README's snippets open no image at all"
+    assert all((README.parent / name).is_file() for name in named - written), sorted(named - written)
+
+
+def test_training_output_is_not_committed_by_accident():
+    ignored = (README.parent / ".gitignore").read_text(encoding="utf-8").split()
+    assert "runs/" in ignored
