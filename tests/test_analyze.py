@@ -1,6 +1,7 @@
 """python -m vithybrid.analyze: one Parquet row per file, the app's maps, both backends, --resume, the report
 in a real browser, and bad input answered with one line and exit status 2."""
 
+import json
 import re
 import shutil
 import signal
@@ -131,13 +132,27 @@ def ray_backend():
     return ray_backend
 
 
-@pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray with 2 CPUs for this module's Ray tests, stopped afterwards."""
-    backend = ray_backend()
-    backend.start_ray(num_cpus=2)
-    yield
-    backend.ray.shutdown()
+# Ray runs in a process of its own: a Ray driver in the test process leaves threads and signal handlers
+# behind after shutdown, and later tests that load ONNX Runtime or OpenVINO crashed in that process.
+RAY_RUNS = """
+import json, sys
+from vithybrid.analyze import ray_backend
+from vithybrid.analyze.__main__ import main
+ray_backend.start_ray(num_cpus=2)  # one local Ray with 2 CPUs for all the runs, stopped afterwards
+try:
+    print(json.dumps([main(argv) for argv in json.loads(sys.argv[1])]))
+finally:
+    ray_backend.ray.shutdown()
+"""
+
+
+def with_ray(*argvs: list[str]) -> list[int]:
+    """Exit statuses of `main(argv)` for each argv, run in one fresh process on a local Ray."""
+    ray_backend()  # Ray installed, or missing()
+    run = subprocess.run([sys.executable, "-c", RAY_RUNS, json.dumps(argvs)], capture_output=True, text=True,
+                         cwd=ROOT, timeout=900)
+    assert run.returncode == 0, run.stderr[-3000:]
+    return json.loads(run.stdout.strip().splitlines()[-1])
 
 
 def assert_same_rows(ours: pd.DataFrame, theirs: pd.DataFrame) -> None:
@@ -153,21 +168,22 @@ def assert_same_rows(ours: pd.DataFrame, theirs: pd.DataFrame) -> None:
             assert (a.rollout_peak_x, a.class_peak_y) == pytest.approx((b.rollout_peak_x, b.class_peak_y))
 
 
-def test_ray_writes_the_same_rows(local_ray, source, local_out, tmp_path):
+def test_ray_writes_the_same_rows(source, local_out, tmp_path):
     out = tmp_path / "rows"
-    assert main([str(source), "--out", str(out), "--model", "shapes", "--batch-size", "2", "--ray", "--actors",
-                 "2", "--no-report"]) == 0
+    assert with_ray([str(source), "--out", str(out), "--model", "shapes", "--batch-size", "2", "--ray", "--actors",
+                     "2", "--no-report"]) == [0]
     assert_same_rows(rows_of(out), rows_of(local_out))
 
 
-def test_resume_adds_only_the_missing_rows(local_ray, source, local_out, tmp_path):
+def test_resume_adds_only_the_missing_rows(source, local_out, tmp_path):
     """Explain the shapes, then resume on the whole folder, once with each backend."""
     for backend in ([], ["--ray"]):
         out = tmp_path / f"rows{len(backend)}"
         assert main([str(source / "shape_*.png"), "--out", str(out), "--model", "shapes", "--no-report"]) == 0
         first = {p: p.read_bytes() for p in out.iterdir()}
-        assert main([str(source), "--out", str(out), "--model", "shapes", "--no-report", *backend]) == 2  # no --resume
-        assert main([str(source), "--out", str(out), "--model", "shapes", "--resume", *backend]) == 0
+        refused = [str(source), "--out", str(out), "--model", "shapes", "--no-report", *backend]  # no --resume
+        resumed = [str(source), "--out", str(out), "--model", "shapes", "--resume", *backend]
+        assert (with_ray(refused, resumed) if backend else [main(refused), main(resumed)]) == [2, 0]
         assert all(p.read_bytes() == content for p, content in first.items())  # the first rows untouched
         rows = rows_of(out)
         assert rows.path.is_unique

@@ -160,24 +160,50 @@ def shape_files(tmp_path, count=6):
     return files
 
 
+SERVING = """
+import contextlib, io, json, sys
+import pytest
+from vithybrid.__main__ import main
+from vithybrid.pipeline import pipeline
+from vithybrid.runtimes import RuntimeModel
+
+runtime, cache, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+plain, served = pipeline("shapes")(files), pipeline("shapes", runtime=runtime)(files)
+assert isinstance(pipeline("shapes", runtime=runtime).model, RuntimeModel)
+for ours, theirs in zip(plain, served):
+    assert [r["label"] for r in ours] == [r["label"] for r in theirs]
+    assert [r["score"] for r in ours] == pytest.approx([r["score"] for r in theirs], abs=1e-4)
+
+
+def cli(*args):
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert main([*files, *args]) == 0
+    return out.getvalue()
+
+
+cli_plain = json.loads(cli("--model", "shapes", "--json"))
+cli_served = json.loads(cli("--model", "shapes", "--json", "--runtime", runtime))
+assert [[r["label"] for r in v] for v in cli_plain.values()] == [[r["label"] for r in v] for v in cli_served.values()]
+import pathlib
+exports = list(pathlib.Path(cache).iterdir())
+assert len(exports) == 1, exports  # exported once, then reused
+cli("--model", str(exports[0]), "--runtime", runtime)  # an export folder
+print("served")
+"""
+
+
 @pytest.mark.parametrize("runtime", ["onnx", "openvino"])
-def test_pipeline_and_cli_give_the_same_labels_through_a_runtime(tmp_path, cache, capsys, runtime):
-    from vithybrid.__main__ import main
-    from vithybrid.pipeline import pipeline
+def test_pipeline_and_cli_give_the_same_labels_through_a_runtime(tmp_path, cache, runtime):
+    # In a fresh process: after the analyze tests' runs in this one, OpenVINO crashed here now and then
+    # (a segmentation fault not reproducible under gdb); a user's process does not run both.
+    import os
+    import subprocess
 
     files = [str(p) for p in shape_files(tmp_path)]
-    plain, served = pipeline("shapes")(files), pipeline("shapes", runtime=runtime)(files)
-    assert isinstance(pipeline("shapes", runtime=runtime).model, RuntimeModel)
-    assert len(list(cache.iterdir())) == 1  # exported once, then reused
-    for ours, theirs in zip(plain, served):
-        assert [r["label"] for r in ours] == [r["label"] for r in theirs]
-        assert [r["score"] for r in ours] == pytest.approx([r["score"] for r in theirs], abs=1e-4)
-    assert main([*files, "--model", "shapes", "--json"]) == 0
-    cli_plain = json.loads(capsys.readouterr().out)
-    assert main([*files, "--model", "shapes", "--json", "--runtime", runtime]) == 0
-    cli_served = json.loads(capsys.readouterr().out)
-    assert [[r["label"] for r in v] for v in cli_plain.values()] == [[r["label"] for r in v] for v in cli_served.values()]
-    assert main([*files, "--model", str(next(cache.iterdir())), "--runtime", runtime]) == 0  # an export folder
+    run = subprocess.run([sys.executable, "-c", SERVING, runtime, str(cache), *files], capture_output=True, text=True,
+                         env={**os.environ, "VITHYBRID_EXPORTS": str(cache)}, timeout=900)
+    assert run.returncode == 0 and run.stdout.strip().endswith("served"), run.stderr[-3000:]
 
 
 def test_the_app_classifies_through_a_runtime(tmp_path, cache):
