@@ -38,6 +38,11 @@ def hub_reachable() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
+    # The runtime tests (ONNX Runtime, OpenVINO) run first, in a process no other test has used yet: after
+    # the dataset-analysis tests, OpenVINO crashed the test process now and then (a segmentation fault in
+    # native code that does not happen under gdb, nor in a process that runs one or the other, as a user's
+    # does). Known and open: see the README's note on runtimes.
+    items.sort(key=lambda item: item.path.name not in ("test_export.py", "test_runtimes.py"))  # stable sort
     if any("network" in item.keywords for item in items) and not hub_reachable():
         skip = pytest.mark.skip(reason="needs the Hugging Face Hub, which is unreachable from here")
         for item in items:
