@@ -15,6 +15,12 @@ import pytest  # noqa: E402
 from oracle.env import run_oracle  # noqa: E402
 
 CI = os.environ.get("CI") == "true"
+# ONNX Runtime and OpenVINO are tested in a pytest process of their own (test_runtimes_process.py runs these
+# files there): loaded into the process that runs the other tests, native code crashed later tests now and
+# then (segmentation faults in test_export after the analyze tests, in test_explain after test_export; none
+# under gdb, none in a process that runs one or the other, as a user's does).
+RUNTIME_TEST_FILES = ["test_export.py", "test_runtimes.py"]
+collect_ignore = [] if os.environ.get("VITHYBRID_RUNTIME_PROCESS") == "1" else RUNTIME_TEST_FILES
 IMAGES = Path(__file__).resolve().parents[1] / "examples"  # the free photographs of ../shared/images
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's; `playwright install` cannot download here
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -38,11 +44,6 @@ def hub_reachable() -> bool:
 
 
 def pytest_collection_modifyitems(config, items):
-    # The runtime tests (ONNX Runtime, OpenVINO) run first, in a process no other test has used yet: after
-    # the dataset-analysis tests, OpenVINO crashed the test process now and then (a segmentation fault in
-    # native code that does not happen under gdb, nor in a process that runs one or the other, as a user's
-    # does). Known and open: see the README's note on runtimes.
-    items.sort(key=lambda item: item.path.name not in ("test_export.py", "test_runtimes.py"))  # stable sort
     if any("network" in item.keywords for item in items) and not hub_reachable():
         skip = pytest.mark.skip(reason="needs the Hugging Face Hub, which is unreachable from here")
         for item in items:
