@@ -59,8 +59,6 @@ def log(message: str) -> None:
 
 def build(name: str, spec: dict, threads: int):
     """pixel values (torch) -> logits (torch), for one variant."""
-    import torch
-
     if name == "timm":
         import timm
 
