@@ -6,7 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from conftest import RUNTIME_TEST_FILES
+from conftest import RUNTIME_TEST_FILES, missing
 
 TESTS = Path(__file__).resolve().parent
 
@@ -18,4 +18,5 @@ def test_runtime_tests_pass_in_their_own_process():
                          capture_output=True, text=True, timeout=3600)
     summary = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-3000:]
-    assert " passed" in summary and "failed" not in summary, summary
+    if " passed" not in summary:  # every one skipped: the runtimes are not installed (a failure under CI=true)
+        missing(f"the runtime tests ran none: {summary}")
