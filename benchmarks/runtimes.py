@@ -5,7 +5,7 @@ with the machine's float32 GEMM ceiling measured in the same run and each varian
 each variant's logits against ours.
 
     python benchmarks/runtimes.py [--config base|tiny] [--batches 1,4] [--rounds 5] [--threads 2]
-                                  [--no-timm] [--out-dir docs] [--out-json FILE]
+                                  [--no-timm] [--variants A,B] [--busy N] [--out-dir docs] [--out-json FILE]
 
 All variants share one random checkpoint of google/vit-hybrid-base-bit-384's architecture (timm: its own
 vit_base_r50_s16_384 with its own random weights, so no fidelity column). OpenMP reads its wait policy once,
@@ -14,12 +14,16 @@ test oracle's environment, where timm is installed) and this process calls them 
 every variant once per batch size, so drift in the machine's speed hits all alike. Medians of the rounds
 after one warm-up; the GEMM ceiling is the median of one 4096^3 float32 matmul per round. Writes
 runtimes.md (table, machine, load, versions, command) and runtimes.png to --out-dir.
+
+--busy N keeps N other processes spinning on the CPU while the rounds run: a machine shared with other work,
+where OpenMP's wait policy matters (its threads spin between parallel regions unless PASSIVE).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import multiprocessing
 import os
 import statistics
 import subprocess
@@ -183,8 +187,15 @@ def prepare(config_name: str, folder: Path, variants: list[str]) -> dict:
     return dict(checkpoint=str(checkpoint), exports=exports, image_size=size, flops=counter.get_total_flops())
 
 
+def spin() -> None:
+    while True:
+        pass
+
+
 def measure(args: argparse.Namespace) -> dict:
     variants = [v for v in VARIANTS if not (v == "timm" and (args.no_timm or CONFIGS[args.config][1] is None))]
+    if args.variants:
+        variants = [v for v in variants if v in args.variants or v == REFERENCE]
     notes = [] if "timm" in variants else ["timm not measured (--no-timm, or no timm model at this size)"]
     side = CONFIGS[args.config][2]
     with tempfile.TemporaryDirectory() as scratch:
@@ -198,13 +209,21 @@ def measure(args: argparse.Namespace) -> dict:
         load_before = os.getloadavg()[0]
         samples = {(v, b): [] for v in variants for b in args.batches}
         gemm = []
-        for round_ in range(1 + args.rounds):  # round 0 warms up
-            gemm.append(workers["torch"].ask({"gemm": side})["gflops"])
-            for batch in args.batches:
-                for variant in variants:
-                    samples[variant, batch].append(workers[VARIANTS[variant]].ask({"time": variant, "batch": batch})["ms"])
-            log(f"round {round_}/{args.rounds} done" + (" (warm-up)" if round_ == 0 else ""))
-        load_after = os.getloadavg()[0]
+        spinners = [multiprocessing.Process(target=spin, daemon=True) for _ in range(args.busy)]
+        for spinner in spinners:
+            spinner.start()
+        try:
+            for round_ in range(1 + args.rounds):  # round 0 warms up
+                gemm.append(workers["torch"].ask({"gemm": side})["gflops"])
+                for batch in args.batches:
+                    for variant in variants:
+                        answer = workers[VARIANTS[variant]].ask({"time": variant, "batch": batch})
+                        samples[variant, batch].append(answer["ms"])
+                log(f"round {round_}/{args.rounds} done" + (" (warm-up)" if round_ == 0 else ""))
+            load_after = os.getloadavg()[0]
+        finally:
+            for spinner in spinners:
+                spinner.terminate()
         logits = {}
         for variant in variants:
             out = Path(scratch) / f"{variant}.pt"
@@ -215,6 +234,7 @@ def measure(args: argparse.Namespace) -> dict:
             w.close()
     return dict(
         config=args.config, threads=args.threads, rounds=args.rounds, batches=args.batches, flops=spec["flops"],
+        busy=args.busy,
         gemm_gflops=statistics.median(gemm[1:]), gemm_side=side, load=[load_before, load_after], notes=notes,
         ms={f"{v}|{b}": statistics.median(s[1:]) for (v, b), s in samples.items()}, fidelity=fidelity,
         meta=versions(), command="python benchmarks/runtimes.py " + " ".join(sys.argv[1:]),
@@ -250,9 +270,9 @@ def versions() -> dict:
 
 # ------------------------------------------------------------------------------------------------ reports
 
-def fastest_runtime(data: dict, batch: int, kind: str) -> float:
+def fastest_runtime(data: dict, batch: int, kind: str) -> float | None:
     names = ("ORT fp32", "OpenVINO fp32") if kind == "fp32" else ("ORT int8",)
-    return min(data["ms"][f"{n}|{batch}"] for n in names if f"{n}|{batch}" in data["ms"])
+    return min((data["ms"][f"{n}|{batch}"] for n in names if f"{n}|{batch}" in data["ms"]), default=None)
 
 
 def markdown(data: dict) -> str:
@@ -264,13 +284,16 @@ def markdown(data: dict) -> str:
     for variant in variants:
         ms = [data["ms"][f"{variant}|{b}"] for b in batches]
         kind = "int8" if "int8" in variant else "fp32"
-        vs = [m / fastest_runtime(data, b, kind) for m, b in zip(ms, batches)]
+        vs = [m / fastest if (fastest := fastest_runtime(data, b, kind)) else None for m, b in zip(ms, batches)]
         ceiling = [data["flops"] * b / (m / 1000) / (data["gemm_gflops"] * 1e9) for m, b in zip(ms, batches)]
         fid = data["fidelity"].get(variant)
-        cells = [variant, *(f"{m:.0f}" for m in ms), *(f"{v:.2f}" for v in vs), *(f"{c:.2f}" for c in ceiling),
+        cells = [variant, *(f"{m:.0f}" for m in ms), *("n/a" if v is None else f"{v:.2f}" for v in vs), *(f"{c:.2f}" for c in ceiling),
                  f"{fid['max_abs_diff']:.1e}" if fid else "n/a (own weights)", f"{fid['min_cosine']:.5f}" if fid else ""]
         rows.append("| " + " | ".join(cells) + " |")
     meta = data["meta"]
+    busy = (f" Busy machine: {data['busy']} other process(es) spinning on the CPU through the rounds." if data.get("busy")
+            else " Above the thread count before the run: other work was running, figures are noisy."
+            if data["load"][0] > data["threads"] else "")
     lines = [
         f"ViT-Hybrid ({data['config']} config, random weights, {data['flops'] / 1e9:.3g} GFLOP per "
         f"image) on {meta['machine']} ({meta['cores']} cores), {data['threads']} threads everywhere; "
@@ -280,8 +303,8 @@ def markdown(data: dict) -> str:
         f"{data['gemm_side']}^3 float32 matmul's ({data['gemm_gflops']:.0f} GFLOP/s, measured in the same run). "
         f"Logits against `{REFERENCE}` on a batch of {max(batches)}.", "", *rows, "",
         f"torch {meta['torch']}, onnxruntime {meta['onnxruntime']}, openvino {meta['openvino']}, nncf {meta['nncf']}, "
-        f"onnx {meta['onnx']}. Load average {data['load'][0]:.1f} before, {data['load'][1]:.1f} after "
-        f"(above the thread count: a busy machine, noisy figures).", *data["notes"], "",
+        f"onnx {meta['onnx']}. Load average {data['load'][0]:.1f} before, {data['load'][1]:.1f} after.{busy}",
+        *data["notes"], "",
         f"`{data['command']}`"]
     return "\n".join(lines) + "\n"
 
@@ -313,12 +336,18 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-timm", action="store_true", help="leave timm out (it runs in the oracle's environment)")
+    parser.add_argument("--variants", type=lambda s: s.split(","), help=f"only these (comma-separated) and "
+                        f"{REFERENCE!r}; default: all of {', '.join(VARIANTS)}")
+    parser.add_argument("--busy", type=int, default=0, help="processes kept spinning on the CPU while timing")
     parser.add_argument("--out-dir", type=Path, default=ROOT / "docs")
     parser.add_argument("--out-json", type=Path)
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(json.loads(args.worker), args.threads)
+    unknown = set(args.variants or ()) - set(VARIANTS)
+    if unknown:
+        parser.error(f"unknown variant(s) {', '.join(sorted(unknown))}; choose from {', '.join(VARIANTS)}")
     data = measure(args)
     if args.out_json:
         args.out_json.write_text(json.dumps(data, indent=2))

@@ -1,6 +1,7 @@
 """The fast paths against the reference: fused QKV (state dicts in the Hub layout), int8, torch.compile,
 and the allocator setting (counted in page faults, not seconds)."""
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -98,11 +99,8 @@ def test_compiled_model_matches_the_reference_on_both_paths(oracle_dir):
 
 
 FAULTS_SCRIPT = textwrap.dedent("""
-    import resource, sys, torch
+    import resource, torch
     from vithybrid import ViTHybridConfig, ViTHybridForImageClassification
-    from vithybrid.optimize import keep_freed_memory
-    if sys.argv[1] == "keep":
-        assert keep_freed_memory()
     torch.set_num_threads(1)
     # ViT-Hybrid-Base's token count and widths (577 tokens, 12 heads), two layers, a small backbone
     config = ViTHybridConfig(image_size=384, num_hidden_layers=2, backbone_featmap_shape=[1, 64, 24, 24],
@@ -124,14 +122,39 @@ FAULTS_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a glibc setting")
-def test_keeping_freed_memory_avoids_page_faults_on_the_next_forward():
-    """Once settled, a forward reuses the memory of the last one instead of faulting in fresh pages."""
-    def faults(mode: str) -> int:
-        run = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT, mode], capture_output=True, text=True, check=True)
+def test_the_model_keeps_freed_memory_so_the_next_forward_faults_no_pages():
+    """Once settled, a CPU forward reuses the memory of the last one instead of faulting in fresh pages: the
+    model asks glibc to keep freed blocks on its first CPU forward, unless VITHYBRID_KEEP_FREED_MEMORY=0."""
+    def faults(opt_out: bool) -> int:
+        env = {k: v for k, v in os.environ.items() if k != "VITHYBRID_KEEP_FREED_MEMORY"}
+        if opt_out:
+            env["VITHYBRID_KEEP_FREED_MEMORY"] = "0"
+        run = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT], capture_output=True, text=True, check=True, env=env)
         return int(run.stdout.split()[-1])
 
-    default, kept = faults("default"), faults("keep")
-    print(f"page faults in a settled forward: {default} by default, {kept} keeping freed memory")
-    assert default > 5000  # the returned 2 x 12 x 577 x 577 maps alone are 32 MB per layer
-    assert kept < default / 20
+    opted_out, default = faults(opt_out=True), faults(opt_out=False)
+    print(f"page faults in a settled forward: {default} by default, {opted_out} with VITHYBRID_KEEP_FREED_MEMORY=0")
+    assert opted_out > 5000  # the returned 2 x 12 x 577 x 577 maps alone are 32 MB per layer
+    assert default < opted_out / 20
     assert keep_freed_memory() is True
+
+
+def test_int8_packs_for_the_engine_the_cpu_suits_and_leaves_the_process_setting(monkeypatch):
+    """oneDNN (AMX int8 matrix multiplies) where the CPU has AMX tiles, PyTorch's default engine elsewhere; the
+    process-wide engine is what it was before, and the int8 copy answers like float32 either way."""
+    from vithybrid.optimize import int8_engine
+
+    model = ViTHybridForImageClassification.from_pretrained(resolve_model("shapes")).eval()
+    processor = ViTHybridImageProcessor.from_pretrained(resolve_model("shapes"))
+    pixels = processor([sample(20261202, i, model.config.image_size).image for i in range(16)],
+                       return_tensors="pt")["pixel_values"]
+    before = torch.backends.quantized.engine
+    for amx in (False, True):
+        monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda amx=amx: amx, raising=False)
+        expected = "onednn" if amx and "onednn" in torch.backends.quantized.supported_engines else before
+        assert int8_engine() == expected
+        with torch.inference_mode():
+            logits, int8_logits = model(pixels).logits, quantize_int8(model)(pixels).logits
+        assert torch.backends.quantized.engine == before
+        assert F.cosine_similarity(int8_logits, logits).min() > 0.99, expected
+        assert torch.equal(int8_logits.argmax(-1), logits.argmax(-1)), expected

@@ -39,3 +39,23 @@ def test_runtimes_benchmark_tiny(tmp_path):
     assert row.split(" | ")[4] == f"{ms['ours sdpa|2'] / fastest:.2f}" and row.split(" | ")[6] == f"{ceiling:.2f}"
     assert "timm not measured" in markdown and "python benchmarks/runtimes.py --config tiny" in markdown
     assert (tmp_path / "runtimes.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_runtimes_benchmark_on_a_busy_machine_with_some_variants(tmp_path):
+    """--variants times only those (and the reference the logits are compared with); --busy keeps processes
+    spinning through the rounds and says so under the table, and stops them afterwards."""
+    import os
+
+    result = subprocess.run([sys.executable, str(SCRIPT), "--config", "tiny", "--rounds", "1", "--batches", "1",
+                             "--threads", "1", "--no-timm", "--variants", "ours sdpa (OMP passive)", "--busy", "1",
+                             "--out-dir", str(tmp_path), "--out-json", str(tmp_path / "runtimes.json")],
+                            capture_output=True, text=True, timeout=900, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    data = json.loads((tmp_path / "runtimes.json").read_text())
+    assert sorted(data["ms"]) == ["ours sdpa (OMP passive)|1", "ours sdpa|1"] and data["busy"] == 1
+    assert "Busy machine: 1 other process(es) spinning" in (tmp_path / "runtimes.md").read_text()
+    spinning = subprocess.run(["pgrep", "-f", str(SCRIPT)], capture_output=True, text=True).stdout.split()
+    assert [pid for pid in spinning if int(pid) != os.getpid()] == []  # no spinner left behind
+
+    wrong = subprocess.run([sys.executable, str(SCRIPT), "--variants", "ours bf16"], capture_output=True, text=True)
+    assert wrong.returncode == 2 and "unknown variant(s) ours bf16" in wrong.stderr

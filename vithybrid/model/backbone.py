@@ -40,6 +40,23 @@ def static_padding(padding: str | None, kernel: int, stride: int, dilation: int)
     return (0, False) if padding == "VALID" else (symmetric, False)
 
 
+def may_overwrite(x: torch.Tensor) -> bool:
+    """Whether an in-place op on `x`, a fresh activation, is invisible: autograd does not record it (inference)
+    and no torch.jit.trace is recording a graph (whose check re-traces without gradients)."""
+    return not (x.requires_grad or torch.jit.is_tracing())
+
+
+def activate(activation: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """activation(x); a ReLU works in place when it may, which saves a fresh tensor and a pass over memory per
+    norm (with `add_residual`, 1-2% of the model on a CPU)."""
+    return x.relu_() if isinstance(activation, nn.ReLU) and may_overwrite(x) else activation(x)
+
+
+def add_residual(x: torch.Tensor, shortcut: torch.Tensor, drop_path: nn.Module) -> torch.Tensor:
+    """drop_path(x) + shortcut, in place into x (the block's fresh output) when it may."""
+    return x.add_(shortcut) if may_overwrite(x) and not drop_path.training else drop_path(x) + shortcut
+
+
 class StdConv2d(nn.Conv2d):
     """Weight-standardized convolution: each filter gets zero mean and unit variance before use.
 
@@ -84,7 +101,7 @@ class GroupNormAct(nn.GroupNorm):
         self.activation = activation(config.hidden_act) if apply_activation else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.activation(F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps))
+        return activate(self.activation, F.group_norm(x, self.num_groups, self.weight, self.bias, self.eps))
 
 
 class MaxPool2dSame(nn.Module):
@@ -173,7 +190,7 @@ class BitBottleneckLayer(nn.Module):
         x = self.norm1(self.conv1(x))
         x = self.norm2(self.conv2(x))
         x = self.norm3(self.conv3(x))
-        return self.activation(self.drop_path(x) + shortcut)
+        return activate(self.activation, add_residual(x, shortcut, self.drop_path))
 
 
 class BitPreActivationBottleneckLayer(nn.Module):
@@ -203,7 +220,7 @@ class BitPreActivationBottleneckLayer(nn.Module):
         x = self.conv1(preact)
         x = self.conv2(self.norm2(x))
         x = self.conv3(self.norm3(x))
-        return self.drop_path(x) + shortcut
+        return add_residual(x, shortcut, self.drop_path)
 
 
 class BitStage(nn.Module):

@@ -22,6 +22,7 @@ from torch import nn
 from .activations import activation
 from .backbone import BitBackbone
 from .config import ViTHybridConfig
+from .memory import retain_freed_memory_once
 from ..base.modeling import PreTrainedModel
 from ..base.outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 
@@ -373,6 +374,8 @@ class ViTHybridModel(ViTHybridPreTrainedModel):
             output_attentions, output_hidden_states, return_dict)
         if pixel_values is None:
             raise ValueError("You have to specify pixel_values")
+        if pixel_values.device.type == "cpu":
+            retain_freed_memory_once()  # no page faults for every activation (see .memory)
         pixel_values = pixel_values.to(self.dtype)
         tokens = self.embeddings(pixel_values, bool_masked_pos, bool(interpolate_pos_encoding))
         tokens, hidden_states, attentions = self.encoder(
