@@ -3,14 +3,19 @@ PyTorch's, int8, serving through the pipeline, the command line and the app, and
 
 import importlib.util
 import json
+import os
 import shutil
+import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 
-from conftest import missing
+from conftest import IMAGES, missing
 from helpers import tiny_model
 from oracle.cases import CASES
 from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor, resolve_model
@@ -20,7 +25,8 @@ for package in ("onnx", "onnxscript", "onnxruntime", "openvino"):
     if importlib.util.find_spec(package) is None:
         missing(f"{package} is not installed (pip install 'vithybrid[onnx,openvino]')")
 
-from vithybrid.runtimes import ExportedModelError, ExportError, RuntimeModel, export_model, load_exported  # noqa: E402
+from vithybrid.runtimes import RUNTIMES, ExportedModelError, ExportError, RuntimeModel, export_model, \
+    load_exported  # noqa: E402
 from vithybrid.runtimes.export import FLOAT32_BOUND_ULPS, compare, fold_weight_standardization  # noqa: E402
 
 EPS = torch.finfo(torch.float32).eps
@@ -197,9 +203,6 @@ print("served")
 def test_pipeline_and_cli_give_the_same_labels_through_a_runtime(tmp_path, cache, runtime):
     # In a fresh process: after the analyze tests' runs in this one, OpenVINO crashed here now and then
     # (a segmentation fault not reproducible under gdb); a user's process does not run both.
-    import os
-    import subprocess
-
     files = [str(p) for p in shape_files(tmp_path)]
     run = subprocess.run([sys.executable, "-c", SERVING, runtime, str(cache), *files], capture_output=True, text=True,
                          env={**os.environ, "VITHYBRID_EXPORTS": str(cache)}, timeout=900)
@@ -301,3 +304,157 @@ def test_folders_that_hold_no_export(tmp_path):
         RuntimeModel.from_pretrained(tmp_path / "nothing", "onnx")
     with pytest.raises(ValueError, match="runtime must be one of"):
         RuntimeModel.from_pretrained(tmp_path, "tensorrt")
+
+
+# -- python -m vithybrid.analyze --runtime ---------------------------------------------------------------
+# Every run in a process of its own, as a user's is (and as the serving test above runs, for the same reason).
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def analyze(*args, exports: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, **({"VITHYBRID_EXPORTS": str(exports)} if exports else {})}
+    return subprocess.run([sys.executable, "-m", "vithybrid.analyze", *map(str, args)], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=900)
+
+
+def rows_of(out: Path):
+    import pandas as pd
+
+    return pd.read_parquet(out).sort_values("path").reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def analyze_source(tmp_path_factory) -> Path:
+    """The three shapes, a photo (not square: the crop shifts the cells) and a file that cannot be read."""
+    folder = tmp_path_factory.mktemp("analyze_source")
+    for name in ("shape_circle.png", "shape_star.png", "shape_triangle.png", "chelsea.png"):
+        shutil.copy(IMAGES / name, folder / name)
+    (folder / "notes.jpg").write_bytes(b"text, not a JPEG")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def pytorch_rows(analyze_source, tmp_path_factory):
+    out = tmp_path_factory.mktemp("pytorch") / "rows"
+    run = analyze(analyze_source, "--out", out, "--model", "shapes", "--maps", "rollout", "--workers", "0",
+                  "--no-report")
+    assert run.returncode == 0, run.stderr[-3000:]
+    return rows_of(out)
+
+
+@pytest.fixture(scope="module")
+def attentions_export(tmp_path_factory) -> Path:
+    """The shapes model exported for ONNX Runtime with its attention graph (shapes_export has none)."""
+    out = tmp_path_factory.mktemp("attentions_export")
+    export_model("shapes", out, "onnx")
+    return out
+
+
+def assert_pytorchs_rollout(rows, pytorch_rows, scores_atol: float | None = 1e-5) -> None:
+    """The same files, errors, labels and rollout maps (float32 rounding: the runtimes sum in other orders)."""
+    assert rows.path.tolist() == pytorch_rows.path.tolist()
+    unreadable = rows.path.str.endswith("notes.jpg").tolist()
+    assert rows.error.notna().tolist() == pytorch_rows.error.notna().tolist() == unreadable and sum(unreadable) == 1
+    for ours, theirs in zip(rows.query("error.isna()").itertuples(), pytorch_rows.query("error.isna()").itertuples()):
+        assert list(ours.labels) == list(theirs.labels)
+        if scores_atol is not None:
+            np.testing.assert_allclose(ours.scores, theirs.scores, rtol=0, atol=scores_atol)
+        expected = np.asarray(theirs.rollout_map)
+        np.testing.assert_allclose(ours.rollout_map, expected, rtol=0, atol=1e-5 * expected.max())
+        assert (ours.rollout_peak_x, ours.rollout_peak_y) == (theirs.rollout_peak_x, theirs.rollout_peak_y)
+        assert ours.rollout_entropy == pytest.approx(theirs.rollout_entropy, abs=1e-5)
+        assert (ours.grid_rows, ours.grid_cols) == (theirs.grid_rows, theirs.grid_cols) == (8, 8)
+
+
+@pytest.mark.parametrize("runtime", ["onnx", "openvino"])
+def test_analyze_through_a_runtime_gives_pytorchs_labels_and_rollout(analyze_source, pytorch_rows, tmp_path, runtime):
+    out = tmp_path / "rows"
+    run = analyze(analyze_source, "--out", out, "--model", "shapes", "--runtime", runtime, "--maps", "rollout",
+                  "--batch-size", "2", "--workers", "0", exports=tmp_path / "exports")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "Exporting shapes" in run.stderr and "note:" not in run.stderr  # exported once; --maps given: no note
+    rows = rows_of(out)
+    assert list(rows.columns) == list(pytorch_rows.columns)
+    assert_pytorchs_rollout(rows, pytorch_rows)
+    assert f"Model shapes ({RUNTIMES[runtime]})" in (tmp_path / "rows.html").read_text()
+
+
+def test_analyze_with_an_int8_export_labels_from_it_and_rollout_in_float32(analyze_source, pytorch_rows, tmp_path):
+    out, exports = tmp_path / "rows", tmp_path / "exports"
+    run = analyze(analyze_source, "--out", out, "--model", "shapes", "--runtime", "onnx", "--int8", "--maps",
+                  "rollout", "--workers", "0", exports=exports)
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = rows_of(out)
+    assert_pytorchs_rollout(rows, pytorch_rows, scores_atol=None)  # the attention graph stays float32
+    (folder,) = exports.iterdir()
+    served = RuntimeModel.from_pretrained(folder, "onnx")
+    assert served.info["int8"]
+    readable = rows.query("error.isna()")
+    pixels = served.processor([Image.open(p) for p in readable.path])["pixel_values"]
+    scores, _ = served(pixels).logits.softmax(-1).topk(5)  # the int8 classifier's probabilities
+    np.testing.assert_allclose(np.stack(readable.scores), scores.numpy(), rtol=0, atol=1e-5)
+    assert "(ONNX Runtime, int8)" in (tmp_path / "rows.html").read_text()
+
+
+def test_analyze_through_a_runtime_makes_rollout_maps_by_default(analyze_source, attentions_export, shapes_export,
+                                                                 tmp_path):
+    out = tmp_path / "rows"
+    run = analyze(analyze_source, "--out", out, "--model", attentions_export, "--runtime", "onnx", "--workers", "0",
+                  "--no-report")
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "note: with --runtime the maps are rollout only" in run.stderr
+    columns = list(rows_of(out).columns)
+    assert "rollout_map" in columns and not [c for c in columns if c.startswith("class_")]
+    # labels only: an export without the attention graph serves them
+    out = tmp_path / "labels"
+    run = analyze(analyze_source, "--out", out, "--model", shapes_export, "--runtime", "openvino", "--maps", "none",
+                  "--workers", "0", "--no-report")
+    assert run.returncode == 0, run.stderr[-3000:]
+    rows = rows_of(out)
+    assert not [c for c in rows.columns if "map" in c or "peak" in c]
+    shapes = rows[rows.path.str.contains("shape_")]
+    assert [labels[0] for labels in shapes.labels] == ["circle", "star", "triangle"]
+
+
+@pytest.mark.parametrize("case", ["class maps", "both maps", "int8 without runtime", "cuda", "no attention graph"])
+def test_analyze_with_what_a_runtime_cannot_do_is_one_line_and_status_2(case, analyze_source, shapes_export, cache,
+                                                                         tmp_path, capsys):
+    from vithybrid.analyze.__main__ import main
+
+    out = tmp_path / "out"
+    args = {"class maps": ["--runtime", "onnx", "--maps", "class"],
+            "both maps": ["--runtime", "openvino", "--maps", "rollout,class"],
+            "int8 without runtime": ["--int8"],
+            "cuda": ["--runtime", "onnx", "--device", "cuda"],
+            "no attention graph": ["--runtime", "onnx", "--model", str(shapes_export)]}[case]
+    assert main([str(analyze_source), "--out", str(out), "--model", "shapes", *args]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), lines
+    message = {"class maps": "use --maps rollout, or drop --runtime", "both maps": "use --maps rollout",
+               "int8 without runtime": "--int8 works with --runtime", "cuda": "runs on the CPU",
+               "no attention graph": "holds no attentions.onnx"}[case]
+    assert message in lines[0]
+    assert not out.exists() and not cache.exists()  # refused before anything was written or exported
+
+
+RAY_RUN = """
+import sys
+from vithybrid.analyze import ray_backend
+from vithybrid.analyze.__main__ import main
+ray_backend.start_ray(num_cpus=2)
+try:
+    print(main(sys.argv[1:]))
+finally:
+    ray_backend.ray.shutdown()
+"""
+
+
+def test_analyze_on_ray_through_a_runtime(analyze_source, pytorch_rows, attentions_export, tmp_path):
+    if importlib.util.find_spec("ray") is None:
+        missing("Ray Data is not installed (pip install 'ray[data]')")
+    out = tmp_path / "rows"
+    run = subprocess.run([sys.executable, "-c", RAY_RUN, str(analyze_source), "--out", str(out), "--model",
+                          str(attentions_export), "--runtime", "onnx", "--maps", "rollout", "--ray", "--actors", "2",
+                          "--batch-size", "2", "--no-report"], cwd=ROOT, capture_output=True, text=True, timeout=900)
+    assert run.returncode == 0 and run.stdout.strip().splitlines()[-1] == "0", run.stderr[-3000:]
+    assert_pytorchs_rollout(rows_of(out), pytorch_rows)

@@ -12,13 +12,14 @@ import torch
 
 from ..checkpoints.hub import CheckpointError
 from ..pipeline import DEFAULT_MODEL
+from ..runtimes import RUNTIMES
 
 EXTRA = ("pandas", "pyarrow", "tqdm")  # the analyze extra; the core package does without them
 try:
     import pyarrow.dataset as pads
 
     from .local import run_local
-    from .maps import MAPS, Explainer, load, schema
+    from .maps import MAPS, RUNTIME_MAPS, Explainer, load, schema
     from .report import write_report
     from .sources import SourceError, read_source
 except ImportError as missing:
@@ -50,9 +51,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, type=Path, help="the folder of Parquet parts to write; the report goes "
                                                            "beside it as OUT.html")
     p.add_argument("--model", default=DEFAULT_MODEL,
-                   help="Hub id, checkpoint folder or 'shapes' (default: %(default)s)")
-    p.add_argument("--maps", type=parse_maps, default=MAPS, help="maps to compute: rollout, class, both "
-                                                                 "(default: rollout,class) or none")
+                   help="Hub id, checkpoint folder or 'shapes' (default: %(default)s); with --runtime, also an "
+                        "export folder (python -m vithybrid.export)")
+    p.add_argument("--maps", type=parse_maps, default=None, help="maps to compute: rollout, class, both "
+                                                                 "(default: rollout,class; with --runtime: rollout) "
+                                                                 "or none")
+    p.add_argument("--runtime", choices=tuple(RUNTIMES),
+                   help="explain with ONNX Runtime or OpenVINO (a checkpoint is exported once into a cache): "
+                        "labels and rollout maps only, class maps need PyTorch")
+    p.add_argument("--int8", action="store_true", help="with --runtime: classify with the int8 export (faster, "
+                                                       "slightly different scores); rollout stays float32")
     p.add_argument("--top-k", type=int, default=5, help="labels per image (default: %(default)s)")
     p.add_argument("--batch-size", type=int, default=8, help="images per model call (default: %(default)s)")
     p.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
@@ -93,19 +101,49 @@ def prepare_out(out: Path, resume: bool, maps: tuple[str, ...]) -> frozenset[str
     return frozenset(dataset.to_table(columns=["path"]).column("path").to_pylist())
 
 
+def check_runtime(args: argparse.Namespace) -> list[str]:
+    """Check --runtime's limits (UsageError) and fill in --maps' default (with --runtime: rollout only); returns
+    the notes to print once the run starts."""
+    if args.runtime is None:
+        if args.int8:
+            raise UsageError("--int8 works with --runtime onnx|openvino only here (the PyTorch path computes class maps "
+                             "from float32 gradients): add --runtime, or drop --int8")
+        args.maps = MAPS if args.maps is None else args.maps
+        return []
+    notes = []
+    if args.maps is None:
+        args.maps = RUNTIME_MAPS
+        notes.append(f"note: with --runtime the maps are {','.join(RUNTIME_MAPS)} only (class maps need PyTorch's "
+                     f"gradients)")
+    if set(args.maps) - set(RUNTIME_MAPS):
+        raise UsageError(f"--maps class needs PyTorch (gradients of the attention maps, which {RUNTIMES[args.runtime]} "
+                         f"cannot give): use --maps rollout, or drop --runtime")
+    if args.device not in (None, "cpu"):
+        raise UsageError(f"--device {args.device}: {RUNTIMES[args.runtime]} runs on the CPU here; drop --device")
+    return notes
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         if min(args.batch_size, args.top_k) < 1 or args.workers < 0 or (args.actors is not None and args.actors < 1):
             raise UsageError("--batch-size, --top-k and --actors must be at least 1, --workers at least 0")
+        notes = check_runtime(args)
         rows = read_source(args.source)
-        # With --ray the model is loaded here only to check it (the actors load their own).
-        device = "cpu" if args.ray else args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-        model, processor = load(args.model, device)
+        # With --ray the model is loaded here only to check it (the actors load their own; a checkpoint given
+        # with --runtime is exported here, once, and the actors load the export).
+        device = "cpu" if args.ray or args.runtime else args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model, processor = load(args.model, device, args.runtime, args.int8, attentions=bool(args.maps))
+        if args.int8 and not model.info.get("int8"):
+            notes.append(f"note: --int8 has no effect on {args.model}: an export folder is served as it was "
+                         f"exported (float32; export it with --int8 for int8)")
+        explainer = Explainer(model, processor, args.maps, args.top_k)
         done = prepare_out(args.out, args.resume, args.maps)
     except (UsageError, SourceError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    for note in notes:
+        print(note, file=sys.stderr)
     todo = rows[~rows.path.isin(done)]
     print(f"{len(todo)} of {len(rows)} files to explain ({len(rows) - len(todo)} already in {args.out})",
           file=sys.stderr)
@@ -116,16 +154,18 @@ def main(argv: list[str] | None = None) -> int:
             except ImportError:
                 print("error: --ray needs Ray Data: pip install 'vithybrid[ray]'", file=sys.stderr)
                 return 2
-            run_ray(args.source, args.out, args.model, processor, args.maps, args.top_k, args.batch_size, args.actors,
-                    None if args.ray == "local" else args.ray, done)
+            run_ray(args.source, args.out, str(model.folder) if args.runtime else args.model, processor, args.maps,
+                    args.top_k, args.batch_size, args.actors, None if args.ray == "local" else args.ray, done,
+                    args.runtime)
         elif not todo.empty:
-            run_local(todo, args.out, Explainer(model, processor, args.maps, args.top_k), args.batch_size, args.workers)
+            run_local(todo, args.out, explainer, args.batch_size, args.workers)
     except KeyboardInterrupt:
         print(f"interrupted: the rows explained so far are in {args.out}; rerun with --resume to add the rest",
               file=sys.stderr)
         return 130
     if not args.no_report:
-        print(f"report: {write_report(args.out, processor, args.model)}", file=sys.stderr)
+        served = f" ({RUNTIMES[args.runtime]}{', int8' if model.info.get('int8') else ''})" if args.runtime else ""
+        print(f"report: {write_report(args.out, processor, args.model + served)}", file=sys.stderr)
     return 0
 
 

@@ -4,7 +4,9 @@ prediction entropy, maps over the token grid and where they point).
 
 The maps are the app's (explorer.py): "rollout" is attention rollout with the app's defaults (mean over
 heads, nothing discarded) and "class" is the top class's relevance (Chefer et al. 2021), both from one
-`model.attention_with_gradients` call, as in `Explorer._analyse`.
+`model.attention_with_gradients` call, as in `Explorer._analyse`. An export served by ONNX Runtime or
+OpenVINO (`RuntimeModel`) gives rollout from its eager graph's attention probabilities; it has no gradients,
+so no class maps.
 """
 
 from __future__ import annotations
@@ -21,13 +23,21 @@ from ..checkpoints.shipped import resolve_model
 from ..images import load_image
 from ..model.modeling import ViTHybridForImageClassification
 from ..model.processing import ViTHybridImageProcessor
+from ..runtimes import RUNTIMES, ExportedModelError, RuntimeModel, load_exported
 from .sources import SOURCE_SCHEMA
 
 MAPS = ("rollout", "class")
+RUNTIME_MAPS = ("rollout",)  # what an export can give: class maps need gradients of the attentions
 
 
-def load(name: str, device: str = "cpu") -> tuple[ViTHybridForImageClassification, ViTHybridImageProcessor]:
-    """A model for inference (frozen weights: gradients flow to the attention maps only) and its processor."""
+def load(name: str, device: str = "cpu", runtime: str | None = None, int8: bool = False, attentions: bool = False,
+         threads: int | None = None) -> tuple[ViTHybridForImageClassification | RuntimeModel, ViTHybridImageProcessor]:
+    """A model for inference (frozen weights: gradients flow to the attention maps only) and its processor.
+    runtime "onnx" or "openvino": the export served by that runtime instead (`name` an export folder, or a
+    checkpoint exported once into the cache, int8: its int8 export), with its eager graph when `attentions`."""
+    if runtime is not None:
+        model = load_exported(name, runtime, attentions=attentions, int8=int8, threads=threads)
+        return model, model.processor
     folder = resolve_model(name)
     model = ViTHybridForImageClassification.from_pretrained(folder).to(device).eval().requires_grad_(False)
     return model, ViTHybridImageProcessor.from_pretrained(folder)
@@ -99,14 +109,32 @@ def pointing(heatmap: np.ndarray, xs: np.ndarray, ys: np.ndarray, bbox) -> dict:
     return result
 
 
+def check_export(model: RuntimeModel, maps: tuple[str, ...]) -> None:
+    """An export can give the `maps` (ValueError if not) over the checkpoint's own token grid (ExportedModelError
+    if not: an export made with another --size)."""
+    if set(maps) - set(RUNTIME_MAPS):
+        raise ValueError(f"{RUNTIMES[model.runtime]} cannot give {', '.join(sorted(set(maps) - set(RUNTIME_MAPS)))} "
+                         f"maps (they need gradients of the attention maps): ask for {', '.join(RUNTIME_MAPS)} only")
+    if maps and model.with_attentions is None:
+        raise ValueError("Load the export with attentions=True for maps.")
+    trained = (model.config.image_size,) * 2
+    if model.input_size != trained:
+        raise ExportedModelError(f"{model.folder or 'This export'} takes {model.input_size[0]}x{model.input_size[1]} "
+                                 f"images, not the checkpoint's own {trained[0]}x{trained[1]}: analyze serves exports "
+                                 f"at the checkpoint's input size (export again without --size).")
+
+
 class Explainer:
     """One model, explaining batches of decoded images (`decode`) into result rows (`schema`)."""
 
-    def __init__(self, model: ViTHybridForImageClassification, processor: ViTHybridImageProcessor,
+    def __init__(self, model: ViTHybridForImageClassification | RuntimeModel, processor: ViTHybridImageProcessor,
                  maps: tuple[str, ...] = MAPS, top_k: int = 5):
         unknown = set(maps) - set(MAPS)
         if unknown:
             raise ValueError(f"unknown map {', '.join(sorted(unknown))}; choose from {', '.join(MAPS)}")
+        self.exported = isinstance(model, RuntimeModel)
+        if self.exported:
+            check_export(model, maps)
         self.model, self.processor, self.maps = model, processor, tuple(maps)
         self.top_k = min(top_k, model.config.num_labels)
         self.grid = model.config.grid_size
@@ -119,7 +147,13 @@ class Explainer:
         if not self.maps:
             with torch.inference_mode():
                 return self.model(pixels).logits.float().softmax(-1).cpu(), {}
-        result = self.model.attention_with_gradients(pixels)  # gradients of each image's predicted class
+        if self.exported:  # the eager graph: logits and attention probabilities (rollout only: see check_export)
+            result = self.model(pixels, output_attentions=True)
+            # its logits are the float32 classifier's (within rounding); an int8 classifier answers for itself
+            logits = self.model(pixels).logits if self.model.info.get("int8") else result.logits
+        else:
+            result = self.model.attention_with_gradients(pixels)  # gradients of each image's predicted class
+            logits = result.logits
         attentions = [a.float().cpu() for a in result.attentions]
         maps = {}
         if "rollout" in self.maps:
@@ -127,7 +161,7 @@ class Explainer:
         if "class" in self.maps:
             gradients = [g.float().cpu() for g in result.gradients]
             maps["class"] = viz.cls_map(viz.class_relevance(attentions, gradients, rows=[0]), self.grid)
-        return result.logits.float().softmax(-1).cpu(), maps
+        return logits.float().softmax(-1).cpu(), maps
 
     def __call__(self, decoded: list[dict]) -> pa.Table:
         readable = [row for row in decoded if row["error"] is None]

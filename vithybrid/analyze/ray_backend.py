@@ -14,6 +14,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
 import ray.data
+import torch
 
 import visualization
 import vithybrid
@@ -43,10 +44,13 @@ def decode_batch(batch: pa.Table, processor, skip: frozenset) -> pa.Table:
 
 
 class ExplainerActor:
-    """One model per actor, loaded once; explains batches of decoded rows."""
+    """One model per actor, loaded once; explains batches of decoded rows. With a `runtime`, `model` is an export
+    folder, served with as many threads as the actor's CPUs give PyTorch (Ray sets OMP_NUM_THREADS)."""
 
-    def __init__(self, model: str, maps: tuple[str, ...], top_k: int, device: str):
-        self.explain = Explainer(*load(model, device), maps=maps, top_k=top_k)
+    def __init__(self, model: str, maps: tuple[str, ...], top_k: int, device: str, runtime: str | None = None):
+        threads = torch.get_num_threads() if runtime else None
+        self.explain = Explainer(*load(model, device, runtime, attentions=bool(maps), threads=threads), maps=maps,
+                                 top_k=top_k)
 
     def __call__(self, batch: pa.Table) -> pa.Table:
         return self.explain(batch.to_pylist())
@@ -62,17 +66,18 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
 
 def run_ray(source: str, out: Path, model: str, processor, maps: tuple[str, ...], top_k: int, batch_size: int,
-            actors: int | None, address: str | None, skip: frozenset = frozenset()) -> None:
+            actors: int | None, address: str | None, skip: frozenset = frozenset(), runtime: str | None = None) -> None:
     """Explain `source` into Parquet parts in `out` with Ray Data. `address` None starts a local Ray with this
     machine's CPUs for the run (and stops it); otherwise Ray connects there ("auto": the cluster this machine
-    belongs to). A Ray already initialized in this process is used as it is."""
+    belongs to). A Ray already initialized in this process is used as it is. runtime "onnx" or "openvino":
+    `model` is an export folder (on a cluster: at the same path on every node), served on CPUs."""
     staging = out / f".ray-{uuid.uuid4().hex}"  # hidden: readers of OUT skip it until its parts move out
     started = not ray.is_initialized()
     if started:
         start_ray(address)
     try:
         resources = ray.cluster_resources()
-        gpus, cpus = int(resources.get("GPU", 0)), resources.get("CPU", 1)
+        gpus, cpus = 0 if runtime else int(resources.get("GPU", 0)), resources.get("CPU", 1)
         actors = actors or max(1, gpus)
         # Actors hold their CPUs for the whole run, and reading, repartitioning and writing need CPUs too: actors
         # that took every CPU would leave Ray Data waiting forever, so on CPUs they share what leaves room.
@@ -83,7 +88,7 @@ def run_ray(source: str, out: Path, model: str, processor, maps: tuple[str, ...]
         # Decoding runs in Ray tasks that feed the actors, except where Ray fuses it into them (when both ask
         # for the same resources: a whole CPU each and no GPU; then no pixels cross the object store).
         dataset = dataset.map_batches(ExplainerActor, fn_constructor_kwargs={
-            "model": model, "maps": maps, "top_k": top_k, "device": "cuda" if gpus else "cpu"},
+            "model": model, "maps": maps, "top_k": top_k, "device": "cuda" if gpus else "cpu", "runtime": runtime},
             batch_format="pyarrow", batch_size=batch_size, compute=ray.data.ActorPoolStrategy(size=actors),
             num_cpus=actor_cpus, num_gpus=1 if gpus else 0)
         dataset.write_parquet(str(staging))

@@ -227,13 +227,15 @@ def export_cache() -> Path:
     return Path(os.environ.get("VITHYBRID_EXPORTS") or Path.home() / ".cache" / "vithybrid" / "exports")
 
 
-def load_exported(model: str | Path, runtime: str = "onnx", attentions: bool = False, int8: bool = False) -> RuntimeModel:
+def load_exported(model: str | Path, runtime: str = "onnx", attentions: bool = False, int8: bool = False,
+                  threads: int | None = None) -> RuntimeModel:
     """`model` served by `runtime`: an export folder as it is; a checkpoint (Hub id, folder or "shapes") is
     exported once (int8: with an int8 classifier) into the cache ($VITHYBRID_EXPORTS, else
-    ~/.cache/vithybrid/exports), keyed by its weights file (path, size and time), and loaded from there after."""
+    ~/.cache/vithybrid/exports), keyed by its weights file (path, size and time), and loaded from there after.
+    threads: the runtime's threads per call (default: the runtime's choice, one per core)."""
     folder = Path(resolve_model(model))
     if folder.is_dir() and any((folder / f"{CLASSIFIER}{ext}").is_file() for ext in EXTENSIONS.values()):
-        return RuntimeModel.from_pretrained(folder, runtime, attentions)
+        return RuntimeModel.from_pretrained(folder, runtime, attentions, threads)
     import_runtime(runtime)
     weights = locate_weights(model)
     stat = weights.stat()
@@ -242,7 +244,7 @@ def load_exported(model: str | Path, runtime: str = "onnx", attentions: bool = F
     if not (out / INFO_NAME).is_file():  # written last, once the export passed its check
         print(f"Exporting {model} for {RUNTIMES[runtime]} into {out} (once)...", file=sys.stderr)
         export_model(model, out, runtime, int8)
-    return RuntimeModel.from_pretrained(out, runtime, attentions)
+    return RuntimeModel.from_pretrained(out, runtime, attentions, threads)
 
 
 def parse_batch(value: str) -> str | int:

@@ -103,14 +103,17 @@ GRAPHS = {"onnx": OnnxRuntimeGraph, "openvino": OpenVinoGraph}
 
 class RuntimeModel:
     """An export loaded into ONNX Runtime or OpenVINO: `model(pixel_values).logits`, `.config` (labels),
-    `.processor`; with `attentions=True`, also the eager graph whose outputs hold every layer's attention."""
+    `.processor`; with `attentions=True`, also the eager graph whose outputs hold every layer's attention.
+    `.folder`: the export it was loaded from (None when built from graphs directly)."""
 
     device = torch.device("cpu")
+    dtype = torch.float32  # the pixel values the graphs take
 
     def __init__(self, classifier: OnnxRuntimeGraph | OpenVinoGraph, config: ViTHybridConfig,
-                 processor: ViTHybridImageProcessor, info: dict, with_attentions=None, runtime: str = "onnx"):
+                 processor: ViTHybridImageProcessor, info: dict, with_attentions=None, runtime: str = "onnx",
+                 folder: Path | None = None):
         self.classifier, self.with_attentions = classifier, with_attentions
-        self.config, self.processor, self.info, self.runtime = config, processor, info, runtime
+        self.config, self.processor, self.info, self.runtime, self.folder = config, processor, info, runtime, folder
 
     @classmethod
     def from_pretrained(cls, folder: str | Path, runtime: str = "onnx", attentions: bool = False,
@@ -132,7 +135,7 @@ class RuntimeModel:
             attention_path = graph_file(folder, WITH_ATTENTIONS, runtime)
             with_attentions = GRAPHS[runtime](attention_path, threads)
             cls.check_graph(with_attentions, attention_path, config, processor)
-        return cls(classifier, config, processor, info, with_attentions, runtime)
+        return cls(classifier, config, processor, info, with_attentions, runtime, folder)
 
     @staticmethod
     def check_graph(graph, path: Path, config: ViTHybridConfig, processor: ViTHybridImageProcessor) -> None:
