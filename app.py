@@ -11,9 +11,12 @@ from __future__ import annotations
 import os
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is imported
-# Idle OpenMP threads sleep instead of spinning: on a shared CPU (a free Space, a classroom server)
-# spinning threads stall every multi-threaded op; measured 4.3 s -> 0.9 s per forward on a busy 2-core box.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# Idle OpenMP threads spin only briefly before sleeping. libgomp's default (300,000 spins) stalls every
+# multi-threaded op when other work shares the CPU (a free Space, a classroom server, Gradio's own threads):
+# 2.2x slower at batch 1 beside one busy process on 2 cores; PASSIVE (no spinning) costs 13% on an idle CPU.
+# 10,000 spins: 3% behind the default when idle, 8% behind PASSIVE when busy (benchmarks/runtimes.py, README).
+# libgomp only (PyPI's torch on Linux); OMP_WAIT_POLICY set in the environment still takes precedence.
+os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import argparse  # noqa: E402
 import sys  # noqa: E402

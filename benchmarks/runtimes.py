@@ -1,5 +1,6 @@
 """ViT-Hybrid on the CPU beside the runtimes CPU users pick, in one interleaved run: ours (PyTorch) float32 and
-int8 with OpenMP's wait policy PASSIVE (what app.py sets) and unset, timm, ONNX Runtime float32 and int8
+int8 with three OpenMP settings (PASSIVE, a short spin of GOMP_SPINCOUNT=10000 as app.py sets, libgomp's
+default), timm, ONNX Runtime float32 and int8
 (MatMul-only dynamic quantization), OpenVINO float32 and int8 (nncf weight compression), at batch 1 and 4,
 with the machine's float32 GEMM ceiling measured in the same run and each variant's fraction of it, and
 each variant's logits against ours.
@@ -8,8 +9,8 @@ each variant's logits against ours.
                                   [--no-timm] [--variants A,B] [--busy N] [--out-dir docs] [--out-json FILE]
 
 All variants share one random checkpoint of google/vit-hybrid-base-bit-384's architecture (timm: its own
-vit_base_r50_s16_384 with its own random weights, so no fidelity column). OpenMP reads its wait policy once,
-at start, so the variants live in worker processes (one per policy, one for the runtimes, one for timm in the
+vit_base_r50_s16_384 with its own random weights, so no fidelity column). OpenMP reads its settings once,
+at start, so the variants live in worker processes (one per setting, one for the runtimes, one for timm in the
 test oracle's environment, where timm is installed) and this process calls them in turn: each round calls
 every variant once per batch size, so drift in the machine's speed hits all alike. Medians of the rounds
 after one warm-up; the GEMM ceiling is the median of one 4096^3 float32 matmul per round. Writes
@@ -47,9 +48,13 @@ CONFIGS = {  # our config; timm's model (None: not measured at this size); the G
 # variant -> worker process it lives in
 VARIANTS = {
     "ours sdpa (OMP passive)": "torch passive", "ours int8 (OMP passive)": "torch passive",
+    "ours sdpa (spin 10k)": "torch spin", "ours int8 (spin 10k)": "torch spin",
     "ours sdpa": "torch", "ours int8": "torch", "ours eager + maps": "torch", "timm": "timm",
     "ORT fp32": "runtimes", "ORT int8": "runtimes", "OpenVINO fp32": "runtimes", "OpenVINO int8": "runtimes",
 }
+# OpenMP's settings per worker (read once, at start): PASSIVE threads sleep as soon as a parallel region ends,
+# libgomp's default spins 300,000 times first, GOMP_SPINCOUNT=10000 (what app.py sets) a short while
+OPENMP = {"torch passive": {"OMP_WAIT_POLICY": "PASSIVE"}, "torch spin": {"GOMP_SPINCOUNT": "10000"}}
 REFERENCE = "ours sdpa"  # the logits every other variant is compared with
 EXPORTS = {"ORT fp32": ("onnx", False), "ORT int8": ("onnx", True),
            "OpenVINO fp32": ("openvino", False), "OpenVINO int8": ("openvino", True)}
@@ -121,10 +126,8 @@ def worker(spec: dict, threads: int) -> None:
 
 
 class Worker:
-    def __init__(self, python: str, spec: dict, threads: int, omp_passive: bool):
-        env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-        if omp_passive:
-            env["OMP_WAIT_POLICY"] = "PASSIVE"
+    def __init__(self, python: str, spec: dict, threads: int, openmp: dict[str, str]):
+        env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | openmp
         env["PYTHONPATH"] = str(ROOT)
         self.process = subprocess.Popen([python, __file__, "--worker", json.dumps(spec), "--threads", str(threads)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
@@ -205,7 +208,7 @@ def measure(args: argparse.Namespace) -> dict:
             python = timm_python() if name == "timm" else sys.executable
             log(f"starting worker '{name}'...")
             mine = [v for v in variants if VARIANTS[v] == name]
-            workers[name] = Worker(python, spec | dict(variants=mine), args.threads, omp_passive=name == "torch passive")
+            workers[name] = Worker(python, spec | dict(variants=mine), args.threads, OPENMP.get(name, {}))
         load_before = os.getloadavg()[0]
         samples = {(v, b): [] for v in variants for b in args.batches}
         gemm = []
