@@ -15,8 +15,10 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # before gradio is i
 # multi-threaded op when other work shares the CPU (a free Space, a classroom server, Gradio's own threads):
 # 2.2x slower at batch 1 beside one busy process on 2 cores; PASSIVE (no spinning) costs 13% on an idle CPU.
 # 10,000 spins: 3% behind the default when idle, 8% behind PASSIVE when busy (benchmarks/runtimes.py, README).
-# libgomp only (PyPI's torch on Linux); OMP_WAIT_POLICY set in the environment still takes precedence.
-os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+# libgomp only (PyPI's torch on Linux). libgomp lets GOMP_SPINCOUNT override OMP_WAIT_POLICY, so a policy
+# (or a spin count) the environment sets is left to rule.
+if "OMP_WAIT_POLICY" not in os.environ:
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # about 0.1 ms (libgomp counts ~100,000 spins per ms)
 
 import argparse  # noqa: E402
 import sys  # noqa: E402
