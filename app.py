@@ -36,7 +36,6 @@ from ui.page import PRIVATE, Page, file_message, log, open_photo  # noqa: E402
 from vithybrid import CheckpointError  # noqa: E402
 from vithybrid.checkpoints.timm_format import SUPPORTED_CHECKPOINTS  # noqa: E402
 from vithybrid.images import ImageError  # noqa: E402
-from vithybrid.optimize import keep_freed_memory  # noqa: E402
 from vithybrid.runtimes import load_exported  # noqa: E402
 
 COLORMAPS = ["jet", "turbo", "viridis", "inferno", "magma", "plasma"]
@@ -241,8 +240,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
-    if device == "cpu":
-        keep_freed_memory()  # no page faults on every forward (see vithybrid.optimize)
     try:
         explorer = Explorer(args.model, device, getattr(torch, args.dtype), args.speed)
         if args.runtime:

@@ -7,7 +7,6 @@ import json
 import sys
 
 from .checkpoints.hub import CheckpointError
-from .optimize import keep_freed_memory
 from .pipeline import DEFAULT_MODEL, open_image, pipeline
 
 
@@ -23,7 +22,6 @@ def main(argv: list[str] | None = None) -> int:
                         help="classify with ONNX Runtime or OpenVINO: --model is then an export folder (python -m "
                              "vithybrid.export), or a checkpoint that is exported once into a cache")
     args = parser.parse_args(argv)
-    keep_freed_memory()
 
     try:
         classify = pipeline(args.model, top_k=args.top_k, runtime=args.runtime, int8=args.int8)
