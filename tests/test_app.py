@@ -761,3 +761,16 @@ print(json.dumps({"available": viz.grad_cam_available(), "maps": sorted(maps), "
     assert found["maps"] == ["class map", "last-layer attention", "rollout"]
     assert set(found["measured"]) >= {"class map", "last-layer attention", "rollout"}
     assert "Grad-CAM" not in found["measured"] and "pip install" in found["message"]
+
+
+@pytest.mark.parametrize("environment, expected", [({}, "10000"), ({"OMP_WAIT_POLICY": "PASSIVE"}, None),
+                                                   ({"GOMP_SPINCOUNT": "5"}, "5")])
+def test_the_app_sets_a_short_openmp_spin_unless_the_environment_chose(environment, expected):
+    """OpenMP threads spin 10,000 times before sleeping (measured in the README), unless the environment sets a
+    wait policy or a spin count: libgomp lets GOMP_SPINCOUNT override OMP_WAIT_POLICY, so setting it then would
+    overrule the user's choice."""
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | environment
+    run = subprocess.run([sys.executable, "-c", "import os, app; print(os.environ.get('GOMP_SPINCOUNT'))"],
+                         cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert run.stdout.split()[-1] == str(expected)

@@ -22,12 +22,12 @@ def test_runtimes_benchmark_tiny(tmp_path):
                             capture_output=True, text=True, timeout=900, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
     data = json.loads((tmp_path / "runtimes.json").read_text())
-    variants = ["ours sdpa (OMP passive)", "ours int8 (OMP passive)", "ours sdpa", "ours int8", "ours eager + maps",
-                "ORT fp32", "ORT int8", "OpenVINO fp32", "OpenVINO int8"]
+    variants = ["ours sdpa (OMP passive)", "ours int8 (OMP passive)", "ours sdpa (spin 10k)", "ours int8 (spin 10k)",
+                "ours sdpa", "ours int8", "ours eager + maps", "ORT fp32", "ORT int8", "OpenVINO fp32", "OpenVINO int8"]
     assert sorted(data["ms"]) == sorted(f"{v}|{b}" for v in variants for b in (1, 2))
     assert all(ms > 0 for ms in data["ms"].values()) and data["gemm_gflops"] > 0 and data["flops"] > 0
     fidelity = data["fidelity"]
-    for name in ("ours sdpa (OMP passive)", "ours eager + maps", "ORT fp32", "OpenVINO fp32"):
+    for name in ("ours sdpa (OMP passive)", "ours sdpa (spin 10k)", "ours eager + maps", "ORT fp32", "OpenVINO fp32"):
         assert fidelity[name]["max_abs_diff"] < 1e-4, name  # float32 everywhere: the same logits
     for name in ("ours int8", "ORT int8", "OpenVINO int8"):
         assert 0.99 < fidelity[name]["min_cosine"] and fidelity[name]["max_abs_diff"] > 1e-6, name  # int8, close
