@@ -215,3 +215,23 @@ def test_eager_path_picks_the_differentiable_attention_only_when_autograd_or_dro
         model.train()(x)  # dropout
     assert calls == ["cpu_inference_attention", "differentiable_attention", "cpu_inference_attention",
                      "differentiable_attention", "differentiable_attention"]
+
+
+def test_in_place_backbone_ops_leave_what_a_hook_kept_alone():
+    """Inference adds the shortcut into the block's last norm output in place, but not when a forward hook on
+    that norm may have kept the tensor: what the hook saw stays what the norm returned, and the logits are the
+    same either way."""
+    from vithybrid import ViTHybridForImageClassification
+    from vithybrid.checkpoints.shipped import resolve_model
+
+    model = ViTHybridForImageClassification.from_pretrained(resolve_model("shapes")).eval()
+    pixels = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    norm3 = model.vit.embeddings.patch_embeddings.backbone.bit.encoder.stages[0].layers[0].norm3
+    with torch.inference_mode():
+        plain = model(pixels).logits
+        kept = {}
+        hook = norm3.register_forward_hook(lambda module, args, out: kept.update(tensor=out, copy=out.clone()))
+        hooked = model(pixels).logits
+        hook.remove()
+    assert torch.equal(kept["tensor"], kept["copy"])
+    assert torch.equal(plain, hooked)
