@@ -322,7 +322,8 @@ def test_english_phone_layout_small_and_bad_files(playwright, app_url, tmp_path)
 
 
 def test_the_explanation_lab_and_figure_7_in_arabic(playwright, app_url):
-    """The lab's agreement sentence (made at run time) and the walk's Figure 7 captions in Arabic."""
+    """The lab's agreement sentence and faithfulness verdict (made at run time, and written again after a
+    language switch) and the walk's Figure 7 captions in Arabic."""
     from playwright.sync_api import expect
 
     context, page = open_page(playwright, app_url, locale="ar")
@@ -336,6 +337,16 @@ def test_the_explanation_lab_and_figure_7_in_arabic(playwright, app_url):
         expect(agreement).to_contain_text("الاتفاق:", timeout=30_000)
         expect(agreement).to_contain_text(re.compile("النصف الالتفافي|النصفان|الخريطتين|الخريطتان"))
         expect(page.locator("#tab-lab")).to_contain_text("أيّ خريطة نثق بها؟")
+        expect(page.locator("#lab-areas")).to_contain_text("الخريطة")  # the empty table's headers
+        page.locator("#lab-run").click()
+        status = page.locator("#lab-status")
+        expect(status).to_contain_text(re.compile("الأكثر أمانة هنا|لم تتفوّق أي خريطة"), timeout=60_000)
+        # A finished verdict and its table follow a language switch (they are made at run time)
+        page.locator("#language").get_by_text("English", exact=True).click()
+        expect(status).to_contain_text(re.compile("Most faithful here|No map beat a random order"), timeout=30_000)
+        expect(page.locator("#lab-areas")).to_contain_text("Attention rollout")
+        page.locator("#language").get_by_text("العربية", exact=True).click()
+        expect(status).to_contain_text(re.compile("الأكثر أمانة هنا|لم تتفوّق أي خريطة"), timeout=30_000)
         page.get_by_role("tab", name="كيف تعمل الرموز الهجينة").click()
         expect(page.locator("#tab-how")).to_contain_text("الشكل 7 من ورقة ViT")
         expect(page.locator("#tab-how")).to_contain_text("أقل وضوحًا في النماذج الهجينة")

@@ -83,6 +83,7 @@ def build(page: Page) -> None:
     gr.Markdown(I18N("lab.curves.caption"))
     areas = gr.Dataframe(areas_table(None, "en"), label=I18N("lab.areas.label"), elem_id="lab-areas",
                          interactive=False)
+    finished = gr.State(None)  # this photo's last finished run, to write its verdict and table in a new language
 
     def usable(name, path, class_index, stage):
         """(model, photo, analysis, class, stage), or None without a usable photo. The class and the stage fall
@@ -135,26 +136,31 @@ def build(page: Page) -> None:
         for result in chosen.faithfulness(image, class_index):
             if not result.finished:
                 yield curves_picture(result), text(language, "lab.progress", done=result.done, total=result.total), \
-                    gr.update()
-        yield curves_picture(result), verdict_text(result, language), areas_table(result, language)
+                    gr.update(), None
+        yield curves_picture(result), verdict_text(result, language), areas_table(result, language), result
 
-    def cleared(*_):
-        return None, "", areas_table(None, "en")
+    def cleared(request: gr.Request):
+        return None, "", areas_table(None, language_of(request)), None
+
+    def retranslate(language, chosen, run):
+        """The finished run's verdict and table (or the empty table's headers) in a newly picked language."""
+        return (gr.update() if run is None else verdict_text(run, language)), areas_table(run, language)
 
     inputs = [opened, page.chosen, page.image, class_index, method, stage, page.cmap, page.alpha]
     outputs = [cam, class_map, agreement]
     page.on_photo(page.class_choices, [page.chosen, page.image], [class_index])
-    page.on_photo(cleared, [], [curves, status, areas])  # the curves were another photo's
+    page.on_photo(cleared, [], [curves, status, areas, finished])  # the curves were another photo's
     page.on_photo(draw, inputs, outputs)
     page.on_model(lambda name: gr.update(choices=stage_choices(page.model_of(name)),
                                          value=page.model_of(name).stage_names[-1]), [], [stage])
     page.on_text(rewrite, [opened, page.image, class_index, method, stage], [agreement])
+    page.on_text(retranslate, [finished], [status, areas])
     page.tab.select(lambda: True, None, opened, **PRIVATE).then(draw, inputs, outputs, **PRIVATE)
     for control in (class_index, method, stage):
         control.select(draw, inputs, outputs, **PRIVATE)
     for control in (page.cmap, page.alpha):
         control.change(draw, inputs, outputs, **PRIVATE)
-    measuring = run.click(measure, [page.chosen, page.image, class_index], [curves, status, areas],
+    measuring = run.click(measure, [page.chosen, page.image, class_index], [curves, status, areas, finished],
                           show_progress="minimal", **PRIVATE)
     def stopped(request: gr.Request):
         return text(language_of(request), "lab.cancelled")
