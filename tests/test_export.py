@@ -233,6 +233,13 @@ def shapes_export(tmp_path_factory):
     return out
 
 
+def test_int8_of_a_loaded_export_says_to_export_it_int8(shapes_export):
+    from vithybrid.pipeline import pipeline
+
+    with pytest.raises(ValueError, match="export it with --int8"):
+        pipeline(RuntimeModel.from_pretrained(shapes_export, "onnx"), int8=True)
+
+
 def copy_of(folder, tmp_path):
     return shutil.copytree(folder, tmp_path / "copy")
 

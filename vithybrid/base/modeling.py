@@ -26,6 +26,7 @@ from .configuration import PretrainedConfig, override
 
 logger = logging.getLogger(__name__)
 
+
 def _listing(keys: list[str]) -> str:
     return ", ".join(keys[:8]) + (f" and {len(keys) - 8} more" if len(keys) > 8 else "")
 
