@@ -4,6 +4,7 @@ eager attention runs against PyTorch's fused SDPA.
     python app.py [--model google/vit-hybrid-base-bit-384 | shapes | FOLDER] [--models MODEL ...]
                   [--host 127.0.0.1] [--port 7860]
                   [--device auto|cpu|cuda] [--dtype float32|float16|bfloat16] [--int8 | --compile] [--share]
+                  [--runtime onnx|openvino]
 """
 
 from __future__ import annotations
@@ -232,8 +233,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     speed.add_argument("--compile", dest="speed", action="store_const", const="compile",
                        help="classify with torch.compile (the first request of each batch size compiles, ~1 min)")
     parser.add_argument("--runtime", choices=["onnx", "openvino"],
-                        help="classify with ONNX Runtime or OpenVINO (exported once into a cache; with --int8, an "
-                             "int8 export); the maps and the timing stay PyTorch's")
+                        help="classify the startup model with ONNX Runtime or OpenVINO (exported once into a cache; with "
+                             "--int8, an int8 export); the maps, the timing and models picked on the page stay "
+                             "PyTorch's")
     return parser.parse_args(argv)
 
 

@@ -107,7 +107,6 @@ class Explorer:
         self._analysing_lock = threading.Lock()
         self.crop_hw = (self.processor.crop_size["height"], self.processor.crop_size["width"])
         self.backbone = self.model.vit.embeddings.patch_embeddings.backbone
-        self.scored_batches = 0  # batches of perturbed images scored for faithfulness curves, ever (cancel stops it)
 
     @staticmethod
     def _load(name: str, device: str, dtype: torch.dtype):
@@ -241,7 +240,6 @@ class Explorer:
 
         def scored(batch: torch.Tensor) -> torch.Tensor:
             with self.lock:
-                self.scored_batches += 1
                 return self.model(batch).logits
 
         yield from viz.faithfulness_curves(scored, self.pixels(image), maps, class_index, batch_size=batch_size)

@@ -115,7 +115,7 @@ class Page:
             return None
 
     def analysis(self, name: str, path: str | None):
-        """(the chosen model, its analysis of the photo), or None without a usable photo."""
+        """(the chosen model, the photo, the model's analysis of it), or None without a usable photo."""
         image = self.photo(path)
         if image is None:
             return None

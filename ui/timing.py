@@ -46,28 +46,29 @@ def build(page: Page) -> None:
         chosen = page.model_of(name, language=language)
         rows = []
         steps = sorted(int(b) for b in batches)
-        progress(0, desc=text(language, "timing.warming"))
         for i, batch in enumerate(steps):
             progress(i / len(steps), desc=text(language, "timing.progress", batch=batch, repeats=repeats))
             rows.append(chosen.time_paths(image, batch, int(repeats)))
             shown = [[r.batch, round(r.eager_ms, 1), round(r.sdpa_ms, 1), f"{r.speedup:.2f}x"] for r in rows]
-            yield table(shown, language), timing_chart(rows), gr.update()
+            yield table(shown, language), timing_chart(rows), gr.update(), shown
         difference = chosen.logit_difference(image)
         result = text(language, "timing.result", model=name, environment=chosen.environment(),
                       difference=f"{difference:.2e}")
         cpu_note = " " + text(language, "timing.cpu_note") if chosen.device.type == "cpu" else ""
-        yield gr.update(), gr.update(), result + cpu_note
+        yield gr.update(), gr.update(), result + cpu_note, gr.update()
 
-    def compare(language, chosen):
-        """Like with like: the A100 table only beside the model it was measured on."""
+    def compare(language, chosen, rows):
+        """This session's timings (kept across a language switch) and, like with like, the A100 table only
+        beside the model it was measured on."""
         facts = chosen.facts()
-        seed_rows = table(seed_table(), language)
-        if facts["full size"]:
-            return table([], language), gr.update(value=seed_rows, visible=True), text(language, "timing.same_model")
-        return (table([], language), gr.update(value=seed_rows, visible=False),
-                text(language, "timing.other_model", model=chosen.name, parameters=facts["parameters"]))
+        same = facts["full size"]
+        note_text = text(language, "timing.same_model") if same else \
+            text(language, "timing.other_model", model=chosen.name, parameters=facts["parameters"])
+        return table(rows or [], language), gr.update(value=table(seed_table(), language), visible=same), note_text
 
-    page.on_model(lambda name: (None, ""), [], [chart, info])
-    page.on_text(compare, [], [measured, seed, note])
-    timing = run.click(time_both, [page.chosen, page.image, batches, repeats], [measured, chart, info], **PRIVATE)
+    timed = gr.State(None)  # the rows of this session's last timing of the loaded model
+    page.on_model(lambda name: (None, "", None), [], [chart, info, timed])
+    page.on_text(compare, [timed], [measured, seed, note])
+    timing = run.click(time_both, [page.chosen, page.image, batches, repeats], [measured, chart, info, timed],
+                       **PRIVATE)
     cancel.click(None, cancels=[timing], **PRIVATE)
