@@ -13,7 +13,7 @@ vit_base_r50_s16_384 with its own random weights, so no fidelity column). OpenMP
 at start, so the variants live in worker processes (one per setting, one for the runtimes, one for timm in the
 test oracle's environment, where timm is installed) and this process calls them in turn: each round calls
 every variant once per batch size, so drift in the machine's speed hits all alike. Medians of the rounds
-after one warm-up; the GEMM ceiling is the median of one 4096^3 float32 matmul per round. Writes
+after one warm-up; the GEMM ceiling is the median of one float32 matmul per round (4096^3 for base). Writes
 runtimes.md (table, machine, load, versions, command) and runtimes.png to --out-dir.
 
 --busy N keeps N other processes spinning on the CPU while the rounds run: a machine shared with other work,
@@ -104,7 +104,12 @@ def worker(spec: dict, threads: int) -> None:
     "out": file}, {"gemm": side}; answer one JSON line each on stdout."""
     import torch
 
+    from vithybrid.model.memory import retain_freed_memory_once
+
     torch.set_num_threads(threads)
+    # What our model does on its first CPU forward, done for every worker (timm's too), so that none pays page
+    # faults the others do not; the runtimes keep arenas of their own.
+    retain_freed_memory_once()
     runs = {name: build(name, spec, threads) for name in spec["variants"]}
     size = spec["image_size"]
     inputs = {b: torch.randn(b, 3, size, size, generator=torch.Generator().manual_seed(b)) for b in spec["batches"]}
@@ -304,7 +309,9 @@ def markdown(data: dict) -> str:
         f"whole batch. `/ fastest runtime`: against the faster of ONNX Runtime and OpenVINO float32 (int8 rows: "
         f"against ONNX Runtime int8); below 1 is faster. `of GEMM ceiling`: FLOPs per second over one "
         f"{data['gemm_side']}^3 float32 matmul's ({data['gemm_gflops']:.0f} GFLOP/s, measured in the same run). "
-        f"Logits against `{REFERENCE}` on a batch of {max(batches)}.", "", *rows, "",
+        f"Logits against `{REFERENCE}` on a batch of {max(batches)}. OpenMP: libgomp's default (300,000 spins) "
+        f"unless a row says `OMP passive` (OMP_WAIT_POLICY=PASSIVE) or `spin 10k` (GOMP_SPINCOUNT=10000); every "
+        f"PyTorch worker (timm's too) keeps freed memory, as our model does by default.", "", *rows, "",
         f"torch {meta['torch']}, onnxruntime {meta['onnxruntime']}, openvino {meta['openvino']}, nncf {meta['nncf']}, "
         f"onnx {meta['onnx']}. Load average {data['load'][0]:.1f} before, {data['load'][1]:.1f} after.{busy}",
         *data["notes"], "",

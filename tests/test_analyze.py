@@ -203,8 +203,9 @@ def test_ctrl_c_leaves_valid_parts_that_resume_completes(tmp_path):
                "--batch-size", "1", "--workers", "1"]
     process = subprocess.Popen(command, cwd=ROOT, stderr=subprocess.PIPE, text=True)
     seen = ""
-    while not re.search(r"\| ([2-9]|\d\d)/", seen) and process.poll() is None:  # stop it a few images in
+    while not re.search(r"\| [1-9]\d*/", seen) and process.poll() is None:  # stop it once an image is done
         seen = seen[-200:] + process.stderr.read(1)
+    assert process.poll() is None, f"the run ended before it could be interrupted: {seen}"
     process.send_signal(signal.SIGINT)
     _, rest = process.communicate(timeout=120)
     assert process.returncode == 130, seen + rest
@@ -266,7 +267,8 @@ def test_labels_only_and_a_resume_that_asks_for_other_maps(source, tmp_path, cap
     assert "other --maps" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("case", ["empty folder", "no images", "no path column", "unwritable out", "existing out"])
+@pytest.mark.parametrize("case", ["empty folder", "no images", "no path column", "unwritable out", "existing out",
+                                  "bad device"])
 def test_bad_input_is_one_line_and_status_2(case, tmp_path, capsys):
     source, out = tmp_path / "source", tmp_path / "out"
     source.mkdir()
@@ -275,7 +277,7 @@ def test_bad_input_is_one_line_and_status_2(case, tmp_path, capsys):
     elif case == "no path column":
         source = tmp_path / "table.csv"
         source.write_text("file,label\na.png,cat\n")
-    elif case in ("unwritable out", "existing out"):
+    elif case in ("unwritable out", "existing out", "bad device"):
         shutil.copy(IMAGES / "shape_star.png", source)
         if case == "unwritable out":
             (tmp_path / "a_file").write_text("")
@@ -284,7 +286,8 @@ def test_bad_input_is_one_line_and_status_2(case, tmp_path, capsys):
             out.mkdir()
             (out / "part-0.parquet").write_text("earlier results")
     before = sorted(tmp_path.rglob("*"))
-    assert main([str(source), "--out", str(out), "--model", "shapes"]) == 2
+    device = ["--device", "gpu"] if case == "bad device" else []  # not a torch device name
+    assert main([str(source), "--out", str(out), "--model", "shapes", *device]) == 2
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     assert sorted(tmp_path.rglob("*")) == before  # nothing written, not even OUT's folder or a report

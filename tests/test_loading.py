@@ -245,6 +245,10 @@ def test_shipped_model_name_works_in_every_from_pretrained(tmp_path, monkeypatch
 
 def test_saved_weights_are_readable_like_any_other_file(tmp_path):
     """A checkpoint folder is often shared or served: the weights get the umask's mode, not 0600."""
-    tiny_model().save_pretrained(tmp_path)
+    previous = os.umask(0o022)  # a common umask, whatever this machine's is
+    try:
+        tiny_model().save_pretrained(tmp_path)
+    finally:
+        os.umask(previous)
     modes = {path.name: path.stat().st_mode & 0o777 for path in tmp_path.iterdir()}
-    assert modes["model.safetensors"] == modes["config.json"] != 0o600
+    assert modes["model.safetensors"] == modes["config.json"] == 0o644

@@ -23,7 +23,7 @@ try:
     from .report import write_report
     from .sources import SourceError, read_source
 except ImportError as missing:
-    if missing.name not in EXTRA and (missing.name or "").split(".")[0] not in EXTRA:
+    if (missing.name or "").split(".")[0] not in EXTRA:
         raise
     print(f"error: python -m vithybrid.analyze needs {missing.name.split('.')[0]}: pip install -e '.[analyze]' "
           f"(or pip install {' '.join(EXTRA)})", file=sys.stderr)
@@ -53,7 +53,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=DEFAULT_MODEL,
                    help="Hub id, checkpoint folder or 'shapes' (default: %(default)s); with --runtime, also an "
                         "export folder (python -m vithybrid.export)")
-    p.add_argument("--maps", type=parse_maps, default=None, help="maps to compute: rollout, class, both "
+    p.add_argument("--maps", type=parse_maps, default=None, help="maps to compute: rollout, class, rollout,class "
                                                                  "(default: rollout,class; with --runtime: rollout) "
                                                                  "or none")
     p.add_argument("--runtime", choices=tuple(RUNTIMES),
@@ -101,6 +101,16 @@ def prepare_out(out: Path, resume: bool, maps: tuple[str, ...]) -> frozenset[str
     return frozenset(dataset.to_table(columns=["path"]).column("path").to_pylist())
 
 
+def check_device(device: str) -> None:
+    """A torch device this machine has (UsageError if not)."""
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise UsageError(f"--device {device}: not a torch device (cpu, cuda, cuda:1, ...)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {device}: this machine has no CUDA GPU that torch can use; use --device cpu")
+
+
 def check_runtime(args: argparse.Namespace) -> list[str]:
     """Check --runtime's limits (UsageError) and fill in --maps' default (with --runtime: rollout only); returns
     the notes to print once the run starts."""
@@ -133,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         # With --ray the model is loaded here only to check it (the actors load their own; a checkpoint given
         # with --runtime is exported here, once, and the actors load the export).
         device = "cpu" if args.ray or args.runtime else args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+        check_device(device)
         model, processor = load(args.model, device, args.runtime, args.int8, attentions=bool(args.maps))
         if args.int8 and not model.info.get("int8"):
             notes.append(f"note: --int8 has no effect on {args.model}: an export folder is served as it was "
