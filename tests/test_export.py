@@ -23,7 +23,7 @@ from vithybrid.training.shapes import sample
 
 for package in ("onnx", "onnxscript", "onnxruntime", "openvino"):
     if importlib.util.find_spec(package) is None:
-        missing(f"{package} is not installed (pip install 'vithybrid[onnx,openvino]')")
+        missing(f"{package} is not installed (pip install -e '.[onnx,openvino]')")
 
 from vithybrid.runtimes import RUNTIMES, ExportedModelError, ExportError, RuntimeModel, export_model, \
     load_exported  # noqa: E402
@@ -296,7 +296,7 @@ def test_openvino_not_installed(shapes_export, monkeypatch, tmp_path, capsys):
     from vithybrid.runtimes.export import main
 
     monkeypatch.setitem(sys.modules, "openvino", None)  # import openvino now raises ImportError
-    message = r"OpenVINO is not installed: pip install 'vithybrid\[openvino\]'"
+    message = r"OpenVINO is not installed: pip install -e '\.\[openvino\]'"
     with pytest.raises(ExportedModelError, match=message):
         RuntimeModel.from_pretrained(shapes_export, "openvino")
     assert main(["shapes", str(tmp_path / "out"), "--format", "openvino"]) == 2

@@ -39,7 +39,7 @@ def transformers():
     try:
         import transformers
     except ImportError:
-        missing("transformers 5 is not installed (pip install vithybrid[transformers])")
+        missing("transformers 5 is not installed (pip install -e '.[transformers]')")
     if int(transformers.__version__.split(".")[0]) < 5:
         missing(f"these tests need transformers 5, found {transformers.__version__}")
     register_with_transformers()
@@ -337,7 +337,7 @@ def test_without_transformers_the_package_and_the_app_work(tmp_path):
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, env=env)
     assert result.returncode == 0, result.stderr
     message = result.stdout.strip().splitlines()[-1]
-    assert "pip install vithybrid[transformers]" in message and "\n" not in message
+    assert "pip install -e '.[transformers]'" in message and "\n" not in message
     # The tests that need no transformers pass without it.
     tests = subprocess.run([sys.executable, "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider",
                             "tests/test_config.py", "tests/test_pipeline.py", "-k", "not cli"],

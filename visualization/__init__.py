@@ -15,7 +15,7 @@ over the backbone-token grid and to images a person reads at a glance.
 - `MapCache`: model outputs per image, so that re-rendering never re-runs the model.
 
 Depends on torch, numpy, matplotlib and Pillow only (`backbone_cam` also on pytorch-grad-cam, imported when
-called: `pip install 'vithybrid[explain]'`); never on `vithybrid` or Gradio. Tensors are
+called: `pip install -e '.[explain]'` in a clone); never on `vithybrid` or Gradio. Tensors are
 batched (B, ...) and grids are (rows, cols), never assumed square.
 """
 

@@ -12,13 +12,13 @@ from .checkpoints.shipped import resolve_model
 def register_with_transformers() -> None:
     """Register ViTHybrid with transformers 5's Auto classes (AutoConfig, AutoModel,
     AutoModelForImageClassification, AutoImageProcessor), so that its `from_pretrained`, `pipeline()` and
-    `Trainer` work for model_type "vit-hybrid". Idempotent. Needs `pip install vithybrid[transformers]`;
-    `import vithybrid` alone never imports transformers."""
+    `Trainer` work for model_type "vit-hybrid". Idempotent. Needs transformers 5.23+ (in a clone of this
+    repository: `pip install -e ".[transformers]"`); `import vithybrid` alone never imports transformers."""
     try:
         from .integrations.transformers import register_with_transformers as register
     except ImportError as error:
-        raise ImportError(f"register_with_transformers() needs transformers 5.23 or newer ({error}): "
-                          "pip install vithybrid[transformers]") from error
+        raise ImportError(f"register_with_transformers() needs transformers 5.23 or newer ({error}): in a clone "
+                          "of vithybrid, pip install -e '.[transformers]'") from error
     register()
 
 

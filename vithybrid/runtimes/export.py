@@ -89,7 +89,8 @@ def export_onnx(module: Classifier, example: torch.Tensor, path: Path, dynamic_b
     shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
     for package in ("onnx", "onnxscript"):
         if importlib.util.find_spec(package) is None:
-            raise ExportError(f"Exporting needs {package}: pip install 'vithybrid[onnx]' (or [openvino]).")
+            raise ExportError(f"Exporting needs {package}: in a clone of vithybrid, pip install -e '.[onnx]' "
+                              "(or '.[openvino]').")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(module, (example,), str(path), dynamo=True, opset_version=OPSET, input_names=[INPUT],
