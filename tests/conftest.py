@@ -1,4 +1,5 @@
-"""Shared fixtures: the reference oracle's outputs, and the rule that CI never skips what it can install."""
+"""Shared fixtures: the reference oracle's outputs, the app served on loopback, a browser, and the rule that CI never
+skips what it can install."""
 
 import os
 
@@ -7,6 +8,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle threads sleep: much 
 
 import shutil  # noqa: E402
 import socket  # noqa: E402
+import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -21,7 +23,8 @@ CI = os.environ.get("CI") == "true"
 # under gdb, none in a process that runs one or the other, as a user's does).
 RUNTIME_TEST_FILES = ["test_export.py", "test_runtimes.py"]
 collect_ignore = [] if os.environ.get("VITHYBRID_RUNTIME_PROCESS") == "1" else RUNTIME_TEST_FILES
-IMAGES = Path(__file__).resolve().parents[1] / "examples"  # the free photographs of ../shared/images
+ROOT = Path(__file__).resolve().parents[1]
+IMAGES = ROOT / "examples"  # the free photographs of ../shared/images
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"  # Debian's; `playwright install` cannot download here
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
@@ -94,3 +97,61 @@ def browser():
             args=CHROMIUM_ARGS)
         yield context
         context.close()
+
+
+# ------------------------------------------------- the app served on loopback (test_app, test_app_i18n)
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def explorer():
+    sys.path.insert(0, str(ROOT))
+    from explorer import Explorer
+
+    return Explorer("shapes")
+
+
+@pytest.fixture(scope="module")
+def tiny_folder(tmp_path_factory):
+    """A second model to pick in the Model dropdown: 2 layers and 2 heads (shapes has 4 and 4), a 4x4 grid
+    (shapes: 8x8), labels LABEL_0..4."""
+    from helpers import tiny_checkpoint
+
+    return tiny_checkpoint(tmp_path_factory.mktemp("tiny"), num_attention_heads=2)
+
+
+@pytest.fixture(scope="module")
+def app_url(explorer, tiny_folder):
+    from app import LAUNCH_OPTIONS, QUEUE_SIZE, build_demo
+
+    demo = build_demo(explorer, extra_models=[str(tiny_folder)])
+    demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **LAUNCH_OPTIONS)
+    yield f"http://127.0.0.1:{port}/"
+    demo.close()
+
+
+@pytest.fixture(scope="module")
+def client(app_url):
+    from gradio_client import Client
+
+    return Client(app_url, verbose=False)
+
+
+@pytest.fixture(scope="module")
+def shape_files(tmp_path_factory):
+    from vithybrid.training.shapes import CLASSES, sample
+
+    folder = tmp_path_factory.mktemp("shapes")
+    files = []
+    for index in range(len(CLASSES)):
+        drawn = sample(seed=2024, index=index, size=160)
+        path = folder / f"{CLASSES[drawn.label]}_{index}.png"
+        drawn.image.save(path)
+        files.append((path, CLASSES[drawn.label]))
+    return files

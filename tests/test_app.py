@@ -3,7 +3,6 @@
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 import tempfile
@@ -13,36 +12,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from gradio_client import Client, handle_file
+from gradio_client import handle_file
 
-from conftest import SAMPLE_PHOTOS
+from conftest import ROOT, SAMPLE_PHOTOS, free_port
 from oracle.cases import PIL_MODES, mode_images
 from vithybrid.training.shapes import CLASSES, sample
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def explorer():
-    sys.path.insert(0, str(ROOT))
-    from explorer import Explorer
-
-    return Explorer("shapes")
-
-
-@pytest.fixture(scope="module")
-def tiny_folder(tmp_path_factory):
-    """A second model to pick in the Model dropdown: 2 layers and 2 heads (shapes has 4 and 4), a 4x4 grid
-    (shapes: 8x8), labels LABEL_0..4."""
-    from helpers import tiny_checkpoint
-
-    return tiny_checkpoint(tmp_path_factory.mktemp("tiny"), num_attention_heads=2)
 
 
 @pytest.fixture
@@ -52,35 +26,6 @@ def offline_hub(monkeypatch, tmp_path):
 
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
-
-
-@pytest.fixture(scope="module")
-def app_url(explorer, tiny_folder):
-    from app import LAUNCH_OPTIONS, QUEUE_SIZE, build_demo
-
-    demo = build_demo(explorer, extra_models=[str(tiny_folder)])
-    demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
-    port = free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **LAUNCH_OPTIONS)
-    yield f"http://127.0.0.1:{port}/"
-    demo.close()
-
-
-@pytest.fixture(scope="module")
-def client(app_url):
-    return Client(app_url, verbose=False)
-
-
-@pytest.fixture(scope="module")
-def shape_files(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("shapes")
-    files = []
-    for index in range(len(CLASSES)):
-        drawn = sample(seed=2024, index=index, size=160)
-        path = folder / f"{CLASSES[drawn.label]}_{index}.png"
-        drawn.image.save(path)
-        files.append((path, CLASSES[drawn.label]))
-    return files
 
 
 def test_api_lists_classify_and_maps(client):

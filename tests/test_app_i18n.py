@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 
-from conftest import CHROMIUM, CHROMIUM_ARGS, missing
-from test_app import ROOT, app_url, client, explorer, shape_files, tiny_folder  # noqa: F401 (fixtures)
+from conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, missing
 
 sys.path.insert(0, str(ROOT))
 LOCALES = ROOT / "locales"
