@@ -200,6 +200,9 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
         shown = loaded.success(reset, [chosen, *reset_inputs], reset_outputs, **PRIVATE).then(
             write_for_request, [chosen, *text_inputs], text_outputs, **PRIVATE)
         # A new photo or a new model: labels first (fast SDPA path), then the pictures, without holding the labels back.
+        # The photo removed (its x): its note goes with it. Not in check_photo: clearing a broken picture fires
+        # `change` with no photo too, and that note must stay.
+        image.clear(lambda: gr.update(value="", visible=False), None, photo_note, **PRIVATE)
         for trigger in (image.change, shown.success):
             analysed = trigger(check_photo, [chosen, image], [image, photo_note], **PRIVATE).then(
                 show_labels, [chosen, image], labels, show_progress="minimal", **PRIVATE)

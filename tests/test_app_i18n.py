@@ -278,7 +278,7 @@ def test_arabic_in_a_real_browser_right_to_left_and_the_switch(playwright, app_u
 
 def test_english_phone_layout_small_and_bad_files(playwright, app_url, tmp_path):
     """Items 8, 9, 10 on a 390x844 phone: the Top-5 comes right after the photo (before the examples), every tab
-    is on screen, a 1x1 picture gets a warning, and a bad file's message stays where the picture was."""
+    is on screen, a 1x1 picture gets a warning that goes with the picture, and a bad file's message stays where the picture was."""
     from PIL import Image
     from playwright.sync_api import expect
 
@@ -305,6 +305,8 @@ def test_english_phone_layout_small_and_bad_files(playwright, app_url, tmp_path)
         Image.new("RGB", (1, 1), (200, 30, 30)).save(tiny)
         page.locator("#inp input[type=file]").set_input_files(str(tiny))
         expect(page.locator("#photo-note")).to_contain_text("only 1x1 pixels", timeout=30_000)
+        page.locator("#inp").get_by_role("button", name="Remove Image").click()  # the photo removed: its note too
+        expect(page.locator("#photo-note")).to_be_hidden(timeout=30_000)
 
         bad = tmp_path / "notes.png"
         bad.write_bytes(b"just some notes, not a picture")
