@@ -373,10 +373,14 @@ def test_pictures_asking_for_the_same_photo_at_once_share_one_analysis(explorer)
     assert not explorer._analysing  # nothing left behind
 
 
-def test_switching_models_in_a_real_browser(app_url, browser, client, tiny_folder, offline_hub, shape_files):
+def test_switching_models_in_a_real_browser(app_url, browser, client, tiny_folder, offline_hub, shape_files,
+                                            monkeypatch):
     """A second model takes over every panel of this session only; a model that cannot load says why, the
     dropdown returns to the loaded model, and the app keeps answering."""
     from playwright.sync_api import expect
+
+    from explorer import Explorer
+    from vithybrid.images import load_image
 
     def choose(page, name):
         page.locator("#model input").click()
@@ -403,6 +407,23 @@ def test_switching_models_in_a_real_browser(app_url, browser, client, tiny_folde
     class_map_before = class_map.get_attribute("src")
     tab(page, "Raw attention")
     expect(slider).to_have_attribute("max", "4")
+    # The lab open on a class that is not the new model's top class: after the switch, the lab computes maps for
+    # the new model's top class only (never for the class picked under the previous model).
+    tiny_top = Explorer(tiny).analysis(load_image(star)).top[0][0]
+    tab(page, "Explanation lab")
+    expect(page.locator("#lab-cam img")).to_be_visible(timeout=60_000)
+    page.locator("#lab-class input").click()
+    page.get_by_role("option", name=re.compile(CLASSES[(tiny_top + 1) % len(CLASSES)])).click()
+    expect(page.locator("#lab-class input")).to_have_value(re.compile(CLASSES[(tiny_top + 1) % len(CLASSES)]))
+    cams = []  # (model, class) of every CAM computed from here on
+    real_cam = Explorer.backbone_cam
+
+    def recorded_cam(self, image, class_index, *args, **kwargs):
+        cams.append((self.name, class_index))
+        return real_cam(self, image, class_index, *args, **kwargs)
+
+    monkeypatch.setattr(Explorer, "backbone_cam", recorded_cam)
+    tab(page, "Raw attention")
 
     choose(page, tiny)
     expect(labels).to_contain_text("LABEL_", timeout=30_000)  # the photo classified again, by the new model
@@ -429,6 +450,10 @@ def test_switching_models_in_a_real_browser(app_url, browser, client, tiny_folde
     expect(page.locator("#how")).to_contain_text("2 transformer layers, each with 2 attention heads")
     expect(page.locator("#how")).to_contain_text(tiny)
     expect(page.locator("#how")).to_contain_text("4x4 map with 128 channels")
+    tab(page, "Explanation lab")
+    expect(page.locator("#lab-class input")).to_have_value(re.compile(rf"^LABEL_{tiny_top} "), timeout=30_000)
+    expect(page.locator("#lab-cam img")).to_be_visible(timeout=60_000)
+    assert {cam for cam in cams if cam[0] == tiny} == {(tiny, tiny_top)}, cams  # (shapes' may still be landing)
     tab(page, "Eager vs SDPA timing")
     page.locator("#run-timing").click()
     expect(page.locator("#timing-info")).to_contain_text(f"{tiny}: ", timeout=60_000)  # timed the chosen model

@@ -151,8 +151,10 @@ def build(page: Page) -> None:
     page.on_photo(page.class_choices, [page.chosen, page.image], [class_index])
     page.on_photo(cleared, [], [curves, status, areas, finished])  # the curves were another photo's
     page.on_photo(draw, inputs, outputs)
-    page.on_model(lambda name: gr.update(choices=stage_choices(page.model_of(name)),
-                                         value=page.model_of(name).stage_names[-1]), [], [stage])
+    # A new model: its token stage, and no class yet (the previous model's class would have the texts, written
+    # before the redraw picks the top class, compute a CAM nobody sees).
+    page.on_model(lambda name: (gr.update(choices=stage_choices(page.model_of(name)),
+                                          value=page.model_of(name).stage_names[-1]), None), [], [stage, class_index])
     page.on_text(rewrite, [opened, page.image, class_index, method, stage], [agreement])
     page.on_text(retranslate, [finished], [status, areas])
     page.tab.select(lambda: True, None, opened, **PRIVATE).then(draw, inputs, outputs, **PRIVATE)
