@@ -191,6 +191,26 @@ def test_every_cam_method_gives_a_map_on_the_grid(shapes):
     torch.testing.assert_close(pooled.mean((1, 2)), early.mean((1, 2)), atol=1e-6, rtol=0)
 
 
+def test_backbone_cam_leaves_each_module_in_the_mode_it_found(shapes):
+    grad_cam()
+    model, pixels = shapes
+    expected = viz.backbone_cam(model, stages(model)[-1], pixels, [1, 3])  # from the fixture's eval mode
+    try:
+        # pytorch-grad-cam calls model.eval(); a caller mid-training, or one that keeps a part in another mode,
+        # gets its modes back (and the map is the eval-mode map either way)
+        model.train()
+        model.vit.encoder.layer[0].eval()
+        modes = {name: module.training for name, module in model.named_modules()}
+        torch.testing.assert_close(viz.backbone_cam(model, stages(model)[-1], pixels, [1, 3]), expected,
+                                   atol=0, rtol=0)
+        assert {name: module.training for name, module in model.named_modules()} == modes
+        with pytest.raises(ValueError, match="class indices"):  # and when it fails
+            viz.backbone_cam(model, stages(model)[-1], pixels, [1, 2, 3])
+        assert {name: module.training for name, module in model.named_modules()} == modes
+    finally:
+        model.eval()
+
+
 def test_a_missing_grad_cam_names_the_extra(shapes, monkeypatch):
     model, pixels = shapes
     monkeypatch.setitem(sys.modules, "pytorch_grad_cam", None)  # makes the import fail
