@@ -1,7 +1,7 @@
 """The explanation lab: the ViT paper's Figure 7 functions against loop-by-loop computations, backbone
-Grad-CAM against pytorch-grad-cam's own result and against the definition, rank correlation against
-scipy, and deletion/insertion curves (monotone for a model that counts pixels; on the shipped shapes
-model, rollout and the class map beat a random order)."""
+Grad-CAM against pytorch-grad-cam's own result and every CAM method offered against its formula, rank
+correlation against scipy, and deletion/insertion curves (monotone for a model that counts pixels; on the
+shipped shapes model, rollout and the class map beat a random order)."""
 
 import json
 import math
@@ -149,31 +149,99 @@ def test_grad_cam_equals_pytorch_grad_cams_own_result(shapes):
     np.testing.assert_allclose(scale_cam_image(scale_cam_image(ours.numpy(), (size, size))), theirs, atol=1e-5)
 
 
-def test_grad_cam_is_the_definition_on_the_stage_asked_for(shapes):
+def activations_and_gradients(model, layer, pixels, class_index):
+    """The output a (B, C, h, w) of `layer` and the gradient g of each image's class score with respect to it (one
+    class for all images, or one per image), in float64: the float32 values pytorch-grad-cam sees, exactly."""
+    recorded = []
+    hook = layer.register_forward_hook(lambda m, a, out: recorded.append(out.detach().requires_grad_()) or recorded[-1])
+    try:
+        with torch.enable_grad():
+            logits = model(pixels).logits
+            score = logits.gather(1, torch.as_tensor(class_index).expand(len(pixels))[:, None]).sum()
+            (gradient,) = torch.autograd.grad(score, recorded[0])
+    finally:
+        hook.remove()
+    return recorded[0].detach().double(), gradient.double()
+
+
+def grad_cam_plus_plus_weights(a, g):
+    """Chattopadhyay et al. (WACV 2018), eq. 19: the class score's higher derivatives taken as powers of g. The 1e-6
+    is pytorch-grad-cam's guard against 0/0; g**2 is of its order on the shapes model, so it counts."""
+    alpha = g ** 2 / (2 * g ** 2 + a.sum((2, 3), keepdim=True) * g ** 3 + 1e-6)
+    return (alpha * g.clamp_min(0)).sum((2, 3), keepdim=True)
+
+
+# Each method's map before its ReLU is the sum over channels of these terms, written from the papers, from a layer's
+# activations a and the gradients g of the class score (Eigen-CAM, which takes no gradient, has a test of its own).
+CAM_TERMS = {
+    "Grad-CAM": lambda a, g: g.mean((2, 3), keepdim=True) * a,  # Selvaraju et al. 2017
+    "Grad-CAM++": lambda a, g: grad_cam_plus_plus_weights(a, g) * a,
+    # Fu et al. 2020; 1e-7: pytorch-grad-cam's guard for a channel that is 0 everywhere
+    "XGrad-CAM": lambda a, g: (g * a / (a.sum((2, 3), keepdim=True) + 1e-7)).sum((2, 3), keepdim=True) * a,
+    "HiResCAM": lambda a, g: g * a,  # Draelos & Carin 2020
+    "LayerCAM": lambda a, g: g.clamp_min(0) * a,  # Jiang et al. 2021
+}
+
+
+def scaled(cam):
+    """(B, h, w) maps clipped at 0 and scaled as pytorch-grad-cam scales them, and the divisor: an all-zero map stays 0."""
+    cam = cam.clamp_min(0)
+    cam = cam - cam.amin((1, 2), keepdim=True)
+    peak = 1e-7 + cam.amax((1, 2), keepdim=True)
+    return cam / peak, peak
+
+
+def float32_tolerance(magnitude, peak, terms):
+    """How far a float32 evaluation of a map can be from its exact value, once scaled: each cell, the minimum and
+    the peak are sums of at most `terms` rounded terms, so each is off by at most terms * 2**-24 times the same
+    formula evaluated on absolute values, `magnitude` (Higham, Accuracy and Stability of Numerical Algorithms,
+    ch. 3-4); subtracting the minimum and dividing by the peak add those of the minimum and the peak."""
+    return terms * 2 ** -24 * (magnitude + 2 * magnitude.amax((1, 2), keepdim=True)) / peak
+
+
+def test_each_gradient_cam_is_its_formula_on_the_stage_and_classes_asked_for(shapes):
+    grad_cam()
+    model, pixels = shapes
+    assert set(CAM_TERMS) | {"Eigen-CAM"} == set(viz.CAM_METHODS)  # every method offered is tested
+    for layer in stages(model):
+        for class_index in (3, [4, 0]):
+            a, g = activations_and_gradients(model, layer, pixels, class_index)
+            for method, terms in CAM_TERMS.items():
+                expected, peak = scaled(terms(a, g).sum(1))
+                ours = viz.backbone_cam(model, layer, pixels, class_index, method)
+                assert ours.shape == expected.shape and ours.dtype == torch.float32, method
+                # sums over the cells (the weights) and then over the channels
+                tolerance = float32_tolerance(terms(a.abs(), g.abs()).sum(1), peak, a.shape[1] + a[0, 0].numel())
+                error = (ours.double() - expected).abs()
+                assert (error <= tolerance).all(), (method, error.max().item(), tolerance.min().item())
+
+
+def test_eigen_cam_is_the_first_principal_component_up_to_its_sign(shapes):
+    """Eigen-CAM (Muhammad & Yeasin 2020) projects each cell's activations, centred over the cells, on their first
+    principal direction, by eigenvectors of their covariance here and by an SVD in pytorch-grad-cam. The direction's
+    sign is arbitrary (pytorch-grad-cam 1.5.7 keeps the one its SVD returns), so the map is one of two."""
     grad_cam()
     model, pixels = shapes
     for layer in stages(model):
-        for class_index in (1, 3):
-            recorded = []
-            hook = layer.register_forward_hook(lambda m, a, out: recorded.append(out.detach().requires_grad_()) or
-                                               recorded[-1])
-            try:
-                with torch.enable_grad():
-                    score = model(pixels).logits[:, class_index].sum()
-                    (gradient,) = torch.autograd.grad(score, recorded[0])
-            finally:
-                hook.remove()
-            activation = recorded[0].detach()
-            terms = gradient.mean((2, 3), keepdim=True) * activation
-            cam = terms.sum(1).clamp_min(0)
-            cam = cam - cam.amin((1, 2), keepdim=True)
-            peak = 1e-7 + cam.amax((1, 2), keepdim=True)  # an all-zero map stays 0, as in pytorch-grad-cam
-            ours = viz.backbone_cam(model, layer, pixels, class_index)
-            assert ours.shape == activation.shape[:1] + activation.shape[2:]
-            # gradients from a float32 backward through the transformer (~1e-5 relative), summed over channels that
-            # cancel, then scaled by the peak: the rounding grows by sum |terms| / peak
-            tolerance = 1e-6 + 1e-4 * terms.abs().sum(1) / peak
-            assert ((ours - cam / peak).abs() <= tolerance).all(), (ours - cam / peak).abs().max()
+        a, _ = activations_and_gradients(model, layer, pixels, 0)
+        x = a.flatten(2).transpose(1, 2)  # (B, cells, channels)
+        x = x - x.mean(1, keepdim=True)
+        eigenvalues, eigenvectors = torch.linalg.eigh(x.transpose(1, 2) @ x)  # ascending
+        projection = (x @ eigenvectors[..., -1:]).reshape(a.shape[:1] + a.shape[2:])
+        ours = viz.backbone_cam(model, layer, pixels, method="Eigen-CAM").double()
+        # A float32 SVD finds the direction to within ~ n 2**-24 sigma1 / (sigma1 - sigma2) (Wedin's theorem; n the
+        # matrix's sizes added): each cell's projection moves by that times the norm of the cell's activations, plus
+        # the projection's own rounding, n 2**-24 times that norm.
+        sigma = eigenvalues.clamp_min(0).sqrt()
+        gap = (sigma[:, -1] / (sigma[:, -1] - sigma[:, -2]))[:, None, None]
+        norms = x.norm(dim=2).reshape(projection.shape)
+        for image in range(len(pixels)):
+            matches = []
+            for sign in (1, -1):
+                expected, peak = scaled(sign * projection[image:image + 1])
+                tolerance = float32_tolerance((1 + gap[image]) * norms[image:image + 1], peak, sum(x.shape[1:]))
+                matches.append(((ours[image] - expected[0]).abs() <= tolerance[0]).all().item())
+            assert any(matches), (layer, image)
 
 
 def test_every_cam_method_gives_a_map_on_the_grid(shapes):
