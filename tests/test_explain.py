@@ -321,6 +321,29 @@ class PixelCounter(torch.nn.Module):
         return torch.stack([count / pixels[0].numel(), torch.zeros_like(count)], dim=1)
 
 
+def test_gaussian_blur_is_scipys_with_mirrored_borders():
+    try:
+        from scipy import ndimage  # installed with grad-cam
+    except ImportError:
+        missing("scipy (installed with grad-cam) is not installed")
+    generator = torch.Generator().manual_seed(4)
+    # square and not, odd and even sides, kernels shorter and (small sides) longer than the side they run along
+    for height, width in ((16, 16), (15, 15), (8, 21), (21, 6), (5, 12), (1, 7)):
+        for dtype in (torch.float64, torch.float32):
+            pixels = torch.randn(2, 3, height, width, generator=generator, dtype=dtype)
+            for sigma in (0.5, 1.0, 2.5, 4.0):
+                ours = viz.faithfulness.gaussian_blur(pixels, sigma)
+                expected = ndimage.gaussian_filter(pixels.double().numpy(), (0, 0, sigma, sigma), mode="mirror",
+                                                   truncate=3.0)
+                # two passes, each a sum of 2r + 1 weights (which add up to 1) times values: each off by at most
+                # (2r + 1) eps max |x|
+                taps = 2 * int(3 * sigma + 0.5) + 1
+                tolerance = 2 * taps * torch.finfo(dtype).eps * pixels.abs().max().item()
+                assert ours.dtype == dtype
+                np.testing.assert_allclose(ours.double().numpy(), expected, rtol=0, atol=tolerance,
+                                           err_msg=f"{height}x{width}, sigma {sigma}, {dtype}")
+
+
 def test_curves_are_monotone_for_a_model_that_counts_pixels():
     torch.manual_seed(0)
     image = torch.randn(1, 3, 30, 50).sign()  # +-1: hidden (mean, near 0) pixels stop counting

@@ -77,16 +77,26 @@ class FaithfulnessRun:
                         "random_insertion": random_ins}
 
 
+def mirror_indices(size: int, radius: int) -> torch.Tensor:
+    """Indices of `size` samples padded by `radius` on each side, reflected about the end samples without repeating
+    them (scipy.ndimage's mode="mirror", F.pad's "reflect") as many times as it takes: a radius may exceed the size."""
+    period = max(2 * size - 2, 1)
+    index = torch.arange(-radius, size + radius).remainder(period)
+    return torch.where(index < size, index, period - index)
+
+
 def gaussian_blur(pixels: torch.Tensor, sigma: float) -> torch.Tensor:
-    """(B, C, H, W) blurred by a separable Gaussian (3 sigma each side, reflected borders). Our own few
-    lines: one fixed kernel does not justify a torchvision dependency for visualization."""
-    radius = min(int(3 * sigma + 0.5), min(pixels.shape[-2:]) - 1)
+    """(B, C, H, W) blurred by a separable Gaussian of 3 sigma each side with mirrored borders: scipy.ndimage's
+    gaussian_filter(mode="mirror", truncate=3.0) along H and W. Our own few lines: one fixed kernel does not
+    justify a torchvision or scipy dependency for visualization."""
+    radius = int(3 * sigma + 0.5)
     offsets = torch.arange(-radius, radius + 1, dtype=pixels.dtype, device=pixels.device)
     kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
     kernel = (kernel / kernel.sum()).repeat(pixels.shape[1], 1, 1, 1)  # (C, 1, 1, K): one per channel
-    blurred = F.conv2d(F.pad(pixels, (radius, radius, 0, 0), mode="reflect"), kernel, groups=pixels.shape[1])
-    return F.conv2d(F.pad(blurred, (0, 0, radius, radius), mode="reflect"), kernel.transpose(-1, -2),
-                    groups=pixels.shape[1])
+    for axis, weights in ((-1, kernel), (-2, kernel.transpose(-1, -2))):
+        padded = pixels.index_select(axis, mirror_indices(pixels.shape[axis], radius).to(pixels.device))
+        pixels = F.conv2d(padded, weights, groups=pixels.shape[1])
+    return pixels
 
 
 def token_ranks(relevance: torch.Tensor) -> np.ndarray:
