@@ -379,6 +379,39 @@ def test_a_cancelled_run_stops_scoring():
         first.most_faithful()
 
 
+def finished_run(areas):
+    """A finished FaithfulnessRun with these (deletion, insertion) areas under its curves."""
+    curves = {name: np.full(2, 0.5) for name in areas}
+    return viz.FaithfulnessRun(np.array([0.0, 1.0]), curves, dict(curves), done=3, total=3, areas=areas)
+
+
+def test_verdict_names_the_map_that_rises_and_falls_fastest_when_it_beats_random():
+    random = (0.5, 0.7)
+    # "wide" deletes worse than "low" but inserts so much better that its insertion - deletion is the largest
+    areas = {"low": (0.1, 0.6), "wide": (0.3, 0.95), "flat": (0.45, 0.5), "random": random}
+    key, fields = finished_run(areas).verdict()
+    assert (key, fields) == ("best", {"name": "wide", "deletion": areas["wide"][0], "insertion": areas["wide"][1],
+                                      "random_deletion": random[0], "random_insertion": random[1]})
+    assert "wide" in viz.VERDICTS[key].format(**fields)
+    # the order the maps come in does not matter
+    assert finished_run(dict(reversed(areas.items()))).verdict() == (key, fields)
+
+
+def test_verdict_says_none_when_no_map_beats_random():
+    random = (0.4, 0.8)
+    for areas in ({"a": (0.5, 0.7), "b": (0.6, 0.9), "random": random},  # random rises and falls fastest of all
+                  {"a": (0.5, 0.7), "tie": random, "random": random}):  # no better than random is not better
+        key, fields = finished_run(areas).verdict()
+        assert (key, fields) == ("none", {}), areas
+        viz.VERDICTS[key].format(**fields)
+    with pytest.raises(ValueError, match="random_seed"):  # nothing to compare with
+        finished_run({"a": (0.1, 0.9)}).verdict()
+    unfinished = finished_run({"a": (0.1, 0.9), "random": random})
+    unfinished.done = 2
+    with pytest.raises(ValueError, match="not measured"):
+        unfinished.verdict()
+
+
 def test_faithfulness_rejects_bad_input():
     model = PixelCounter()
     with pytest.raises(ValueError, match="one"):
