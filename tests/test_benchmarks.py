@@ -1,10 +1,14 @@
 """Benchmarks end to end at tiny sizes: benchmarks/speed.py (every variant runs, and transformers with our weights
-gives our logits), and checkpointing_memory.py (what a checkpointed layer keeps). No timed assertions: the figures depend on the machine."""
+gives our logits), checkpointing_memory.py (what a checkpointed layer keeps) and analyze_speed.py (the local
+backend, and a run that writes error rows stops it). No timed assertions: the figures depend on the machine."""
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from conftest import missing
 from oracle.env import oracle_python
@@ -69,3 +73,23 @@ def test_checkpointing_memory_counts_the_input_each_checkpointed_layer_keeps(tmp
     assert runs[2]["off"]["saved"] - runs[1]["off"]["saved"] > layer_input
     assert all(run["on"]["saved"] < run["off"]["saved"] for run in runs.values())
 
+
+def test_analyze_speed_local_quick():
+    result = run_benchmark("analyze_speed.py", "--shapes-images", "3", "--full-images", "0", "--local-only")
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in result.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| model")]
+    assert len(rows) == 1, result.stdout  # one model, one backend
+    model, backend, images, seconds, rate, ratio = rows[0]
+    assert (model, backend, images, ratio) == ("shapes", "local", "3", "1.00x")
+    # images/s is 3 / seconds, each rounded as printed (seconds to 0.05, the rate to 0.005)
+    assert 3 / (float(seconds) + 0.05) - 0.005 <= float(rate) <= 3 / max(float(seconds) - 0.05, 1e-9) + 0.005
+
+
+def test_analyze_speed_stops_when_a_run_writes_an_error_row(tmp_path):
+    spec = importlib.util.spec_from_file_location("analyze_speed", SCRIPT.with_name("analyze_speed.py"))
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    photos = benchmark.photo_folder(tmp_path / "photos", 2)
+    (photos / "broken.png").write_bytes(b"not a PNG")
+    with pytest.raises(SystemExit, match="3 rows, 1 with an error, for 3 photos"):
+        benchmark.seconds(photos, "shapes", [], 2, tmp_path)
