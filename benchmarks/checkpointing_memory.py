@@ -1,6 +1,7 @@
 """Memory of one training step (forward + backward) with and without gradient checkpointing.
 
     python benchmarks/checkpointing_memory.py [--batch 2] [--image-size 384] [--layers 12] [--rounds 2]
+                                              [--config base|shapes|tiny] [--json OUT]
 
 Prints, per setting, averaged over interleaved rounds on one model:
 - saved for backward: the bytes of the tensors autograd keeps from the forward pass for the backward
@@ -9,8 +10,11 @@ Prints, per setting, averaged over interleaved rounds on one model:
   4 bytes per parameter, included in both): on a CPU the process's peak resident memory, reset before
   each step (Linux's /proc/self/clear_refs), on a GPU torch.cuda.max_memory_allocated;
 - time of the step, which checkpointing lengthens by one more forward of the encoder layers.
-Random weights of the google/vit-hybrid-base-bit-384 architecture. The BiT backbone is not
-checkpointed (transformers does not either), so its activations count in both settings.
+Random weights of the google/vit-hybrid-base-bit-384 architecture (or, for a quick check, of a training
+preset's, at its own image size). The BiT backbone is not
+checkpointed (transformers does not either), so its activations count in both settings. With checkpointing,
+what the encoder layers keep is their inputs: torch's (non-reentrant) checkpoint saves them through the
+saved-tensor hooks too, so they count.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
+import json
 import logging
 import sys
 import time
@@ -27,15 +32,19 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vithybrid import ViTHybridConfig, ViTHybridForImageClassification  # noqa: E402
+from vithybrid.training.train import PRESETS  # noqa: E402
 
 MIB = 2 ** 20
 
 
 def build(args: argparse.Namespace) -> ViTHybridForImageClassification:
     logging.disable(logging.WARNING)  # a featmap-shape note for non-default image sizes
-    grid = args.image_size // 16
-    config = ViTHybridConfig(image_size=args.image_size, num_labels=1000, num_hidden_layers=args.layers,
-                             backbone_featmap_shape=[1, 1024, grid, grid])
+    if args.config == "base":
+        grid = args.image_size // 16
+        config = ViTHybridConfig(image_size=args.image_size, num_labels=1000, num_hidden_layers=args.layers,
+                                 backbone_featmap_shape=[1, 1024, grid, grid])
+    else:
+        config = ViTHybridConfig(**{**PRESETS[args.config], "num_hidden_layers": args.layers})
     torch.manual_seed(0)
     return ViTHybridForImageClassification(config).to(args.device).train()
 
@@ -88,14 +97,18 @@ def peak_of_step(model, pixels, labels) -> tuple[int, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--image-size", type=int, default=384)
+    parser.add_argument("--image-size", type=int, default=384, help="with --config base")
     parser.add_argument("--layers", type=int, default=12)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--config", choices=("base", *PRESETS), default="base",
+                        help="base: google/vit-hybrid-base-bit-384's architecture; or a training preset's")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--json", type=Path, help="also write the means, in bytes and seconds, here")
     args = parser.parse_args()
 
     model = build(args)
-    pixels = torch.randn(args.batch, 3, args.image_size, args.image_size, device=args.device)
+    size = model.config.image_size
+    pixels = torch.randn(args.batch, 3, size, size, device=args.device)
     labels = torch.arange(args.batch, device=args.device)
     settings = {"off": model.gradient_checkpointing_disable,
                 "on": lambda: model.gradient_checkpointing_enable({"use_reentrant": False})}
@@ -112,7 +125,11 @@ def main() -> None:
         return sum(run[key] for run in results[name]) / len(results[name])
 
     gradients = sum(p.numel() * p.element_size() for p in model.parameters())
-    print(f"One training step of ViT-Hybrid ({args.layers} layers, {args.image_size}x{args.image_size}, batch "
+    if args.json:
+        means = {name: {key: mean(name, key) for key in ("saved", "peak", "seconds")} for name in settings}
+        args.json.write_text(json.dumps({"args": {k: str(v) for k, v in vars(args).items()}, "gradients": gradients,
+                                         **means}, indent=1))
+    print(f"One training step of ViT-Hybrid ({args.layers} layers, {size}x{size}, batch "
           f"{args.batch}, float32, {args.device}, {args.rounds} interleaved rounds; the weights' gradients "
           f"take {gradients / MIB:.0f} MiB of each peak)\n")
     print("| gradient checkpointing | saved for backward | peak memory of the step | time |")

@@ -1,13 +1,19 @@
-"""benchmarks/speed.py end to end at a tiny size: every variant runs, and transformers with our weights
-gives our logits. No timed assertions: the figures depend on the machine."""
+"""Benchmarks end to end at tiny sizes: benchmarks/speed.py (every variant runs, and transformers with our weights
+gives our logits), checkpointing_memory.py (what a checkpointed layer keeps) and analyze_speed.py (the local
+backend, and a run that writes error rows stops it). No timed assertions: the figures depend on the machine."""
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from conftest import missing
 from oracle.env import oracle_python
+from vithybrid import ViTHybridConfig
+from vithybrid.training.train import PRESETS
 
 SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "speed.py"
 
@@ -41,3 +47,49 @@ def test_speed_benchmark_quick_tiny(tmp_path):
     assert "python benchmarks/speed.py --quick --config tiny" in markdown
     assert (tmp_path / "speed.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "ours sdpa / timm" in result.stdout
+
+
+def run_benchmark(name: str, *args: str) -> subprocess.CompletedProcess:
+    result = subprocess.run([sys.executable, str(SCRIPT.with_name(name)), *args], capture_output=True, text=True,
+                            timeout=600, check=False)
+    assert result.returncode == 0, result.stderr
+    return result
+
+
+def test_checkpointing_memory_counts_the_input_each_checkpointed_layer_keeps(tmp_path):
+    """With checkpointing, an encoder layer keeps only its input for the backward pass (torch's checkpoint saves
+    it through the saved-tensor hooks the benchmark counts with), so one layer more adds exactly one
+    (batch, tokens, hidden) float32 tensor to what is saved; without, it adds its activations, more than that."""
+    batch, runs = 2, {}
+    for layers in (1, 2):
+        out = tmp_path / f"{layers}.json"
+        result = run_benchmark("checkpointing_memory.py", "--config", "tiny", "--layers", str(layers), "--batch",
+                               str(batch), "--rounds", "1", "--device", "cpu", "--json", str(out))
+        assert "| off |" in result.stdout and "| on |" in result.stdout
+        runs[layers] = json.loads(out.read_text())
+    config = ViTHybridConfig(**PRESETS["tiny"])
+    layer_input = batch * (config.grid_size[0] * config.grid_size[1] + 1) * config.hidden_size * 4
+    assert runs[2]["on"]["saved"] - runs[1]["on"]["saved"] == layer_input
+    assert runs[2]["off"]["saved"] - runs[1]["off"]["saved"] > layer_input
+    assert all(run["on"]["saved"] < run["off"]["saved"] for run in runs.values())
+
+
+def test_analyze_speed_local_quick():
+    result = run_benchmark("analyze_speed.py", "--shapes-images", "3", "--full-images", "0", "--local-only")
+    rows = [[cell.strip() for cell in line.split("|")[1:-1]] for line in result.stdout.splitlines()
+            if line.startswith("| ") and not line.startswith("| model")]
+    assert len(rows) == 1, result.stdout  # one model, one backend
+    model, backend, images, seconds, rate, ratio = rows[0]
+    assert (model, backend, images, ratio) == ("shapes", "local", "3", "1.00x")
+    # images/s is 3 / seconds, each rounded as printed (seconds to 0.05, the rate to 0.005)
+    assert 3 / (float(seconds) + 0.05) - 0.005 <= float(rate) <= 3 / max(float(seconds) - 0.05, 1e-9) + 0.005
+
+
+def test_analyze_speed_stops_when_a_run_writes_an_error_row(tmp_path):
+    spec = importlib.util.spec_from_file_location("analyze_speed", SCRIPT.with_name("analyze_speed.py"))
+    benchmark = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(benchmark)
+    photos = benchmark.photo_folder(tmp_path / "photos", 2)
+    (photos / "broken.png").write_bytes(b"not a PNG")
+    with pytest.raises(SystemExit, match="3 rows, 1 with an error, for 3 photos"):
+        benchmark.seconds(photos, "shapes", [], 2, tmp_path)

@@ -1,7 +1,7 @@
 """The explanation lab: the ViT paper's Figure 7 functions against loop-by-loop computations, backbone
-Grad-CAM against pytorch-grad-cam's own result and against the definition, rank correlation against
-scipy, and deletion/insertion curves (monotone for a model that counts pixels; on the shipped shapes
-model, rollout and the class map beat a random order)."""
+Grad-CAM against pytorch-grad-cam's own result and every CAM method offered against its formula, rank
+correlation against scipy, and deletion/insertion curves (monotone for a model that counts pixels; on the
+shipped shapes model, rollout and the class map beat a random order)."""
 
 import json
 import math
@@ -149,31 +149,99 @@ def test_grad_cam_equals_pytorch_grad_cams_own_result(shapes):
     np.testing.assert_allclose(scale_cam_image(scale_cam_image(ours.numpy(), (size, size))), theirs, atol=1e-5)
 
 
-def test_grad_cam_is_the_definition_on_the_stage_asked_for(shapes):
+def activations_and_gradients(model, layer, pixels, class_index):
+    """The output a (B, C, h, w) of `layer` and the gradient g of each image's class score with respect to it (one
+    class for all images, or one per image), in float64: the float32 values pytorch-grad-cam sees, exactly."""
+    recorded = []
+    hook = layer.register_forward_hook(lambda m, a, out: recorded.append(out.detach().requires_grad_()) or recorded[-1])
+    try:
+        with torch.enable_grad():
+            logits = model(pixels).logits
+            score = logits.gather(1, torch.as_tensor(class_index).expand(len(pixels))[:, None]).sum()
+            (gradient,) = torch.autograd.grad(score, recorded[0])
+    finally:
+        hook.remove()
+    return recorded[0].detach().double(), gradient.double()
+
+
+def grad_cam_plus_plus_weights(a, g):
+    """Chattopadhyay et al. (WACV 2018), eq. 19: the class score's higher derivatives taken as powers of g. The 1e-6
+    is pytorch-grad-cam's guard against 0/0; g**2 is of its order on the shapes model, so it counts."""
+    alpha = g ** 2 / (2 * g ** 2 + a.sum((2, 3), keepdim=True) * g ** 3 + 1e-6)
+    return (alpha * g.clamp_min(0)).sum((2, 3), keepdim=True)
+
+
+# Each method's map before its ReLU is the sum over channels of these terms, written from the papers, from a layer's
+# activations a and the gradients g of the class score (Eigen-CAM, which takes no gradient, has a test of its own).
+CAM_TERMS = {
+    "Grad-CAM": lambda a, g: g.mean((2, 3), keepdim=True) * a,  # Selvaraju et al. 2017
+    "Grad-CAM++": lambda a, g: grad_cam_plus_plus_weights(a, g) * a,
+    # Fu et al. 2020; 1e-7: pytorch-grad-cam's guard for a channel that is 0 everywhere
+    "XGrad-CAM": lambda a, g: (g * a / (a.sum((2, 3), keepdim=True) + 1e-7)).sum((2, 3), keepdim=True) * a,
+    "HiResCAM": lambda a, g: g * a,  # Draelos & Carin 2020
+    "LayerCAM": lambda a, g: g.clamp_min(0) * a,  # Jiang et al. 2021
+}
+
+
+def scaled(cam):
+    """(B, h, w) maps clipped at 0 and scaled as pytorch-grad-cam scales them, and the divisor: an all-zero map stays 0."""
+    cam = cam.clamp_min(0)
+    cam = cam - cam.amin((1, 2), keepdim=True)
+    peak = 1e-7 + cam.amax((1, 2), keepdim=True)
+    return cam / peak, peak
+
+
+def float32_tolerance(magnitude, peak, terms):
+    """How far a float32 evaluation of a map can be from its exact value, once scaled: each cell, the minimum and
+    the peak are sums of at most `terms` rounded terms, so each is off by at most terms * 2**-24 times the same
+    formula evaluated on absolute values, `magnitude` (Higham, Accuracy and Stability of Numerical Algorithms,
+    ch. 3-4); subtracting the minimum and dividing by the peak add those of the minimum and the peak."""
+    return terms * 2 ** -24 * (magnitude + 2 * magnitude.amax((1, 2), keepdim=True)) / peak
+
+
+def test_each_gradient_cam_is_its_formula_on_the_stage_and_classes_asked_for(shapes):
+    grad_cam()
+    model, pixels = shapes
+    assert set(CAM_TERMS) | {"Eigen-CAM"} == set(viz.CAM_METHODS)  # every method offered is tested
+    for layer in stages(model):
+        for class_index in (3, [4, 0]):
+            a, g = activations_and_gradients(model, layer, pixels, class_index)
+            for method, terms in CAM_TERMS.items():
+                expected, peak = scaled(terms(a, g).sum(1))
+                ours = viz.backbone_cam(model, layer, pixels, class_index, method)
+                assert ours.shape == expected.shape and ours.dtype == torch.float32, method
+                # sums over the cells (the weights) and then over the channels
+                tolerance = float32_tolerance(terms(a.abs(), g.abs()).sum(1), peak, a.shape[1] + a[0, 0].numel())
+                error = (ours.double() - expected).abs()
+                assert (error <= tolerance).all(), (method, error.max().item(), tolerance.min().item())
+
+
+def test_eigen_cam_is_the_first_principal_component_up_to_its_sign(shapes):
+    """Eigen-CAM (Muhammad & Yeasin 2020) projects each cell's activations, centred over the cells, on their first
+    principal direction, by eigenvectors of their covariance here and by an SVD in pytorch-grad-cam. The direction's
+    sign is arbitrary (pytorch-grad-cam 1.5.7 keeps the one its SVD returns), so the map is one of two."""
     grad_cam()
     model, pixels = shapes
     for layer in stages(model):
-        for class_index in (1, 3):
-            recorded = []
-            hook = layer.register_forward_hook(lambda m, a, out: recorded.append(out.detach().requires_grad_()) or
-                                               recorded[-1])
-            try:
-                with torch.enable_grad():
-                    score = model(pixels).logits[:, class_index].sum()
-                    (gradient,) = torch.autograd.grad(score, recorded[0])
-            finally:
-                hook.remove()
-            activation = recorded[0].detach()
-            terms = gradient.mean((2, 3), keepdim=True) * activation
-            cam = terms.sum(1).clamp_min(0)
-            cam = cam - cam.amin((1, 2), keepdim=True)
-            peak = 1e-7 + cam.amax((1, 2), keepdim=True)  # an all-zero map stays 0, as in pytorch-grad-cam
-            ours = viz.backbone_cam(model, layer, pixels, class_index)
-            assert ours.shape == activation.shape[:1] + activation.shape[2:]
-            # gradients from a float32 backward through the transformer (~1e-5 relative), summed over channels that
-            # cancel, then scaled by the peak: the rounding grows by sum |terms| / peak
-            tolerance = 1e-6 + 1e-4 * terms.abs().sum(1) / peak
-            assert ((ours - cam / peak).abs() <= tolerance).all(), (ours - cam / peak).abs().max()
+        a, _ = activations_and_gradients(model, layer, pixels, 0)
+        x = a.flatten(2).transpose(1, 2)  # (B, cells, channels)
+        x = x - x.mean(1, keepdim=True)
+        eigenvalues, eigenvectors = torch.linalg.eigh(x.transpose(1, 2) @ x)  # ascending
+        projection = (x @ eigenvectors[..., -1:]).reshape(a.shape[:1] + a.shape[2:])
+        ours = viz.backbone_cam(model, layer, pixels, method="Eigen-CAM").double()
+        # A float32 SVD finds the direction to within ~ n 2**-24 sigma1 / (sigma1 - sigma2) (Wedin's theorem; n the
+        # matrix's sizes added): each cell's projection moves by that times the norm of the cell's activations, plus
+        # the projection's own rounding, n 2**-24 times that norm.
+        sigma = eigenvalues.clamp_min(0).sqrt()
+        gap = (sigma[:, -1] / (sigma[:, -1] - sigma[:, -2]))[:, None, None]
+        norms = x.norm(dim=2).reshape(projection.shape)
+        for image in range(len(pixels)):
+            matches = []
+            for sign in (1, -1):
+                expected, peak = scaled(sign * projection[image:image + 1])
+                tolerance = float32_tolerance((1 + gap[image]) * norms[image:image + 1], peak, sum(x.shape[1:]))
+                matches.append(((ours[image] - expected[0]).abs() <= tolerance[0]).all().item())
+            assert any(matches), (layer, image)
 
 
 def test_every_cam_method_gives_a_map_on_the_grid(shapes):
@@ -189,6 +257,26 @@ def test_every_cam_method_gives_a_map_on_the_grid(shapes):
     pooled = viz.pool_to_grid(early, model.config.grid_size)
     assert pooled.shape == (2, *model.config.grid_size)
     torch.testing.assert_close(pooled.mean((1, 2)), early.mean((1, 2)), atol=1e-6, rtol=0)
+
+
+def test_backbone_cam_leaves_each_module_in_the_mode_it_found(shapes):
+    grad_cam()
+    model, pixels = shapes
+    expected = viz.backbone_cam(model, stages(model)[-1], pixels, [1, 3])  # from the fixture's eval mode
+    try:
+        # pytorch-grad-cam calls model.eval(); a caller mid-training, or one that keeps a part in another mode,
+        # gets its modes back (and the map is the eval-mode map either way)
+        model.train()
+        model.vit.encoder.layer[0].eval()
+        modes = {name: module.training for name, module in model.named_modules()}
+        torch.testing.assert_close(viz.backbone_cam(model, stages(model)[-1], pixels, [1, 3]), expected,
+                                   atol=0, rtol=0)
+        assert {name: module.training for name, module in model.named_modules()} == modes
+        with pytest.raises(ValueError, match="class indices"):  # and when it fails
+            viz.backbone_cam(model, stages(model)[-1], pixels, [1, 2, 3])
+        assert {name: module.training for name, module in model.named_modules()} == modes
+    finally:
+        model.eval()
 
 
 def test_a_missing_grad_cam_names_the_extra(shapes, monkeypatch):
@@ -233,6 +321,29 @@ class PixelCounter(torch.nn.Module):
         return torch.stack([count / pixels[0].numel(), torch.zeros_like(count)], dim=1)
 
 
+def test_gaussian_blur_is_scipys_with_mirrored_borders():
+    try:
+        from scipy import ndimage  # installed with grad-cam
+    except ImportError:
+        missing("scipy (installed with grad-cam) is not installed")
+    generator = torch.Generator().manual_seed(4)
+    # square and not, odd and even sides, kernels shorter and (small sides) longer than the side they run along
+    for height, width in ((16, 16), (15, 15), (8, 21), (21, 6), (5, 12), (1, 7)):
+        for dtype in (torch.float64, torch.float32):
+            pixels = torch.randn(2, 3, height, width, generator=generator, dtype=dtype)
+            for sigma in (0.5, 1.0, 2.5, 4.0):
+                ours = viz.faithfulness.gaussian_blur(pixels, sigma)
+                expected = ndimage.gaussian_filter(pixels.double().numpy(), (0, 0, sigma, sigma), mode="mirror",
+                                                   truncate=3.0)
+                # two passes, each a sum of 2r + 1 weights (which add up to 1) times values: each off by at most
+                # (2r + 1) eps max |x|
+                taps = 2 * int(3 * sigma + 0.5) + 1
+                tolerance = 2 * taps * torch.finfo(dtype).eps * pixels.abs().max().item()
+                assert ours.dtype == dtype
+                np.testing.assert_allclose(ours.double().numpy(), expected, rtol=0, atol=tolerance,
+                                           err_msg=f"{height}x{width}, sigma {sigma}, {dtype}")
+
+
 def test_curves_are_monotone_for_a_model_that_counts_pixels():
     torch.manual_seed(0)
     image = torch.randn(1, 3, 30, 50).sign()  # +-1: hidden (mean, near 0) pixels stop counting
@@ -257,6 +368,42 @@ def test_curves_are_monotone_for_a_model_that_counts_pixels():
     assert viz.faithfulness_figure(run).mode == "RGB"
 
 
+def test_token_ranks_break_ties_in_a_seeded_random_order_not_row_major():
+    rows, cols = 24, 24
+    generator = torch.Generator().manual_seed(6)
+    relevance = torch.zeros(rows * cols)
+    peaks = torch.randperm(rows * cols, generator=generator)[:40]
+    relevance[peaks] = 1 + torch.rand(40, generator=generator)  # the rest tie at 0, as Grad-CAM's clipped cells do
+    relevance = relevance.reshape(rows, cols)
+    ranks = viz.faithfulness.token_ranks(relevance, seed=0)
+    assert sorted(ranks.flatten()) == list(range(rows * cols))
+    most_relevant_first = relevance.flatten().numpy()[ranks.flatten().argsort()]
+    assert np.all(np.diff(most_relevant_first) <= 0)  # by value, ties after every larger value
+    np.testing.assert_array_equal(ranks, viz.faithfulness.token_ranks(relevance, seed=0))  # deterministic
+    assert not np.array_equal(ranks, viz.faithfulness.token_ranks(relevance, seed=1))
+    # Row-major ties would rank the tied cells in the order of their row (rank correlation about 1) and index (1).
+    # In a random order, neither correlation exceeds 4 of its standard deviations, 1 / sqrt(n - 1), under the null.
+    tied = relevance.flatten().numpy() == 0
+    row, col = np.divmod(np.arange(rows * cols), cols)
+    bound = 4 / math.sqrt(tied.sum() - 1)
+    for name, position in (("row", row), ("column", col), ("index", row * cols + col)):
+        correlation = viz.rank_correlation(torch.from_numpy(ranks.flatten()[tied]), torch.from_numpy(position[tied]))
+        assert abs(correlation) < bound, (name, correlation, bound)
+
+
+def test_a_flat_map_scores_as_the_random_order():
+    """Tied tokens take the random baseline's order: a map without any information has the random curves, and
+    does not beat them."""
+    model = PixelCounter()
+    image = torch.randn(1, 3, 24, 36, generator=torch.Generator().manual_seed(7))
+    *_, run = viz.faithfulness_curves(model, image, {"flat": torch.zeros(4, 6)}, 0, np.linspace(0, 1, 9),
+                                      random_seed=3)
+    for kind in viz.faithfulness.KINDS:
+        curves = getattr(run, kind)
+        np.testing.assert_array_equal(curves["flat"], curves["random"], err_msg=kind)
+    assert run.verdict() == ("none", {})
+
+
 def test_a_cancelled_run_stops_scoring():
     model = PixelCounter()
     curves = viz.faithfulness_curves(model, torch.randn(1, 3, 20, 20), {"m": torch.randn(4, 4)}, 0, batch_size=2)
@@ -266,6 +413,39 @@ def test_a_cancelled_run_stops_scoring():
     assert np.isnan(first.deletion["m"]).any()  # the rest was never measured
     with pytest.raises(ValueError, match="not measured"):
         first.most_faithful()
+
+
+def finished_run(areas):
+    """A finished FaithfulnessRun with these (deletion, insertion) areas under its curves."""
+    curves = {name: np.full(2, 0.5) for name in areas}
+    return viz.FaithfulnessRun(np.array([0.0, 1.0]), curves, dict(curves), done=3, total=3, areas=areas)
+
+
+def test_verdict_names_the_map_that_rises_and_falls_fastest_when_it_beats_random():
+    random = (0.5, 0.7)
+    # "wide" deletes worse than "low" but inserts so much better that its insertion - deletion is the largest
+    areas = {"low": (0.1, 0.6), "wide": (0.3, 0.95), "flat": (0.45, 0.5), "random": random}
+    key, fields = finished_run(areas).verdict()
+    assert (key, fields) == ("best", {"name": "wide", "deletion": areas["wide"][0], "insertion": areas["wide"][1],
+                                      "random_deletion": random[0], "random_insertion": random[1]})
+    assert "wide" in viz.VERDICTS[key].format(**fields)
+    # the order the maps come in does not matter
+    assert finished_run(dict(reversed(areas.items()))).verdict() == (key, fields)
+
+
+def test_verdict_says_none_when_no_map_beats_random():
+    random = (0.4, 0.8)
+    for areas in ({"a": (0.5, 0.7), "b": (0.6, 0.9), "random": random},  # random rises and falls fastest of all
+                  {"a": (0.5, 0.7), "tie": random, "random": random}):  # no better than random is not better
+        key, fields = finished_run(areas).verdict()
+        assert (key, fields) == ("none", {}), areas
+        viz.VERDICTS[key].format(**fields)
+    with pytest.raises(ValueError, match="random_seed"):  # nothing to compare with
+        finished_run({"a": (0.1, 0.9)}).verdict()
+    unfinished = finished_run({"a": (0.1, 0.9), "random": random})
+    unfinished.done = 2
+    with pytest.raises(ValueError, match="not measured"):
+        unfinished.verdict()
 
 
 def test_faithfulness_rejects_bad_input():

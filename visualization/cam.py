@@ -75,18 +75,23 @@ def backbone_cam(model: nn.Module, layer: nn.Module, pixel_values: torch.Tensor,
     """(B, h, w) class activation maps of `method` (one of CAM_METHODS) on the output grid of `layer` (a
     module inside `model`, e.g. a BiT stage), for `class_index` per image (default: the predicted class).
     As pytorch-grad-cam returns them: non-negative, each scaled to [0, 1]. `model(pixel_values)` returns
-    logits or an object with `.logits`; its weights may be frozen."""
+    logits or an object with `.logits`; its weights may be frozen. The map is taken in eval mode, and every
+    module is left in the mode it had."""
     if method not in CAM_METHODS:
         raise ValueError(f"unknown CAM method {method!r}; choose one of {', '.join(CAM_METHODS)}")
     library = grad_cam_module()
     from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
+    # pytorch-grad-cam puts the model in eval mode (so dropout does not change the map); each module gets
+    # back the mode it had, so that a CAM taken in the middle of training does not end the training.
+    modes = {module: module.training for module in model.modules()}
     # The layer's output becomes a leaf that needs gradients: the CAM works even when every weight is
     # frozen, and the backward pass stops there instead of running through the earlier stages.
     # Registered before pytorch-grad-cam's own hooks, which then see (and hook) this output.
     leaf = layer.register_forward_hook(lambda module, args, output: output.detach().requires_grad_())
-    cam = getattr(library, CAM_METHODS[method])(LogitsOf(model), [layer])
+    cam = None
     try:
+        cam = getattr(library, CAM_METHODS[method])(LogitsOf(model), [layer])
         recorded = cam.activations_and_grads  # its activations are the layer's output once the forward ran
         cam.get_target_width_height = lambda _: tuple(recorded.activations[0].shape[:-3:-1])  # (width, height)
         if class_index is None:
@@ -99,8 +104,11 @@ def backbone_cam(model: nn.Module, layer: nn.Module, pixel_values: torch.Tensor,
         with torch.enable_grad():
             maps = cam(pixel_values, targets)
     finally:  # not `with cam`: its __exit__ swallows IndexErrors
-        cam.activations_and_grads.release()
+        if cam is not None:
+            cam.activations_and_grads.release()
         leaf.remove()
+        for module, training in modes.items():
+            module.training = training
     return torch.from_numpy(maps)
 
 

@@ -12,6 +12,9 @@ baseline every map must beat.
   mean image: a blurred photo keeps the coarse layout the model expects, so the curve measures how much
   each token's detail adds rather than how odd a patchwork of tokens on gray looks.
 - A token is its pixel box in the crop (`grid.token_box`), so maps on the token grid compare fairly.
+- Tokens a map ties (Grad-CAM clips many to exactly 0) are taken in the random baseline's order, not
+  row-major (which would hide whatever lies top-left first): a map without any information scores
+  exactly as random.
 
 All perturbed images are scored in batches by one callable; `faithfulness_curves` is a generator that
 yields after every batch, so a caller can show progress and stop between batches.
@@ -77,21 +80,36 @@ class FaithfulnessRun:
                         "random_insertion": random_ins}
 
 
+def mirror_indices(size: int, radius: int) -> torch.Tensor:
+    """Indices of `size` samples padded by `radius` on each side, reflected about the end samples without repeating
+    them (scipy.ndimage's mode="mirror", F.pad's "reflect") as many times as it takes: a radius may exceed the size."""
+    period = max(2 * size - 2, 1)
+    index = torch.arange(-radius, size + radius).remainder(period)
+    return torch.where(index < size, index, period - index)
+
+
 def gaussian_blur(pixels: torch.Tensor, sigma: float) -> torch.Tensor:
-    """(B, C, H, W) blurred by a separable Gaussian (3 sigma each side, reflected borders). Our own few
-    lines: one fixed kernel does not justify a torchvision dependency for visualization."""
-    radius = min(int(3 * sigma + 0.5), min(pixels.shape[-2:]) - 1)
+    """(B, C, H, W) blurred by a separable Gaussian of 3 sigma each side with mirrored borders: scipy.ndimage's
+    gaussian_filter(mode="mirror", truncate=3.0) along H and W. Our own few lines: one fixed kernel does not
+    justify a torchvision or scipy dependency for visualization."""
+    radius = int(3 * sigma + 0.5)
     offsets = torch.arange(-radius, radius + 1, dtype=pixels.dtype, device=pixels.device)
     kernel = torch.exp(-0.5 * (offsets / sigma) ** 2)
     kernel = (kernel / kernel.sum()).repeat(pixels.shape[1], 1, 1, 1)  # (C, 1, 1, K): one per channel
-    blurred = F.conv2d(F.pad(pixels, (radius, radius, 0, 0), mode="reflect"), kernel, groups=pixels.shape[1])
-    return F.conv2d(F.pad(blurred, (0, 0, radius, radius), mode="reflect"), kernel.transpose(-1, -2),
-                    groups=pixels.shape[1])
+    for axis, weights in ((-1, kernel), (-2, kernel.transpose(-1, -2))):
+        padded = pixels.index_select(axis, mirror_indices(pixels.shape[axis], radius).to(pixels.device))
+        pixels = F.conv2d(padded, weights, groups=pixels.shape[1])
+    return pixels
 
 
-def token_ranks(relevance: torch.Tensor) -> np.ndarray:
-    """(rows, cols) -> the rank of each cell, 0 for the most relevant (ties in row-major order)."""
-    order = torch.argsort(relevance.detach().flatten().cpu(), descending=True, stable=True)
+def token_ranks(relevance: torch.Tensor, seed: int = 0) -> np.ndarray:
+    """(rows, cols) -> the rank of each cell, 0 for the most relevant; tied cells in a random order drawn from
+    `seed`. Not row-major: Grad-CAM clips many cells to exactly 0, and hiding those top-left first would credit or
+    blame the map for whatever lies there. A seeded order keeps the curves reproducible; averaging over the
+    orderings of ties instead would cost model passes per tied group cut by a fraction."""
+    values = relevance.detach().flatten().cpu()
+    shuffled = torch.randperm(len(values), generator=torch.Generator().manual_seed(seed))
+    order = shuffled[torch.argsort(values[shuffled], descending=True, stable=True)]
     ranks = torch.empty_like(order)
     ranks[order] = torch.arange(len(order))
     return ranks.reshape(relevance.shape).numpy()
@@ -102,9 +120,10 @@ def faithfulness_curves(classify: Callable[[torch.Tensor], torch.Tensor], pixel_
                         fractions: Sequence[float] = APP_FRACTIONS, batch_size: int = 8,
                         random_seed: int | None = 0) -> Iterator[FaithfulnessRun]:
     """Deletion and insertion curves of each (rows, cols) map in `maps` (and, unless random_seed is None, of
-    a random order named "random") for one (1, C, H, W) image: `classify(batch)` returns logits (or an
-    object with `.logits`), and the curves follow softmax(logits)[class_index]. Yields the same
-    FaithfulnessRun after every batch; the last one is finished and has the areas under the curves."""
+    a random order named "random", which tied tokens of every map follow) for one (1, C, H, W) image:
+    `classify(batch)` returns logits (or an object with `.logits`), and the curves follow
+    softmax(logits)[class_index]. Yields the same FaithfulnessRun after every batch; the last one is finished
+    and has the areas under the curves."""
     if pixel_values.dim() != 4 or len(pixel_values) != 1:
         raise ValueError(f"expected one (1, C, H, W) image, got {tuple(pixel_values.shape)}")
     grids = {tuple(m.shape) for m in maps.values()}
@@ -112,8 +131,9 @@ def faithfulness_curves(classify: Callable[[torch.Tensor], torch.Tensor], pixel_
         raise ValueError(f"all maps must be on one (rows, cols) grid, got {sorted(grids)}")
     grid_hw = next(iter(grids))
     maps = dict(maps)
-    if random_seed is not None:
-        maps["random"] = torch.rand(grid_hw, generator=torch.Generator().manual_seed(random_seed))
+    if random_seed is not None:  # all tied: ranked by the order ties take, which is then the random baseline's
+        maps["random"] = torch.zeros(grid_hw)
+    tie_seed = random_seed or 0
     fractions = np.asarray(fractions, dtype=np.float64)
     if fractions[0] != 0 or fractions[-1] != 1 or np.any(np.diff(fractions) <= 0):
         raise ValueError("fractions must rise from 0 to 1")
@@ -123,7 +143,7 @@ def faithfulness_curves(classify: Callable[[torch.Tensor], torch.Tensor], pixel_
     counts = np.round(fractions * cells).astype(int)
     starts = {"deletion": image, "insertion": gaussian_blur(image, image.shape[-2] / grid_hw[0])}  # at 0 tokens
     ends = {"deletion": image.mean(dim=(-2, -1), keepdim=True).expand_as(image), "insertion": image}  # at all
-    pixel_ranks = {name: torch.from_numpy(expand_to_pixels(token_ranks(m), tuple(image.shape[-2:])))
+    pixel_ranks = {name: torch.from_numpy(expand_to_pixels(token_ranks(m, tie_seed), tuple(image.shape[-2:])))
                    for name, m in maps.items()}
 
     # One job per distinct image: the ends of the curves (the original, the all-mean and the blurred image)
