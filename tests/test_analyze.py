@@ -124,6 +124,40 @@ def test_peaks_in_photo_pixels_and_the_pointing_game(tmp_path):
         assert rows[f"{name}_box_mass"][2] == pytest.approx(1, rel=1e-5)  # the whole photo holds the whole crop
 
 
+def test_panoramas_map_back_through_their_crop(tmp_path):
+    """load_image keeps the middle 800x100 of a 1000x100 panorama (at most 8:1), and the shapes model sees the
+    middle 64x64 of that resized to 512x64: file pixels 450..550, each cell 12.5 file pixels square. Boxes are
+    clipped to what the model saw; one wholly outside it (here: left of it, or in the part load_image dropped)
+    has no box mass and no hit. The same, transposed, for a 100x1000 panorama."""
+    from PIL import Image
+
+    wide = Image.new("RGB", (1000, 100), "white")
+    wide.paste(Image.open(IMAGES / "shape_star.png").convert("RGB").resize((100, 100)), (450, 0))
+    wide.save(tmp_path / "wide.png")
+    wide.transpose(Image.Transpose.TRANSPOSE).save(tmp_path / "tall.png")
+    boxes = {"wide.png": ["450 0 500 100", "400 0 500 100", "100 0 440 100", "0 0 90 100"],
+             "tall.png": ["0 450 100 500", "0 400 100 500", "0 100 100 440", "0 0 100 90"]}
+    table = tmp_path / "boxes.csv"
+    pd.DataFrame([{"path": name, "bbox": box} for name, row in boxes.items() for box in row]).to_csv(table, index=False)
+    out = tmp_path / "rows"
+    assert main([str(table), "--out", str(out), "--model", "shapes", "--workers", "0", "--no-report"]) == 0
+    rows = pd.read_parquet(out)
+    for name in ("rollout", "class"):
+        for i, tall in enumerate(rows.path.str.endswith("tall.png")):
+            heatmap = np.reshape(rows[f"{name}_map"][i], (8, 8))
+            row, col = np.unravel_index(heatmap.argmax(), heatmap.shape)
+            along, across = (row, col) if tall else (col, row)  # cells along the panorama's long side, and across
+            peak = (rows[f"{name}_peak_x"][i], rows[f"{name}_peak_y"][i])
+            assert peak[::-1 if tall else 1] == (450 + 12.5 * along + 6.25, 12.5 * across + 6.25)
+            box_mass, hit = rows[f"{name}_box_mass"][i], rows[f"{name}_hit"][i]
+            if i % 4 < 2:  # the first half of what the model saw, the second box reaching beyond it (clipped)
+                share = heatmap / heatmap.sum()
+                assert box_mass == pytest.approx((share[:4] if tall else share[:, :4]).sum(), rel=1e-5)
+                assert hit == (along < 4)
+            else:  # wholly outside what the model saw
+                assert pd.isna(box_mass) and hit is None, (box_mass, hit)
+
+
 def ray_backend():
     try:
         from vithybrid.analyze import ray_backend
