@@ -124,6 +124,19 @@ def test_peaks_in_photo_pixels_and_the_pointing_game(tmp_path):
         assert rows[f"{name}_box_mass"][2] == pytest.approx(1, rel=1e-5)  # the whole photo holds the whole crop
 
 
+def test_empty_label_and_bbox_cells_are_nulls(tmp_path):
+    """pandas 3 keeps a table's missing strings as NaN (its str dtype): they must reach the rows as nulls."""
+    table = tmp_path / "val.csv"
+    star, circle = IMAGES / "shape_star.png", IMAGES / "shape_circle.png"
+    table.write_text(f"path,label,bbox\n{star},,\n{circle},circle,0 0 96 192\n")
+    out = tmp_path / "rows"
+    assert main([str(table), "--out", str(out), "--model", "shapes", "--workers", "0", "--no-report"]) == 0
+    rows = rows_of(out)
+    assert rows.label[0] == "circle" and rows.correct[0]
+    for column in ("label", "bbox", "correct", "rollout_box_mass", "rollout_hit"):
+        assert rows[column].isna().tolist() == [False, True], column
+
+
 def test_panoramas_map_back_through_their_crop(tmp_path):
     """load_image keeps the middle 800x100 of a 1000x100 panorama (at most 8:1), and the shapes model sees the
     middle 64x64 of that resized to 512x64: file pixels 450..550, each cell 12.5 file pixels square. Boxes are

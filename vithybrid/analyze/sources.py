@@ -68,10 +68,11 @@ def check_columns(source: str, columns) -> None:
 def normalize(table: pd.DataFrame, base: Path) -> pd.DataFrame:
     """Absolute paths, labels as strings, boxes as [x0, y0, x1, y1] floats; missing columns as None.
     A malformed box raises SourceError naming its row."""
-    rows = pd.DataFrame({"path": [str((base / str(p)).resolve()) for p in table["path"]]})
-    rows["label"] = [None if pd.isna(v) else str(v) for v in table["label"]] if "label" in table else None
-    rows["bbox"] = [parse_box(v, path) for v, path in zip(table["bbox"], table["path"])] if "bbox" in table else None
-    return rows
+    paths = [str((base / str(p)).resolve()) for p in table["path"]]
+    labels = [None if pd.isna(v) else str(v) for v in table["label"]] if "label" in table else None
+    boxes = [parse_box(v, path) for v, path in zip(table["bbox"], table["path"])] if "bbox" in table else None
+    # object columns: pandas 3's str dtype would turn a missing label back into NaN
+    return pd.DataFrame({"path": paths, "label": labels, "bbox": boxes}, dtype=object)
 
 
 def parse_box(value, path) -> list[float] | None:
