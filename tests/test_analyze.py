@@ -239,6 +239,38 @@ def test_resume_adds_only_the_missing_rows(source, local_out, tmp_path):
         assert len(pd.read_parquet(out)) == len(rows)  # nothing left to add
 
 
+def test_ray_explains_a_tables_rows_as_read_by_the_driver(source, tmp_path):
+    """A CSV (relative paths, a label and a box left empty) on Ray gives the local backend's rows, source columns
+    included, and a resumed Ray run adds exactly the rows the first run lacked."""
+    folder = tmp_path / "images"
+    shutil.copytree(source, folder)
+    names = ["shape_circle.png", "shape_star.png", "more/chelsea.png", "rocket.jpg", "notes.jpg"]
+    labels = ["circle", "star", None, "circle", "cat"]
+    boxes = ["0 0 96 192", None, "[10, 20, 300, 200]", None, "0 0 1 1"]
+    table = pd.DataFrame({"path": [f"images/{n}" for n in names], "label": labels, "bbox": boxes})
+    table.to_csv(tmp_path / "val.csv", index=False)
+    table[:2].to_csv(tmp_path / "first.csv", index=False)
+    local, on_ray, resumed = tmp_path / "local", tmp_path / "ray", tmp_path / "resumed"
+    common = ["--model", "shapes", "--batch-size", "2", "--no-report"]
+    assert main([str(tmp_path / "val.csv"), "--out", str(local), *common, "--workers", "0"]) == 0
+    assert main([str(tmp_path / "first.csv"), "--out", str(resumed), *common, "--workers", "0"]) == 0
+    first = {p: p.read_bytes() for p in resumed.iterdir()}
+    assert with_ray([str(tmp_path / "val.csv"), "--out", str(on_ray), *common, "--ray"],
+                    [str(tmp_path / "val.csv"), "--out", str(resumed), *common, "--ray", "--resume"]) == [0, 0]
+    expected = rows_of(local)
+    assert expected.label.isna().sum() == 1 and expected.bbox.isna().sum() == 2
+    for out in (on_ray, resumed):
+        rows = rows_of(out)
+        assert_same_rows(rows, expected)
+        columns = ["label", "correct", "rollout_box_mass", "rollout_hit"]
+        pd.testing.assert_frame_equal(rows[columns], expected[columns], rtol=1e-4)
+        assert [None if b is None else list(b) for b in rows.bbox] == [None if b is None else list(b)
+                                                                        for b in expected.bbox]
+    assert all(p.read_bytes() == content for p, content in first.items())  # the first rows untouched
+    added = pd.concat([pd.read_parquet(p) for p in resumed.iterdir() if p not in first])
+    assert sorted(added.path) == sorted(expected.path[~expected.path.str.contains("shape_")])
+
+
 def test_ctrl_c_leaves_valid_parts_that_resume_completes(tmp_path):
     """Interrupted a few images into 200 (seconds of work), the run exits with 130 and leaves whole parts."""
     source = tmp_path / "many"

@@ -165,9 +165,8 @@ def main(argv: list[str] | None = None) -> int:
             except ImportError:
                 print("error: --ray needs Ray Data: pip install 'vithybrid[ray]'", file=sys.stderr)
                 return 2
-            run_ray(args.source, args.out, str(model.folder) if args.runtime else args.model, processor, args.maps,
-                    args.top_k, args.batch_size, args.actors, None if args.ray == "local" else args.ray, done,
-                    args.runtime)
+            run_ray(todo, args.out, str(model.folder) if args.runtime else args.model, processor, args.maps,
+                    args.top_k, args.batch_size, args.actors, None if args.ray == "local" else args.ray, args.runtime)
         elif not todo.empty:
             run_local(todo, args.out, explainer, args.batch_size, args.workers)
     except KeyboardInterrupt:
