@@ -1,7 +1,9 @@
 """python -m vithybrid.analyze: one Parquet row per file, the app's maps, both backends, --resume, the report
 in a real browser, and bad input answered with one line and exit status 2."""
 
+import glob
 import json
+import os
 import re
 import shutil
 import signal
@@ -16,6 +18,7 @@ import pytest
 from conftest import IMAGES, missing
 from vithybrid.analyze.__main__ import main
 from vithybrid.analyze.report import report_path
+from vithybrid.checkpoints.shipped import resolve_model
 from vithybrid.images import load_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -344,6 +347,36 @@ def test_labels_only_and_a_resume_that_asks_for_other_maps(source, tmp_path, cap
     assert [labels[0] for labels in rows.labels] == ["circle", "star", "triangle"]
     assert main([str(source), "--out", str(out), "--model", "shapes", "--resume"]) == 2  # both maps asked for
     assert "other --maps" in capsys.readouterr().err
+
+
+def test_resume_refuses_rows_made_with_other_settings(tmp_path, capsys):
+    """OUT records the --model, --runtime, --int8, --maps and --top-k its rows were made with: a --resume with
+    others is refused in one line naming what differs (and so is an OUT without that record, from an older
+    version), while the same settings resume, the model folder named by another path."""
+    model, out = tmp_path / "model", tmp_path / "rows"
+    shutil.copytree(resolve_model("shapes"), model)
+    common = ["--out", str(out), "--maps", "rollout", "--workers", "0", "--no-report"]
+    assert main([str(IMAGES / "shape_star.png"), *common, "--model", str(model), "--top-k", "2"]) == 0
+    first = {p: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    shapes = str(IMAGES / "shape_*.png")
+    for other, difference in [(["--model", "shapes", "--top-k", "2"], f"other --model ({model}; this run: shapes)"),
+                              (["--model", str(model), "--top-k", "3"], "other --top-k (2; this run: 3)"),
+                              (["--model", str(model), "--top-k", "2", "--maps", "rollout,class"],
+                               "other --maps (rollout; this run: rollout,class)")]:
+        assert main([shapes, *common, *other, "--resume"]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and difference in lines[0], lines
+    assert {p: p.read_bytes() for p in out.iterdir()} == first  # nothing added, nothing changed
+    same = [shapes, *common, "--model", os.path.relpath(model), "--top-k", "2", "--resume"]
+    assert main(same) == 0
+    rows = rows_of(out)
+    assert rows.path.tolist() == sorted(glob.glob(shapes)) and rows.labels.map(len).eq(2).all()
+    capsys.readouterr()
+    (out / "_analyze.json").unlink()  # as an older version left OUT
+    assert main(same) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "does not record" in lines[0] and "without --resume" in lines[0], lines
 
 
 @pytest.mark.parametrize("case", ["empty folder", "no images", "no path column", "unwritable out", "existing out",
