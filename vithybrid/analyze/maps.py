@@ -81,13 +81,13 @@ def schema(maps: tuple[str, ...]) -> pa.Schema:
     return pa.schema(fields)
 
 
-def cell_edges_in_file(geometry: viz.CropGeometry, grid: tuple[int, int], shown: tuple[int, int, int, int]):
-    """The token cells' boundaries in the image file's pixels: (xs, ys), cols + 1 and rows + 1 of them. `shown`
+def cell_edges_in_file(geometry: viz.CropGeometry, grid: tuple[int, int], kept: tuple[int, int, int, int]):
+    """The token cells' boundaries in the image file's pixels: (xs, ys), cols + 1 and rows + 1 of them. `kept`
     is the box of the file that the loaded photo shows (load_image keeps the middle of a panorama and may
     downscale what it keeps)."""
     crop_xs, crop_ys = viz.cell_edges(geometry.crop_hw[1], grid[1]), viz.cell_edges(geometry.crop_hw[0], grid[0])
     xs, ys, _, _ = geometry.to_original((crop_xs, crop_ys, crop_xs, crop_ys))  # every edge at once, in photo pixels
-    (photo_height, photo_width), (left, top, right, bottom) = geometry.image_hw, shown
+    (photo_height, photo_width), (left, top, right, bottom) = geometry.image_hw, kept
     return left + xs * (right - left) / photo_width, top + ys * (bottom - top) / photo_height
 
 

@@ -54,15 +54,12 @@ def read_table(source: str) -> pd.DataFrame:
         table = pd.read_csv(source) if source.lower().endswith(".csv") else pd.read_parquet(source)
     except Exception as error:  # noqa: BLE001 - pandas and pyarrow raise many kinds for a malformed file
         raise SourceError(f"cannot read the table {source}: {str(error).splitlines()[0]}") from None
-    check_columns(source, table.columns)
+    if "path" not in table.columns:
+        columns = ", ".join(map(str, table.columns))
+        raise SourceError(f"the table {source} has no 'path' column (its columns: {columns})")
     if table.empty:
         raise SourceError(f"the table {source} has no rows")
     return table
-
-
-def check_columns(source: str, columns) -> None:
-    if "path" not in columns:
-        raise SourceError(f"the table {source} has no 'path' column (its columns: {', '.join(map(str, columns))})")
 
 
 def normalize(table: pd.DataFrame, base: Path) -> pd.DataFrame:
