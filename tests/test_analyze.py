@@ -1,7 +1,9 @@
 """python -m vithybrid.analyze: one Parquet row per file, the app's maps, both backends, --resume, the report
 in a real browser, and bad input answered with one line and exit status 2."""
 
+import glob
 import json
+import os
 import re
 import shutil
 import signal
@@ -16,6 +18,7 @@ import pytest
 from conftest import IMAGES, missing
 from vithybrid.analyze.__main__ import main
 from vithybrid.analyze.report import report_path
+from vithybrid.checkpoints.shipped import resolve_model
 from vithybrid.images import load_image
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -124,6 +127,53 @@ def test_peaks_in_photo_pixels_and_the_pointing_game(tmp_path):
         assert rows[f"{name}_box_mass"][2] == pytest.approx(1, rel=1e-5)  # the whole photo holds the whole crop
 
 
+def test_empty_label_and_bbox_cells_are_nulls(tmp_path):
+    """pandas 3 keeps a table's missing strings as NaN (its str dtype): they must reach the rows as nulls."""
+    table = tmp_path / "val.csv"
+    star, circle = IMAGES / "shape_star.png", IMAGES / "shape_circle.png"
+    table.write_text(f"path,label,bbox\n{star},,\n{circle},circle,0 0 96 192\n")
+    out = tmp_path / "rows"
+    assert main([str(table), "--out", str(out), "--model", "shapes", "--workers", "0", "--no-report"]) == 0
+    rows = rows_of(out)
+    assert rows.label[0] == "circle" and rows.correct[0]
+    for column in ("label", "bbox", "correct", "rollout_box_mass", "rollout_hit"):
+        assert rows[column].isna().tolist() == [False, True], column
+
+
+def test_panoramas_map_back_through_their_crop(tmp_path):
+    """load_image keeps the middle 800x100 of a 1000x100 panorama (at most 8:1), and the shapes model sees the
+    middle 64x64 of that resized to 512x64: file pixels 450..550, each cell 12.5 file pixels square. Boxes are
+    clipped to what the model saw; one wholly outside it (here: left of it, or in the part load_image dropped)
+    has no box mass and no hit. The same, transposed, for a 100x1000 panorama."""
+    from PIL import Image
+
+    wide = Image.new("RGB", (1000, 100), "white")
+    wide.paste(Image.open(IMAGES / "shape_star.png").convert("RGB").resize((100, 100)), (450, 0))
+    wide.save(tmp_path / "wide.png")
+    wide.transpose(Image.Transpose.TRANSPOSE).save(tmp_path / "tall.png")
+    boxes = {"wide.png": ["450 0 500 100", "400 0 500 100", "100 0 440 100", "0 0 90 100"],
+             "tall.png": ["0 450 100 500", "0 400 100 500", "0 100 100 440", "0 0 100 90"]}
+    table = tmp_path / "boxes.csv"
+    pd.DataFrame([{"path": name, "bbox": box} for name, row in boxes.items() for box in row]).to_csv(table, index=False)
+    out = tmp_path / "rows"
+    assert main([str(table), "--out", str(out), "--model", "shapes", "--workers", "0", "--no-report"]) == 0
+    rows = pd.read_parquet(out)
+    for name in ("rollout", "class"):
+        for i, tall in enumerate(rows.path.str.endswith("tall.png")):
+            heatmap = np.reshape(rows[f"{name}_map"][i], (8, 8))
+            row, col = np.unravel_index(heatmap.argmax(), heatmap.shape)
+            along, across = (row, col) if tall else (col, row)  # cells along the panorama's long side, and across
+            peak = (rows[f"{name}_peak_x"][i], rows[f"{name}_peak_y"][i])
+            assert peak[::-1 if tall else 1] == (450 + 12.5 * along + 6.25, 12.5 * across + 6.25)
+            box_mass, hit = rows[f"{name}_box_mass"][i], rows[f"{name}_hit"][i]
+            if i % 4 < 2:  # the first half of what the model saw, the second box reaching beyond it (clipped)
+                share = heatmap / heatmap.sum()
+                assert box_mass == pytest.approx((share[:4] if tall else share[:, :4]).sum(), rel=1e-5)
+                assert hit == (along < 4)
+            else:  # wholly outside what the model saw
+                assert pd.isna(box_mass) and hit is None, (box_mass, hit)
+
+
 def ray_backend():
     try:
         from vithybrid.analyze import ray_backend
@@ -192,6 +242,38 @@ def test_resume_adds_only_the_missing_rows(source, local_out, tmp_path):
         assert len(pd.read_parquet(out)) == len(rows)  # nothing left to add
 
 
+def test_ray_explains_a_tables_rows_as_read_by_the_driver(source, tmp_path):
+    """A CSV (relative paths, a label and a box left empty) on Ray gives the local backend's rows, source columns
+    included, and a resumed Ray run adds exactly the rows the first run lacked."""
+    folder = tmp_path / "images"
+    shutil.copytree(source, folder)
+    names = ["shape_circle.png", "shape_star.png", "more/chelsea.png", "rocket.jpg", "notes.jpg"]
+    labels = ["circle", "star", None, "circle", "cat"]
+    boxes = ["0 0 96 192", None, "[10, 20, 300, 200]", None, "0 0 1 1"]
+    table = pd.DataFrame({"path": [f"images/{n}" for n in names], "label": labels, "bbox": boxes})
+    table.to_csv(tmp_path / "val.csv", index=False)
+    table[:2].to_csv(tmp_path / "first.csv", index=False)
+    local, on_ray, resumed = tmp_path / "local", tmp_path / "ray", tmp_path / "resumed"
+    common = ["--model", "shapes", "--batch-size", "2", "--no-report"]
+    assert main([str(tmp_path / "val.csv"), "--out", str(local), *common, "--workers", "0"]) == 0
+    assert main([str(tmp_path / "first.csv"), "--out", str(resumed), *common, "--workers", "0"]) == 0
+    first = {p: p.read_bytes() for p in resumed.iterdir()}
+    assert with_ray([str(tmp_path / "val.csv"), "--out", str(on_ray), *common, "--ray"],
+                    [str(tmp_path / "val.csv"), "--out", str(resumed), *common, "--ray", "--resume"]) == [0, 0]
+    expected = rows_of(local)
+    assert expected.label.isna().sum() == 1 and expected.bbox.isna().sum() == 2
+    for out in (on_ray, resumed):
+        rows = rows_of(out)
+        assert_same_rows(rows, expected)
+        columns = ["label", "correct", "rollout_box_mass", "rollout_hit"]
+        pd.testing.assert_frame_equal(rows[columns], expected[columns], rtol=1e-4)
+        assert [None if b is None else list(b) for b in rows.bbox] == [None if b is None else list(b)
+                                                                        for b in expected.bbox]
+    assert all(p.read_bytes() == content for p, content in first.items())  # the first rows untouched
+    added = pd.concat([pd.read_parquet(p) for p in resumed.iterdir() if p not in first])
+    assert sorted(added.path) == sorted(expected.path[~expected.path.str.contains("shape_")])
+
+
 def test_ctrl_c_leaves_valid_parts_that_resume_completes(tmp_path):
     """Interrupted a few images into 200 (seconds of work), the run exits with 130 and leaves whole parts."""
     source = tmp_path / "many"
@@ -212,7 +294,7 @@ def test_ctrl_c_leaves_valid_parts_that_resume_completes(tmp_path):
     assert "--resume" in rest.strip().splitlines()[-1]
     assert not [p for p in out.iterdir() if p.name.startswith(".")]  # no temporary file left
     kept = pd.read_parquet(out)
-    assert 2 <= len(kept) < COPIES and kept.error.isna().all()
+    assert 1 <= len(kept) < COPIES and kept.error.isna().all()
     assert main([str(source), "--out", str(out), "--model", "shapes", "--resume", "--no-report"]) == 0
     rows = pd.read_parquet(out)
     assert len(rows) == COPIES and rows.path.is_unique
@@ -265,6 +347,36 @@ def test_labels_only_and_a_resume_that_asks_for_other_maps(source, tmp_path, cap
     assert [labels[0] for labels in rows.labels] == ["circle", "star", "triangle"]
     assert main([str(source), "--out", str(out), "--model", "shapes", "--resume"]) == 2  # both maps asked for
     assert "other --maps" in capsys.readouterr().err
+
+
+def test_resume_refuses_rows_made_with_other_settings(tmp_path, capsys):
+    """OUT records the --model, --runtime, --int8, --maps and --top-k its rows were made with: a --resume with
+    others is refused in one line naming what differs (and so is an OUT without that record, from an older
+    version), while the same settings resume, the model folder named by another path."""
+    model, out = tmp_path / "model", tmp_path / "rows"
+    shutil.copytree(resolve_model("shapes"), model)
+    common = ["--out", str(out), "--maps", "rollout", "--workers", "0", "--no-report"]
+    assert main([str(IMAGES / "shape_star.png"), *common, "--model", str(model), "--top-k", "2"]) == 0
+    first = {p: p.read_bytes() for p in out.iterdir()}
+    capsys.readouterr()
+    shapes = str(IMAGES / "shape_*.png")
+    for other, difference in [(["--model", "shapes", "--top-k", "2"], f"other --model ({model}; this run: shapes)"),
+                              (["--model", str(model), "--top-k", "3"], "other --top-k (2; this run: 3)"),
+                              (["--model", str(model), "--top-k", "2", "--maps", "rollout,class"],
+                               "other --maps (rollout; this run: rollout,class)")]:
+        assert main([shapes, *common, *other, "--resume"]) == 2
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("error: ") and difference in lines[0], lines
+    assert {p: p.read_bytes() for p in out.iterdir()} == first  # nothing added, nothing changed
+    same = [shapes, *common, "--model", os.path.relpath(model), "--top-k", "2", "--resume"]
+    assert main(same) == 0
+    rows = rows_of(out)
+    assert rows.path.tolist() == sorted(glob.glob(shapes)) and rows.labels.map(len).eq(2).all()
+    capsys.readouterr()
+    (out / "_analyze.json").unlink()  # as an older version left OUT
+    assert main(same) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "does not record" in lines[0] and "without --resume" in lines[0], lines
 
 
 @pytest.mark.parametrize("case", ["empty folder", "no images", "no path column", "unwritable out", "existing out",

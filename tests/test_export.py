@@ -444,6 +444,21 @@ def test_analyze_with_what_a_runtime_cannot_do_is_one_line_and_status_2(case, an
     assert not out.exists() and not cache.exists()  # refused before anything was written or exported
 
 
+def test_analyze_resume_refuses_rows_of_another_runtime(analyze_source, cache, tmp_path, capsys):
+    """Rows made by PyTorch are not resumed through an int8 export: the one line names both differences."""
+    from vithybrid.analyze.__main__ import main
+
+    out = tmp_path / "rows"
+    command = [str(analyze_source), "--out", str(out), "--model", "shapes", "--maps", "rollout", "--workers", "0",
+               "--no-report"]
+    assert main(command) == 0
+    capsys.readouterr()
+    assert main([*command, "--runtime", "onnx", "--int8", "--resume"]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]  # after the export's progress
+    assert line.startswith("error: cannot resume") and "other --runtime (none; this run: onnx), other --int8 (no; " \
+        "this run: yes)" in line, line
+
+
 RAY_RUN = """
 import sys
 from vithybrid.analyze import ray_backend

@@ -69,21 +69,23 @@ def load_image(path: str | Path, max_pixels: int = MAX_PIXELS, max_side: int = M
         except (OSError, SyntaxError, ValueError, EOFError) as error:
             raise ImageError(f"{path.name} is truncated or corrupt ({error}). Upload {ACCEPTED}.") from None
     photo = to_rgb(photo)
-    photo = _crop_aspect(photo)
+    kept = aspect_crop_box(*photo.size)
+    if kept != (0, 0, *photo.size):
+        photo = photo.crop(kept)
     if max(photo.size) > max_side:
         photo.thumbnail((max_side, max_side), Image.BICUBIC)
     return photo
 
 
-def _crop_aspect(photo: Image.Image) -> Image.Image:
-    """Center-crop the long side of a panorama-like image to MAX_ASPECT times the short side."""
-    width, height = photo.size
+def aspect_crop_box(width: int, height: int) -> tuple[int, int, int, int]:
+    """The (left, top, right, bottom) box of a width x height image that load_image keeps: all of it, or for a
+    panorama-like image the centre of its long side, MAX_ASPECT times the short side."""
     if max(width, height) <= MAX_ASPECT * min(width, height):
-        return photo
+        return 0, 0, width, height
     if width > height:
         keep = int(MAX_ASPECT * height)
         left = (width - keep) // 2
-        return photo.crop((left, 0, left + keep, height))
+        return left, 0, left + keep, height
     keep = int(MAX_ASPECT * width)
     top = (height - keep) // 2
-    return photo.crop((0, top, width, top + keep))
+    return 0, top, width, top + keep

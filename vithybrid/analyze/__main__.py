@@ -4,6 +4,7 @@ rows (one per file) and an HTML report beside them, in one process or on a Ray c
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import torch
 
 from ..checkpoints.hub import CheckpointError
+from ..checkpoints.shipped import resolve_model
 from ..pipeline import DEFAULT_MODEL
 from ..runtimes import RUNTIMES
 
@@ -19,7 +21,7 @@ try:
     import pyarrow.dataset as pads
 
     from .local import run_local
-    from .maps import MAPS, RUNTIME_MAPS, Explainer, load, schema
+    from .maps import MAPS, RUNTIME_MAPS, Explainer, load
     from .report import write_report
     from .sources import SourceError, read_source
 except ImportError as missing:
@@ -28,6 +30,10 @@ except ImportError as missing:
     print(f"error: python -m vithybrid.analyze needs {missing.name.split('.')[0]}: pip install -e '.[analyze]' "
           f"(or pip install {' '.join(EXTRA)})", file=sys.stderr)
     raise SystemExit(2) from None
+
+
+SETTINGS = "_analyze.json"  # in OUT: what its rows were made with (Parquet readers skip names starting "_")
+FLAGS = {"model": "--model", "runtime": "--runtime", "int8": "--int8", "maps": "--maps", "top_k": "--top-k"}
 
 
 class UsageError(Exception):
@@ -70,13 +76,52 @@ def parser() -> argparse.ArgumentParser:
                    help="run on Ray Data: alone, a local Ray started for the run; with ADDRESS (e.g. auto or "
                         "ray://head:10001), that cluster")
     p.add_argument("--actors", type=int, default=None, help="Ray: model actors (default: one per GPU, else 1)")
-    p.add_argument("--resume", action="store_true", help="keep the rows already in OUT and add the missing ones")
+    p.add_argument("--resume", action="store_true",
+                   help="keep the rows already in OUT and add the missing ones; OUT must have been made with the "
+                        "same --model, --runtime, --int8, --maps and --top-k (an OUT from an older version, which "
+                        "did not record them, is refused)")
     p.add_argument("--no-report", action="store_true", help="write the Parquet rows only")
     return p
 
 
-def prepare_out(out: Path, resume: bool, maps: tuple[str, ...]) -> frozenset[str]:
-    """Make sure OUT can take the rows; return the paths it already holds (with --resume). Raises UsageError."""
+def run_settings(args: argparse.Namespace, model, explainer: Explainer) -> dict:
+    """What makes the rows what they are (FLAGS' keys), for --resume to compare: a local model folder by its
+    absolute path (a shipped name stays a name), int8 and top-k as served (an export folder keeps its own
+    precision; top-k is at most the number of labels)."""
+    local = Path(args.model).is_dir() and resolve_model(args.model) == args.model
+    return {"model": str(Path(args.model).resolve()) if local else args.model, "runtime": args.runtime,
+            "int8": args.runtime is not None and bool(model.info.get("int8")), "maps": list(args.maps),
+            "top_k": explainer.top_k}
+
+
+def shown(value) -> str:
+    if isinstance(value, list):
+        return ",".join(value) or "none"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    return "none" if value is None else str(value)
+
+
+def check_settings(out: Path, settings: dict) -> None:
+    """OUT was made with `settings` (UsageError if not, or if it does not say)."""
+    try:
+        recorded = json.loads((out / SETTINGS).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"cannot resume: {out} does not record what its rows were made with (an older version of "
+                         f"analyze wrote it), so rows of another model or other options could be mixed in: choose "
+                         f"another --out and run without --resume") from None
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot resume: {out / SETTINGS} cannot be read ({error})") from None
+    differences = [f"{FLAGS[key]} ({shown(recorded.get(key))}; this run: {shown(value)})"
+                   for key, value in settings.items() if recorded.get(key) != value]
+    if differences:
+        raise UsageError(f"cannot resume: {out} was made with other {', other '.join(differences)}; resume with "
+                         f"the same options, or choose another --out")
+
+
+def prepare_out(out: Path, resume: bool, settings: dict) -> frozenset[str]:
+    """Make sure OUT can take the rows of a run with `settings` (run_settings; recorded in a new OUT); return the
+    paths it already holds (with --resume). Raises UsageError."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"cannot write to {out}: it is a file, not a folder")
     existing = out.is_dir() and any(not p.name.startswith((".", "_")) for p in out.iterdir())
@@ -90,14 +135,13 @@ def prepare_out(out: Path, resume: bool, maps: tuple[str, ...]) -> frozenset[str
     except OSError as error:
         raise UsageError(f"cannot write to {out}: {error.strerror or error}") from None
     if not existing:
+        (out / SETTINGS).write_text(json.dumps(settings, indent=1) + "\n")
         return frozenset()
     try:
         dataset = pads.dataset(out, format="parquet")
     except Exception as error:  # noqa: BLE001 - pyarrow raises several kinds for a foreign folder
         raise UsageError(f"cannot resume: {out} holds files that are not Parquet rows ({error})") from None
-    if dataset.schema.names != schema(maps).names:
-        raise UsageError(f"cannot resume: {out} was written with other --maps (its columns: "
-                         f"{', '.join(dataset.schema.names)})")
+    check_settings(out, settings)
     return frozenset(dataset.to_table(columns=["path"]).column("path").to_pylist())
 
 
@@ -149,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"note: --int8 has no effect on {args.model}: an export folder is served as it was "
                          f"exported (float32; export it with --int8 for int8)")
         explainer = Explainer(model, processor, args.maps, args.top_k)
-        done = prepare_out(args.out, args.resume, args.maps)
+        done = prepare_out(args.out, args.resume, run_settings(args, model, explainer))
     except (UsageError, SourceError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -165,9 +209,8 @@ def main(argv: list[str] | None = None) -> int:
             except ImportError:
                 print("error: --ray needs Ray Data: pip install 'vithybrid[ray]'", file=sys.stderr)
                 return 2
-            run_ray(args.source, args.out, str(model.folder) if args.runtime else args.model, processor, args.maps,
-                    args.top_k, args.batch_size, args.actors, None if args.ray == "local" else args.ray, done,
-                    args.runtime)
+            run_ray(todo, args.out, str(model.folder) if args.runtime else args.model, processor, args.maps,
+                    args.top_k, args.batch_size, args.actors, None if args.ray == "local" else args.ray, args.runtime)
         elif not todo.empty:
             run_local(todo, args.out, explainer, args.batch_size, args.workers)
     except KeyboardInterrupt:

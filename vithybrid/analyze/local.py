@@ -41,12 +41,12 @@ def write_part(out: Path, table: pa.Table) -> None:
     os.replace(temporary, out / name)
 
 
-def run_local(rows: pd.DataFrame, out: Path, explainer: Explainer, batch_size: int, workers: int) -> int:
-    """Explain `rows` into parts in `out`; returns the number of rows written. Ctrl-C stops after writing the
-    rows already explained (KeyboardInterrupt is raised again afterwards)."""
+def run_local(rows: pd.DataFrame, out: Path, explainer: Explainer, batch_size: int, workers: int) -> None:
+    """Explain `rows` into parts in `out`. Ctrl-C stops after writing the rows already explained (the
+    KeyboardInterrupt goes on to the caller)."""
     loader = DataLoader(Decoding(rows, explainer.processor), batch_size=batch_size, num_workers=workers,
                         collate_fn=as_list)
-    pending, written = [], 0
+    pending = []
     with tqdm(total=len(rows), unit="img", desc="explaining", dynamic_ncols=True) as progress:
         try:
             for batch in loader:
@@ -54,9 +54,7 @@ def run_local(rows: pd.DataFrame, out: Path, explainer: Explainer, batch_size: i
                 progress.update(len(batch))
                 if sum(len(t) for t in pending) >= PART_ROWS:
                     write_part(out, pa.concat_tables(pending))
-                    written, pending = written + sum(len(t) for t in pending), []
+                    pending = []
         finally:
             if pending:
                 write_part(out, pa.concat_tables(pending))
-                written += sum(len(t) for t in pending)
-    return written

@@ -20,7 +20,7 @@ from PIL import Image
 
 import visualization as viz
 from ..checkpoints.shipped import resolve_model
-from ..images import load_image
+from ..images import aspect_crop_box, load_image
 from ..model.modeling import ViTHybridForImageClassification
 from ..model.processing import ViTHybridImageProcessor
 from ..runtimes import RUNTIMES, ExportedModelError, RuntimeModel, load_exported
@@ -81,18 +81,22 @@ def schema(maps: tuple[str, ...]) -> pa.Schema:
     return pa.schema(fields)
 
 
-def cell_edges_in_file(geometry: viz.CropGeometry, grid: tuple[int, int], file_scale: tuple[float, float]):
-    """The token cells' boundaries in the image file's pixels: (xs, ys), cols + 1 and rows + 1 of them."""
-    (dx, dy), (sx, sy) = geometry.offset, geometry.scale
-    xs = (viz.cell_edges(geometry.crop_hw[1], grid[1]) + dx) * sx * file_scale[0]
-    ys = (viz.cell_edges(geometry.crop_hw[0], grid[0]) + dy) * sy * file_scale[1]
-    return xs, ys
+def cell_edges_in_file(geometry: viz.CropGeometry, grid: tuple[int, int], kept: tuple[int, int, int, int]):
+    """The token cells' boundaries in the image file's pixels: (xs, ys), cols + 1 and rows + 1 of them. `kept`
+    is the box of the file that the loaded photo shows (load_image keeps the middle of a panorama and may
+    downscale what it keeps)."""
+    crop_xs, crop_ys = viz.cell_edges(geometry.crop_hw[1], grid[1]), viz.cell_edges(geometry.crop_hw[0], grid[0])
+    xs, ys, _, _ = geometry.to_original((crop_xs, crop_ys, crop_xs, crop_ys))  # every edge at once, in photo pixels
+    (photo_height, photo_width), (left, top, right, bottom) = geometry.image_hw, kept
+    return left + xs * (right - left) / photo_width, top + ys * (bottom - top) / photo_height
 
 
 def pointing(heatmap: np.ndarray, xs: np.ndarray, ys: np.ndarray, bbox) -> dict:
     """Where a (rows, cols) map points: the centre of its peak cell (file pixels), its entropy over the cells
     (0: one cell holds everything, 1: uniform), and with a box, the share of its mass inside the box (each
-    cell's mass spread evenly over its area) and whether the peak lies in the box (the pointing game)."""
+    cell's mass spread evenly over its area) and whether the peak lies in the box (the pointing game). Only the
+    part of a box that the cells cover counts; a box wholly outside them (outside what the model saw) gets
+    neither (None): there was nothing there to point at."""
     total = float(heatmap.sum())
     mass = heatmap / total if total > 0 else np.full_like(heatmap, 1 / heatmap.size)
     row, col = np.unravel_index(int(heatmap.argmax()), heatmap.shape)
@@ -104,8 +108,9 @@ def pointing(heatmap: np.ndarray, xs: np.ndarray, ys: np.ndarray, bbox) -> dict:
         x0, y0, x1, y1 = bbox
         inside_x = np.clip(np.minimum(xs[1:], x1) - np.maximum(xs[:-1], x0), 0, None) / np.diff(xs)
         inside_y = np.clip(np.minimum(ys[1:], y1) - np.maximum(ys[:-1], y0), 0, None) / np.diff(ys)
-        result["box_mass"] = float((mass * np.outer(inside_y, inside_x)).sum())
-        result["hit"] = bool(x0 <= x <= x1 and y0 <= y <= y1)
+        if inside_x.any() and inside_y.any():
+            result["box_mass"] = float((mass * np.outer(inside_y, inside_x)).sum())
+            result["hit"] = bool(x0 <= x <= x1 and y0 <= y <= y1)
     return result
 
 
@@ -183,7 +188,7 @@ class Explainer:
         width, height = int(row["width"]), int(row["height"])
         photo_width, photo_height = (int(v) for v in row["_photo_size"])
         geometry = viz.processor_geometry(self.processor, (photo_width, photo_height))
-        xs, ys = cell_edges_in_file(geometry, self.grid, (width / photo_width, height / photo_height))
+        xs, ys = cell_edges_in_file(geometry, self.grid, aspect_crop_box(width, height))
         out = {"width": width, "height": height, "labels": labels, "scores": scores.tolist(),
                "entropy": float(entropy), "grid_rows": self.grid[0], "grid_cols": self.grid[1],
                "correct": None if row["label"] is None else labels[0] == row["label"]}

@@ -1,6 +1,7 @@
-"""The Ray backend: Ray Data reads the source, decodes files in tasks, explains them in an actor pool (one
-model per actor, a GPU each when the cluster has GPUs) and writes the Parquet parts, on a local Ray started
-for the run or on an existing cluster (OUT must then be on storage every node sees at the same path).
+"""The Ray backend: Ray Data takes the rows the driver read from the source (less those OUT holds, with
+--resume), decodes files in tasks, explains them in an actor pool (one model per actor, a GPU each when the
+cluster has GPUs) and writes the Parquet parts, on a local Ray started for the run or on an existing cluster
+(OUT must then be on storage every node sees at the same path).
 Ray is an optional extra: `pip install vithybrid[ray]`."""
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import ray
@@ -19,28 +21,11 @@ import torch
 import visualization
 import vithybrid
 from .maps import DECODED_SCHEMA, Explainer, decode, load
-from .sources import SOURCE_SCHEMA, check_columns, is_table, normalize, read_source
+from .sources import SOURCE_SCHEMA
 
 
-def source_dataset(source: str, batch_size: int):
-    """The source rows as a Ray Dataset: tables through Ray's own readers, listings from the driver; split
-    into blocks of about one batch so that decoding spreads over the cluster."""
-    if is_table(source):
-        reader = ray.data.read_csv if source.lower().endswith(".csv") else ray.data.read_parquet
-        dataset = reader(str(Path(source).resolve()))
-        check_columns(source, dataset.schema().names)
-        base = Path(source).resolve().parent
-        dataset = dataset.map_batches(lambda batch: pa.Table.from_pandas(normalize(batch, base), schema=SOURCE_SCHEMA,
-                                                                          preserve_index=False), batch_format="pandas")
-    else:
-        dataset = ray.data.from_arrow(pa.Table.from_pandas(read_source(source), schema=SOURCE_SCHEMA,
-                                                           preserve_index=False))
-    return dataset.repartition(target_num_rows_per_block=batch_size)
-
-
-def decode_batch(batch: pa.Table, processor, skip: frozenset) -> pa.Table:
-    return pa.Table.from_pylist([decode(row, processor) for row in batch.to_pylist() if row["path"] not in skip],
-                                schema=DECODED_SCHEMA)
+def decode_batch(batch: pa.Table, processor) -> pa.Table:
+    return pa.Table.from_pylist([decode(row, processor) for row in batch.to_pylist()], schema=DECODED_SCHEMA)
 
 
 class ExplainerActor:
@@ -65,12 +50,13 @@ def start_ray(address: str | None = None, num_cpus: int | None = None) -> None:
              runtime_env={"py_modules": modules}, log_to_driver=False)
 
 
-def run_ray(source: str, out: Path, model: str, processor, maps: tuple[str, ...], top_k: int, batch_size: int,
-            actors: int | None, address: str | None, skip: frozenset = frozenset(), runtime: str | None = None) -> None:
-    """Explain `source` into Parquet parts in `out` with Ray Data. `address` None starts a local Ray with this
-    machine's CPUs for the run (and stops it); otherwise Ray connects there ("auto": the cluster this machine
-    belongs to). A Ray already initialized in this process is used as it is. runtime "onnx" or "openvino":
-    `model` is an export folder (on a cluster: at the same path on every node), served on CPUs."""
+def run_ray(rows: pd.DataFrame, out: Path, model: str, processor, maps: tuple[str, ...], top_k: int, batch_size: int,
+            actors: int | None, address: str | None, runtime: str | None = None) -> None:
+    """Explain `rows` (read_source's, as run_local does) into Parquet parts in `out` with Ray Data. `address` None
+    starts a local Ray with this machine's CPUs for the run (and stops it); otherwise Ray connects there ("auto":
+    the cluster this machine belongs to). A Ray already initialized in this process is used as it is. runtime
+    "onnx" or "openvino": `model` is an export folder (on a cluster: at the same path on every node), served on
+    CPUs."""
     staging = out / f".ray-{uuid.uuid4().hex}"  # hidden: readers of OUT skip it until its parts move out
     started = not ray.is_initialized()
     if started:
@@ -82,8 +68,10 @@ def run_ray(source: str, out: Path, model: str, processor, maps: tuple[str, ...]
         # Actors hold their CPUs for the whole run, and reading, repartitioning and writing need CPUs too: actors
         # that took every CPU would leave Ray Data waiting forever, so on CPUs they share what leaves room.
         actor_cpus = 1.0 if gpus else min(1.0, max(cpus - 1, cpus / 2) / actors)
-        dataset = source_dataset(source, batch_size)
-        dataset = dataset.map_batches(decode_batch, fn_kwargs={"processor": processor, "skip": skip},
+        # blocks of about one batch, so that decoding spreads over the cluster
+        dataset = ray.data.from_arrow(pa.Table.from_pandas(rows, schema=SOURCE_SCHEMA, preserve_index=False))
+        dataset = dataset.repartition(target_num_rows_per_block=batch_size)
+        dataset = dataset.map_batches(decode_batch, fn_kwargs={"processor": processor},
                                       batch_format="pyarrow", batch_size=batch_size)
         # Decoding runs in Ray tasks that feed the actors, except where Ray fuses it into them (when both ask
         # for the same resources: a whole CPU each and no GPU; then no pixels cross the object store).

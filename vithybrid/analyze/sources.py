@@ -54,24 +54,22 @@ def read_table(source: str) -> pd.DataFrame:
         table = pd.read_csv(source) if source.lower().endswith(".csv") else pd.read_parquet(source)
     except Exception as error:  # noqa: BLE001 - pandas and pyarrow raise many kinds for a malformed file
         raise SourceError(f"cannot read the table {source}: {str(error).splitlines()[0]}") from None
-    check_columns(source, table.columns)
+    if "path" not in table.columns:
+        columns = ", ".join(map(str, table.columns))
+        raise SourceError(f"the table {source} has no 'path' column (its columns: {columns})")
     if table.empty:
         raise SourceError(f"the table {source} has no rows")
     return table
 
 
-def check_columns(source: str, columns) -> None:
-    if "path" not in columns:
-        raise SourceError(f"the table {source} has no 'path' column (its columns: {', '.join(map(str, columns))})")
-
-
 def normalize(table: pd.DataFrame, base: Path) -> pd.DataFrame:
     """Absolute paths, labels as strings, boxes as [x0, y0, x1, y1] floats; missing columns as None.
     A malformed box raises SourceError naming its row."""
-    rows = pd.DataFrame({"path": [str((base / str(p)).resolve()) for p in table["path"]]})
-    rows["label"] = [None if pd.isna(v) else str(v) for v in table["label"]] if "label" in table else None
-    rows["bbox"] = [parse_box(v, path) for v, path in zip(table["bbox"], table["path"])] if "bbox" in table else None
-    return rows
+    paths = [str((base / str(p)).resolve()) for p in table["path"]]
+    labels = [None if pd.isna(v) else str(v) for v in table["label"]] if "label" in table else None
+    boxes = [parse_box(v, path) for v, path in zip(table["bbox"], table["path"])] if "bbox" in table else None
+    # object columns: pandas 3's str dtype would turn a missing label back into NaN
+    return pd.DataFrame({"path": paths, "label": labels, "bbox": boxes}, dtype=object)
 
 
 def parse_box(value, path) -> list[float] | None:
