@@ -23,7 +23,6 @@ from .activations import activation
 from .backbone import BitBackbone
 from .config import ViTHybridConfig
 from .memory import retain_freed_memory_once
-from .packed import linear
 from ..base.modeling import PreTrainedModel
 from ..base.outputs import BaseModelOutputWithPooling, ImageClassifierOutput
 
@@ -131,7 +130,7 @@ class ViTHybridSelfAttention(nn.Module):
         for, still cover every query (all rows of the map). scores: a buffer for one image's attention
         scores that the eager path may reuse (see `cpu_inference_attention`)."""
         # (B, N, 3 * hidden) -> three (B, heads, N, head_dim) views
-        q, k, v = linear(self.qkv, x).unflatten(-1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
+        q, k, v = self.qkv(x).unflatten(-1, (3, self.num_heads, self.head_dim)).permute(2, 0, 3, 1, 4)
         if cls_only and not output_attentions:
             q = q[:, :, :1]
         if self.implementation == "sdpa" and not output_attentions and head_mask is None:
@@ -213,7 +212,7 @@ class Dense(nn.Module):
         self.activation = activation(activation_name) if activation_name else nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.activation(linear(self.dense, x))
+        return self.activation(self.dense(x))
 
 
 class ViTHybridAttention(nn.Module):
