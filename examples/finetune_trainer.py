@@ -36,21 +36,10 @@ from vithybrid.training import shapes
 
 
 def write_shapes(root: Path, train_per_class: int, val_per_class: int, size: int, seed: int = 0) -> Path:
-    """An imagefolder of generated shapes: root/{train,validation}/<class>/<n>.png, balanced per class."""
-    counts = {"train": train_per_class, "validation": val_per_class}
-    for split, per_class in counts.items():
-        written = dict.fromkeys(shapes.CLASSES, 0)
-        # The generator draws classes at random: keep drawing until every class has its share.
-        # Validation images come from another stream than training's, so the two never overlap.
-        index, stream = 0, seed * 2 + (split == "validation")
-        while min(written.values()) < per_class:
-            sample = shapes.sample(stream, index, size)
-            index += 1
-            if written[sample.name] < per_class:
-                folder = root / split / sample.name
-                folder.mkdir(parents=True, exist_ok=True)
-                sample.image.save(folder / f"{written[sample.name]:05d}.png")
-                written[sample.name] += 1
+    """An imagefolder of generated shapes: root/{train,validation}/<class>/*.png, balanced per class. Validation
+    images come from another stream than training's, so the two never overlap."""
+    for split, per_class, stream in (("train", train_per_class, 2 * seed), ("validation", val_per_class, 2 * seed + 1)):
+        shapes.write_image_folder(root / split, per_class * len(shapes.CLASSES), size, stream, balanced=True)
     return root
 
 

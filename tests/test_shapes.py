@@ -178,3 +178,23 @@ def test_image_folder_command_writes_the_samples_by_class(tmp_path):
         expected = sample(3, index, 48)
         assert path.parent.name == CLASSES[expected.label]
         assert np.array_equal(np.asarray(Image.open(path)), np.asarray(expected.image))
+
+
+def test_a_balanced_folder_has_every_class_equally_from_the_same_stream(tmp_path):
+    """--balanced skips the draws of a class that has its share: every file is still the stream's sample at its
+    index, each class gets count / classes (rounded up), and the unbalanced folder's files are the stream's first."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-m", "vithybrid.training.shapes", str(tmp_path), "--count", "12",
+                          "--size", "32", "--seed", "5", "--balanced"], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    files = sorted(tmp_path.rglob("*.png"))
+    per_class = {name: len(list((tmp_path / name).glob("*.png"))) for name in CLASSES}
+    assert per_class == dict.fromkeys(CLASSES, 3) and len(files) == 15
+    indices = sorted(int(path.stem.split("_")[1]) for path in files)
+    assert indices[-1] >= 15  # some draws were skipped (five classes drawn at random rarely come out even)
+    for path in files:
+        expected = sample(5, int(path.stem.split("_")[1]), 32)
+        assert path.parent.name == CLASSES[expected.label]
+        assert np.array_equal(np.asarray(Image.open(path)), np.asarray(expected.image))

@@ -183,15 +183,23 @@ def sample(seed: int, index: int, size: int) -> ShapeSample:
     return make_sample(np.random.default_rng([seed, index]), size)
 
 
-def write_image_folder(out: str | Path, count: int, size: int = 64, seed: int = 0) -> list[Path]:
-    """Write `count` samples as OUT/<class>/<seed>_<index>.png; returns the files written."""
-    paths = []
-    for index in range(count):
+def write_image_folder(out: str | Path, count: int, size: int = 64, seed: int = 0,
+                       balanced: bool = False) -> list[Path]:
+    """Write `count` samples of stream `seed` as OUT/<class>/<seed>_<index>.png; returns the files written.
+    balanced: as many of every class (count rounded up to a multiple of the classes); the stream draws classes
+    at random, so draws of a class that has its share are skipped."""
+    share = -(-count // len(CLASSES)) if balanced else count
+    total = share * len(CLASSES) if balanced else count
+    written, paths, index = [0] * len(CLASSES), [], 0
+    while len(paths) < total:
         shape = sample(seed, index, size)
-        path = Path(out) / CLASSES[shape.label] / f"{seed}_{index:05d}.png"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        shape.image.save(path)
-        paths.append(path)
+        if written[shape.label] < share:
+            path = Path(out) / CLASSES[shape.label] / f"{seed}_{index:05d}.png"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            shape.image.save(path)
+            paths.append(path)
+            written[shape.label] += 1
+        index += 1
     return paths
 
 
@@ -202,10 +210,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=500, help="number of images (default: %(default)s)")
     parser.add_argument("--size", type=int, default=64, help="image side in pixels (default: %(default)s)")
     parser.add_argument("--seed", type=int, default=0, help="stream of images (default: %(default)s)")
+    parser.add_argument("--balanced", action="store_true",
+                        help="as many images of every class (--count rounded up to a multiple of the classes)")
     args = parser.parse_args(argv)
     if args.count < 1 or args.size < 16:
         parser.error("--count must be at least 1 and --size at least 16")
-    written = write_image_folder(args.out, args.count, args.size, args.seed)
+    written = write_image_folder(args.out, args.count, args.size, args.seed, args.balanced)
     print(f"wrote {len(written)} images to {args.out}/{{{','.join(CLASSES)}}}/")
 
 
