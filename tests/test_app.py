@@ -624,6 +624,7 @@ def test_the_explanation_lab_in_a_real_browser(app_url, explorer, browser):
     from vithybrid.images import load_image
 
     star = ROOT / "examples" / "shape_star.png"
+    explorer.cache.clear()  # the module's app is shared: another test's session may have opened the lab on this photo
     page, errors = browser.new_page(), []
     page.on("pageerror", lambda error: errors.append(str(error)))
     page.goto(app_url)
