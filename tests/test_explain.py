@@ -449,6 +449,8 @@ def test_verdict_says_none_when_no_map_beats_random():
         viz.VERDICTS[key].format(**fields)
     with pytest.raises(ValueError, match="random_seed"):  # nothing to compare with
         finished_run({"a": (0.1, 0.9)}).verdict()
+    with pytest.raises(ValueError, match="no map to rank besides random"):  # nothing to judge
+        finished_run({"random": random}).verdict()
     unfinished = finished_run({"a": (0.1, 0.9), "random": random})
     unfinished.done = 2
     with pytest.raises(ValueError, match="not measured"):

@@ -66,6 +66,8 @@ class FaithfulnessRun:
         if not self.finished:
             raise ValueError("the curves are not measured yet")
         scores = {name: ins - dele for name, (dele, ins) in self.areas.items() if name not in exclude}
+        if not scores:
+            raise ValueError(f"no map to rank besides {', '.join(exclude)}")
         return max(scores, key=scores.get)
 
     def verdict(self) -> tuple[str, dict]:

@@ -2,7 +2,7 @@
 --resume), decodes files in tasks, explains them in an actor pool (one model per actor, a GPU each when the
 cluster has GPUs) and writes the Parquet parts, on a local Ray started for the run or on an existing cluster
 (OUT must then be on storage every node sees at the same path).
-Ray is an optional extra: `pip install vithybrid[ray]`."""
+Ray is an optional extra: `pip install -e '.[ray]'` in a clone of vithybrid."""
 
 from __future__ import annotations
 
