@@ -355,3 +355,44 @@ def test_the_explanation_lab_and_figure_7_in_arabic(playwright, app_url):
         assert not page.errors, page.errors
     finally:
         context.close()
+
+
+def test_code_far_from_the_handler_answers_in_the_sessions_language(explorer, tmp_path):
+    """A model the shelf cannot load again fails deep inside a tab's drawing, where no handler passed a language
+    down: the error takes the language of the session whose event runs, from the request Gradio keeps for it."""
+    import gradio as gr
+    from gradio.context import LocalContext
+
+    from conftest import free_port
+    from explorer import ModelShelf
+    from ui.i18n import COOKIE, session_language, text
+    from ui.page import Page
+    from vithybrid import CheckpointError
+
+    with gr.Blocks() as demo:  # a handler reads the session's language without taking the request
+        gr.Button().click(session_language, None, gr.Textbox(), api_name="language")
+    port = free_port()
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    try:
+        for header, language in (("ar-EG,ar;q=0.9", "ar"), ("en-US", "en"), ("fr", "en")):
+            client = Client(f"http://127.0.0.1:{port}/", headers={"Accept-Language": header}, verbose=False)
+            assert client.predict(api_name="/language") == language, header
+    finally:
+        demo.close()
+    assert session_language() == "en"  # outside any event
+
+    page = Page(explorer, ModelShelf(explorer, 2), *[None] * 5)
+    gone = str(tmp_path / "deleted-checkpoint")
+    with pytest.raises(CheckpointError) as reason:
+        page.shelf.get(gone)
+
+    class ArabicRequest:  # what language_of reads of a gr.Request: the switch's cookie
+        cookies, headers = {COOKIE: "ar"}, {}
+
+    token = LocalContext.request.set(ArabicRequest())
+    try:
+        with pytest.raises(gr.Error) as error:
+            page.model_of(gone)
+    finally:
+        LocalContext.request.reset(token)
+    assert error.value.message == text("ar", "error.model", reason=reason.value)

@@ -61,6 +61,15 @@ def language_of(request: gr.Request | None) -> str:
     return best_match((request.headers or {}).get("accept-language", ""))
 
 
+def session_language() -> str:
+    """The language of the session whose event is running: Gradio keeps each event's request in a context variable
+    (what its own caching and chat interface read), so that code far from the handler, such as a model reload that
+    fails, can answer in the page's language without every handler passing it down. English outside an event."""
+    from gradio.context import LocalContext
+
+    return language_of(LocalContext.request.get(None))
+
+
 # The switch: remember the choice in a cookie (for the text Python formats) and tell Gradio's front end to
 # change its locale. Gradio offers the same under Settings > Language but keeps no handle for a page's own
 # control, so this imports its front-end module (already loaded, hence the same instance) and calls

@@ -16,7 +16,7 @@ from explorer import Explorer, ModelShelf
 from vithybrid import CheckpointError
 from vithybrid.images import ImageError, load_image
 
-from .i18n import text
+from .i18n import session_language, text
 
 log = logging.getLogger("vithybrid.app")
 Hook = tuple[Callable, list, list]  # (function, input components, output components)
@@ -89,16 +89,18 @@ class Page:
         return inputs, outputs, run
 
     # -- what every handler needs -------------------------------------------------------------------------
-    def model_of(self, name: str, on_load: Callable[[], None] | None = None, language: str = "en") -> Explorer:
-        """The session's chosen model (loaded again if the shelf dropped it meanwhile)."""
+    def model_of(self, name: str, on_load: Callable[[], None] | None = None, language: str | None = None) -> Explorer:
+        """The session's chosen model (loaded again if the shelf dropped it meanwhile); a model that cannot load is
+        an error in `language` (default: the running event's session's)."""
         try:
             return self.shelf.get(name, on_load)
         except CheckpointError as error:
-            raise user_error(text(language, "error.model", reason=error)) from None
+            raise user_error(text(language or session_language(), "error.model", reason=error)) from None
 
     @staticmethod
-    def need(path: str | None, language: str = "en") -> Image.Image:
-        """The photo, or an error that says what is wrong."""
+    def need(path: str | None, language: str | None = None) -> Image.Image:
+        """The photo, or an error that says what is wrong (in `language`, default: the session's)."""
+        language = language or session_language()
         if path is None:
             raise user_error(text(language, "error.no_photo"))
         try:
