@@ -236,8 +236,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     speed.add_argument("--compile", dest="speed", action="store_const", const="compile",
                        help="classify with torch.compile (the first request of each batch size compiles, ~1 min)")
     parser.add_argument("--runtime", choices=["onnx", "openvino"],
-                        help="classify the startup model with ONNX Runtime or OpenVINO (exported once into a cache; with "
-                             "--int8, an int8 export); the maps, the timing and models picked on the page stay "
+                        help="classify the startup model with ONNX Runtime or OpenVINO (exported once into a cache; "
+                             "with --int8, an int8 export); the maps, the timing and models picked on the page stay "
                              "PyTorch's")
     return parser.parse_args(argv)
 

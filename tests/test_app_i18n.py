@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from gradio_client import Client, handle_file
 
-from conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, missing
+from conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port, missing
 
 sys.path.insert(0, str(ROOT))
 LOCALES = ROOT / "locales"
@@ -278,7 +278,8 @@ def test_arabic_in_a_real_browser_right_to_left_and_the_switch(playwright, app_u
 
 def test_english_phone_layout_small_and_bad_files(playwright, app_url, tmp_path):
     """Items 8, 9, 10 on a 390x844 phone: the Top-5 comes right after the photo (before the examples), every tab
-    is on screen, a 1x1 picture gets a warning that goes with the picture, and a bad file's message stays where the picture was."""
+    is on screen, a 1x1 picture gets a warning that goes with the picture, and a bad file's message stays where the
+    picture was."""
     from PIL import Image
     from playwright.sync_api import expect
 
@@ -363,7 +364,6 @@ def test_code_far_from_the_handler_answers_in_the_sessions_language(explorer, tm
     import gradio as gr
     from gradio.context import LocalContext
 
-    from conftest import free_port
     from explorer import ModelShelf
     from ui.i18n import COOKIE, session_language, text
     from ui.page import Page

@@ -182,7 +182,7 @@ def test_image_folder_command_writes_the_samples_by_class(tmp_path):
 
 def test_a_balanced_folder_has_every_class_equally_from_the_same_stream(tmp_path):
     """--balanced skips the draws of a class that has its share: every file is still the stream's sample at its
-    index, each class gets count / classes (rounded up), and the unbalanced folder's files are the stream's first."""
+    index, each class gets count / classes (rounded up), and a class's files are its first draws in the stream."""
     import subprocess
     import sys
 
@@ -198,3 +198,7 @@ def test_a_balanced_folder_has_every_class_equally_from_the_same_stream(tmp_path
         expected = sample(5, int(path.stem.split("_")[1]), 32)
         assert path.parent.name == CLASSES[expected.label]
         assert np.array_equal(np.asarray(Image.open(path)), np.asarray(expected.image))
+    draws = [sample(5, index, 32).label for index in range(indices[-1] + 1)]
+    for label, name in enumerate(CLASSES):
+        first = [index for index, drawn in enumerate(draws) if drawn == label][:3]
+        assert sorted(int(p.stem.split("_")[1]) for p in (tmp_path / name).glob("*.png")) == first, name

@@ -53,8 +53,8 @@ def grad_cam_module():
     try:
         return importlib.import_module("pytorch_grad_cam")
     except ImportError as error:
-        raise ImportError("Backbone class activation maps need pytorch-grad-cam: "
-                          "in a clone of vithybrid, pip install -e '.[explain]' (or pip install 'grad-cam>=1.5.7')") from error
+        raise ImportError("Backbone class activation maps need pytorch-grad-cam: in a clone of vithybrid, "
+                          "pip install -e '.[explain]' (or pip install 'grad-cam>=1.5.7')") from error
 
 
 class LogitsOf(nn.Module):
@@ -98,7 +98,8 @@ def backbone_cam(model: nn.Module, layer: nn.Module, pixel_values: torch.Tensor,
             # Eq. 13) turns the map so that its larger end is positive.
             from pytorch_grad_cam.utils.svd_on_activations import get_2d_projection_with_sign_correction
 
-            cam.get_cam_image = lambda *args: get_2d_projection_with_sign_correction(args[3])  # args[3]: activations
+            cam.get_cam_image = lambda input_tensor, layer, targets, activations, grads, eigen_smooth: \
+                get_2d_projection_with_sign_correction(activations)
         recorded = cam.activations_and_grads  # its activations are the layer's output once the forward ran
         cam.get_target_width_height = lambda _: tuple(recorded.activations[0].shape[:-3:-1])  # (width, height)
         if class_index is None:

@@ -69,6 +69,7 @@ def pipeline(model: str | Path | ViTHybridForImageClassification | RuntimeModel 
         raise ValueError("Pass the image processor together with a loaded model: pipeline(model, processor).")
     if int8 and runtime is None:
         if isinstance(model, RuntimeModel):  # its graphs are fixed: int8 is chosen when exporting
-            raise ValueError("int8=True with a loaded export: export it with --int8 (or load_exported(..., int8=True)).")
+            raise ValueError("int8=True with a loaded export: export it with --int8 "
+                             "(or load_exported(..., int8=True)).")
         model = quantize_int8(model)
     return ImageClassificationPipeline(model, processor, top_k, batch_size)

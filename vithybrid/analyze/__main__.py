@@ -207,7 +207,8 @@ def main(argv: list[str] | None = None) -> int:
             try:
                 from .ray_backend import run_ray  # Ray is an optional extra: imported only when asked for
             except ImportError:
-                print("error: --ray needs Ray Data: pip install -e '.[ray]' (in a clone of vithybrid)", file=sys.stderr)
+                print("error: --ray needs Ray Data: pip install -e '.[ray]' (in a clone of vithybrid)",
+                      file=sys.stderr)
                 return 2
             run_ray(todo, args.out, str(model.folder) if args.runtime else args.model, processor, args.maps,
                     args.top_k, args.batch_size, args.actors, None if args.ray == "local" else args.ray, args.runtime)

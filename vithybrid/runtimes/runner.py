@@ -38,7 +38,8 @@ def import_runtime(runtime: str) -> Any:
         import openvino
         return openvino
     except ImportError:
-        raise ExportedModelError(f"{RUNTIMES[runtime]} is not installed: pip install -e '.[{runtime}]' (in a clone of vithybrid)") from None
+        raise ExportedModelError(f"{RUNTIMES[runtime]} is not installed: pip install -e '.[{runtime}]' "
+                                 "(in a clone of vithybrid)") from None
 
 
 def graph_file(folder: Path, stem: str, runtime: str) -> Path:
