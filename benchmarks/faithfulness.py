@@ -27,26 +27,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import visualization as viz  # noqa: E402
 from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor  # noqa: E402
 from vithybrid.checkpoints.shipped import resolve_model  # noqa: E402
-from vithybrid.model.backbone import token_stage  # noqa: E402
+from vithybrid.explain import MAP_NAMES, photo_maps  # noqa: E402
 from vithybrid.training.shapes import sample  # noqa: E402
-
-MAPS = ("rollout", "class map", "last-layer attention", "Grad-CAM")
 
 
 def explanation_maps(model, pixels: torch.Tensor, class_index: int | None = None) -> tuple[dict, int]:
-    """The app's maps of one image, each (rows, cols) on the token grid, for `class_index` (default: the
-    predicted class), and that class."""
-    grid = model.config.grid_size
-    stage = token_stage(model.vit.embeddings.patch_embeddings.backbone)
-    result = model.attention_with_gradients(pixels, class_index)
-    label = int(result.logits.argmax(-1)) if class_index is None else class_index
-    maps = {
-        "rollout": viz.cls_map(viz.attention_rollout(result.attentions, rows=[0]), grid)[0],
-        "class map": viz.cls_map(viz.class_relevance(result.attentions, result.gradients, rows=[0]), grid)[0],
-        "last-layer attention": viz.raw_attention(result.attentions, grid)[0],
-        "Grad-CAM": viz.pool_to_grid(viz.backbone_cam(model, stage, pixels, label), grid)[0],
-    }
-    return maps, label
+    """The app's maps of one image (vithybrid.explain's, from one pass), each (rows, cols) on the token grid, for
+    `class_index` (default: the predicted class), and that class."""
+    found = photo_maps(model, pixels, class_index)
+    return {name: found.maps[name][0] for name in MAP_NAMES}, int(found.class_index[0])
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -26,10 +26,12 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from faithfulness import explanation_maps  # noqa: E402
+
 import visualization as viz  # noqa: E402
-from faithfulness import MAPS, explanation_maps  # noqa: E402
 from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor  # noqa: E402
 from vithybrid.checkpoints.shipped import resolve_model  # noqa: E402
+from vithybrid.explain import MAP_NAMES as MAPS  # noqa: E402
 from vithybrid.training.shapes import sample  # noqa: E402
 
 PASS_BELOW = 0.5  # a map passes when its rank correlation with the trained map falls below this

@@ -162,7 +162,7 @@ def check_runtime(args: argparse.Namespace) -> list[str]:
         if args.int8:
             raise UsageError("--int8 works with --runtime onnx|openvino only here (the PyTorch path computes class maps "
                              "from float32 gradients): add --runtime, or drop --int8")
-        args.maps = MAPS if args.maps is None else args.maps
+        args.maps = tuple(MAPS) if args.maps is None else args.maps
         return []
     notes = []
     if args.maps is None:

@@ -2,11 +2,10 @@
 be read; runs in decoding workers) and `Explainer` (a batch of decoded images -> one result row each: top-k,
 prediction entropy, maps over the token grid and where they point).
 
-The maps are the app's (explorer.py): "rollout" is attention rollout with the app's defaults (mean over
-heads, nothing discarded) and "class" is the top class's relevance (Chefer et al. 2021), both from one
-`model.attention_with_gradients` call, as in `Explorer._analyse`. An export served by ONNX Runtime or
-OpenVINO (`RuntimeModel`) gives rollout from its eager graph's attention probabilities; it has no gradients,
-so no class maps.
+The maps are the app's, from one pass (vithybrid.explain): "rollout" is attention rollout with the app's
+defaults (mean over heads, nothing discarded) and "class" is the top class's relevance (Chefer et al. 2021).
+An export served by ONNX Runtime or OpenVINO (`RuntimeModel`) gives rollout from its eager graph's attention
+probabilities; it has no gradients, so no class maps.
 """
 
 from __future__ import annotations
@@ -19,14 +18,17 @@ import torch
 from PIL import Image
 
 import visualization as viz
+
 from ..checkpoints.shipped import resolve_model
+from ..explain import CLASS_MAP, ROLLOUT, photo_maps
 from ..images import aspect_crop_box, load_image
 from ..model.modeling import ViTHybridForImageClassification
 from ..model.processing import ViTHybridImageProcessor
 from ..runtimes import RUNTIMES, ExportedModelError, RuntimeModel, load_exported
 from .sources import SOURCE_SCHEMA
 
-MAPS = ("rollout", "class")
+# --maps and the columns' prefixes (rollout_map, class_peak_x, ...): vithybrid.explain's maps under their names here
+MAPS = {"rollout": ROLLOUT, "class": CLASS_MAP}
 RUNTIME_MAPS = ("rollout",)  # what an export can give: class maps need gradients of the attentions
 
 
@@ -133,7 +135,7 @@ class Explainer:
     """One model, explaining batches of decoded images (`decode`) into result rows (`schema`)."""
 
     def __init__(self, model: ViTHybridForImageClassification | RuntimeModel, processor: ViTHybridImageProcessor,
-                 maps: tuple[str, ...] = MAPS, top_k: int = 5):
+                 maps: tuple[str, ...] = tuple(MAPS), top_k: int = 5):
         unknown = set(maps) - set(MAPS)
         if unknown:
             raise ValueError(f"unknown map {', '.join(sorted(unknown))}; choose from {', '.join(MAPS)}")
@@ -156,16 +158,12 @@ class Explainer:
             result = self.model(pixels, output_attentions=True)
             # its logits are the float32 classifier's (within rounding); an int8 classifier answers for itself
             logits = self.model(pixels).logits if self.model.info.get("int8") else result.logits
+            attentions = [a.float().cpu() for a in result.attentions]
+            found = {ROLLOUT: viz.cls_map(viz.attention_rollout(attentions, rows=[0]), self.grid)}
         else:
-            result = self.model.attention_with_gradients(pixels)  # gradients of each image's predicted class
-            logits = result.logits
-        attentions = [a.float().cpu() for a in result.attentions]
-        maps = {}
-        if "rollout" in self.maps:
-            maps["rollout"] = viz.cls_map(viz.attention_rollout(attentions, rows=[0]), self.grid)
-        if "class" in self.maps:
-            gradients = [g.float().cpu() for g in result.gradients]
-            maps["class"] = viz.cls_map(viz.class_relevance(attentions, gradients, rows=[0]), self.grid)
+            result = photo_maps(self.model, pixels)  # each image's predicted class
+            logits, found = result.logits, result.maps
+        maps = {name: found[MAPS[name]].float().cpu() for name in self.maps}
         return logits.float().softmax(-1).cpu(), maps
 
     def __call__(self, decoded: list[dict]) -> pa.Table:
