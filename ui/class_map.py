@@ -5,7 +5,7 @@ import gradio as gr
 import visualization as viz
 
 from .i18n import I18N
-from .page import PRIVATE, Page
+from .page import PRIVATE, Page, session
 
 TITLE, ELEM_ID = "tab.class", "tab-class"
 
@@ -22,12 +22,10 @@ def build(page: Page) -> None:
         chosen, image, analysis = found
         if int(class_index) >= chosen.model.config.num_labels:  # the previous model's class
             return None
-        heatmap = chosen.class_map(image, int(class_index))
+        heatmap = chosen.class_map(image, int(class_index), session())
         return viz.with_colorbar(viz.overlay(analysis.crop, heatmap, cmap=cmap, alpha=alpha), cmap)
 
     inputs = [page.chosen, page.image, class_index, page.cmap, page.alpha]
     page.on_photo(page.class_choices, [page.chosen, page.image], [class_index])
-    page.on_photo(draw, inputs, [picture])  # even when the top class is as before
+    page.redraw(draw, inputs, [picture], controls=[page.cmap, page.alpha])  # even when the top class is as before
     class_index.select(draw, inputs, picture, **PRIVATE)  # a pick; new photos: the chain
-    for control in (page.cmap, page.alpha):
-        control.change(draw, inputs, picture, **PRIVATE)

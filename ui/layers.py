@@ -5,7 +5,7 @@ import gradio as gr
 import visualization as viz
 
 from .i18n import I18N
-from .page import PRIVATE, Page
+from .page import Page
 
 TITLE, ELEM_ID = "tab.layers", "tab-layers"
 
@@ -22,7 +22,4 @@ def build(page: Page) -> None:
         stack = viz.layer_stack(analysis.attentions, analysis.grid, head_fusion=fusion)[0]
         return viz.small_multiples(stack, [str(i + 1) for i in range(len(stack))], cmap=cmap)
 
-    inputs = [page.chosen, page.image, page.fusion, page.cmap]
-    page.on_photo(draw, inputs, [picture])
-    for control in (page.fusion, page.cmap):
-        control.change(draw, inputs, picture, **PRIVATE)
+    page.redraw(draw, [page.chosen, page.image, page.fusion, page.cmap], [picture], controls=[page.fusion, page.cmap])

@@ -1,6 +1,7 @@
-"""What every part of the page shares: the models, the photo, the common controls, and the hooks through
-which a tab asks to be redrawn after a new photo or model, reset after a model switch, or written in the
-session's language. A tab is a module with TITLE (its translation key), ELEM_ID and build(page)."""
+"""What every part of the page shares: the models, the photo, the common controls, and the hooks through which a
+tab asks to be redrawn after a new photo or model or a control's change, reset after a model switch, or written
+in the session's language. A tab is a module with TITLE (its translation key), ELEM_ID and build(page); tabs
+depend on the page only, never on each other, so they can be built in any order."""
 
 from __future__ import annotations
 
@@ -12,17 +13,18 @@ from dataclasses import dataclass, field
 import gradio as gr
 from PIL import Image
 
-from explorer import Explorer, ModelShelf
+from explorer import LIBRARY, Explorer, ModelShelf
 from vithybrid import CheckpointError
 from vithybrid.images import ImageError, load_image
 
-from .i18n import session_language, text
+from .i18n import I18N, session_language, text
 
 log = logging.getLogger("vithybrid.app")
 Hook = tuple[Callable, list, list]  # (function, input components, output components)
+PRIVATE = dict(api_visibility="private")  # events of the page, not of the public API
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=64)
 def open_photo(path: str) -> Image.Image:
     """The decoded photo of an upload (uploads are content-addressed files: the path names the content)."""
     return load_image(path)
@@ -40,7 +42,13 @@ def file_message(error: ImageError, language: str) -> str:
     return str(error) if language == "en" else text(language, "error.bad_file", reason=error)
 
 
-PRIVATE = dict(api_visibility="private")  # events of the page, not of the public API
+def session() -> str:
+    """The session (browser tab or API client) whose event is running, read from the request Gradio keeps for
+    the event: model work waits for it until it leaves (explorer.work)."""
+    from gradio.context import LocalContext
+
+    request = LocalContext.request.get(None)
+    return getattr(request, "session_hash", None) or LIBRARY
 
 
 @dataclass
@@ -55,13 +63,19 @@ class Page:
     renders: list[Hook] = field(default_factory=list)
     resets: list[Hook] = field(default_factory=list)
     texts: list[Hook] = field(default_factory=list)
-    shared: dict[str, gr.components.Component] = field(default_factory=dict)  # controls one tab lends others
     tab: gr.Tab | None = None  # the tab being built (for a tab that draws only once opened)
 
     # -- the hooks ----------------------------------------------------------------------------------------
     def on_photo(self, fn: Callable, inputs: Sequence, outputs: Sequence) -> None:
         """Redraw `outputs` with fn(*inputs) after every new photo or model (in order, after the labels)."""
         self.renders.append((fn, list(inputs), list(outputs)))
+
+    def redraw(self, fn: Callable, inputs: Sequence, outputs: Sequence, controls: Sequence = ()) -> None:
+        """Draw `outputs` with fn(*inputs) after every new photo or model, and whenever one of `controls` changes
+        (a change re-renders from the photo's cached analysis)."""
+        self.on_photo(fn, inputs, outputs)
+        for control in controls:
+            control.change(fn, list(inputs), list(outputs), **PRIVATE)
 
     def on_model(self, fn: Callable, inputs: Sequence, outputs: Sequence) -> None:
         """Reset `outputs` with fn(model_name, *inputs) after a model switch, before the redraw."""
@@ -122,7 +136,7 @@ class Page:
         if image is None:
             return None
         chosen = self.model_of(name)
-        return chosen, image, chosen.analysis(image)
+        return chosen, image, chosen.analysis(image, session())
 
     def class_choices(self, name: str, path: str | None):
         """The class dropdown for a photo: its top-5 as "label (p%)", the top class picked."""
@@ -144,3 +158,22 @@ def head_index(analysis, head) -> int | None:
 
 def head_choices(heads: int) -> list[str]:
     return ["all"] + [str(h) for h in range(1, heads + 1)]
+
+
+def layer_and_head(page: Page, elem_prefix: str = "") -> tuple[gr.Slider, gr.Dropdown]:
+    """A layer slider and a head picker for the session's model (reset to the last layer and all heads when the
+    model changes), elem_ids `{elem_prefix}layer` and `{elem_prefix}head`."""
+    config = page.explorer.model.config
+    with gr.Row():
+        layer = gr.Slider(1, config.num_hidden_layers, value=config.num_hidden_layers, step=1,
+                          label=I18N("layer.label"), info=I18N("layer.info"), elem_id=f"{elem_prefix}layer")
+        head = gr.Dropdown(head_choices(config.num_attention_heads), value="all", label=I18N("head.label"),
+                           info=I18N("head.info"), elem_id=f"{elem_prefix}head")
+
+    def reset(name):
+        config = page.model_of(name).model.config
+        return (gr.update(maximum=config.num_hidden_layers, value=config.num_hidden_layers),
+                gr.update(choices=head_choices(config.num_attention_heads), value="all"))
+
+    page.on_model(reset, [], [layer, head])
+    return layer, head

@@ -5,7 +5,7 @@ import gradio as gr
 import visualization as viz
 
 from .i18n import I18N
-from .page import PRIVATE, Page
+from .page import Page
 
 TITLE, ELEM_ID = "tab.rollout", "tab-rollout"
 
@@ -24,14 +24,12 @@ def build(page: Page) -> None:
         if found is None:
             return None
         _, image, analysis = found
-        heatmap = viz.cls_map(viz.attention_rollout(analysis.attentions, fusion, discard, rows=[0]), analysis.grid)[0]
+        heatmap = analysis.rollout(fusion, discard)
         if on_original:
             drawn = viz.overlay_on_original(image, heatmap, analysis.geometry, cmap=cmap, alpha=alpha)
         else:
             drawn = viz.overlay(analysis.crop, heatmap, cmap=cmap, alpha=alpha)
         return viz.with_colorbar(drawn, cmap)
 
-    inputs = [page.chosen, page.image, page.fusion, discard, page.cmap, page.alpha, on_original]
-    page.on_photo(draw, inputs, [picture])
-    for control in (page.fusion, discard, page.cmap, page.alpha, on_original):
-        control.change(draw, inputs, picture, **PRIVATE)
+    page.redraw(draw, [page.chosen, page.image, page.fusion, discard, page.cmap, page.alpha, on_original], [picture],
+                controls=[page.fusion, discard, page.cmap, page.alpha, on_original])

@@ -4,10 +4,11 @@ figures when (and only when) the loaded model is the full-size one they were mea
 import gradio as gr
 import pandas as pd
 
-from explorer import seed_table, timing_chart
+from explorer.pictures import timing_chart
+from vithybrid.timing import SEED_A100
 
 from .i18n import I18N, language_of, text
-from .page import PRIVATE, Page, user_error
+from .page import PRIVATE, Page, session, user_error
 
 TITLE, ELEM_ID = "tab.timing", "tab-timing"
 HEADER_KEYS = ["timing.batch", "timing.eager", "timing.sdpa", "timing.speedup"]
@@ -16,6 +17,10 @@ HEADER_KEYS = ["timing.batch", "timing.eager", "timing.sdpa", "timing.speedup"]
 def table(rows: list[list[object]], language: str) -> pd.DataFrame:
     """Rows under headers in `language` (Gradio does not translate a table's headers, so they are made here)."""
     return pd.DataFrame(rows, columns=[text(language, key) for key in HEADER_KEYS])
+
+
+def seed_table() -> list[list[object]]:
+    return [[b, eager, sdpa, f"{eager / sdpa:.2f}x"] for b, eager, sdpa in SEED_A100]
 
 
 def build(page: Page) -> None:
@@ -34,7 +39,7 @@ def build(page: Page) -> None:
         measured = gr.Dataframe(table([], "en"), label=I18N("timing.this_machine"), elem_id="timing",
                                 interactive=False)
         seed = gr.Dataframe(table(seed_table(), "en"), label=I18N("timing.seed"), interactive=False, elem_id="seed",
-                            visible=page.explorer.facts()["full size"])
+                            visible=page.explorer.facts.full_size)
     chart = gr.Image(label=I18N("timing.chart"), elem_id="timing-chart", interactive=False)
     info = gr.Markdown(elem_id="timing-info")
 
@@ -48,10 +53,10 @@ def build(page: Page) -> None:
         steps = sorted(int(b) for b in batches)
         for i, batch in enumerate(steps):
             progress(i / len(steps), desc=text(language, "timing.progress", batch=batch, repeats=repeats))
-            rows.append(chosen.time_paths(image, batch, int(repeats)))
+            rows.append(chosen.time_paths(image, batch, int(repeats), session()))
             shown = [[r.batch, round(r.eager_ms, 1), round(r.sdpa_ms, 1), f"{r.speedup:.2f}x"] for r in rows]
             yield table(shown, language), timing_chart(rows), gr.update(), shown
-        difference = chosen.logit_difference(image)
+        difference = chosen.logit_difference(image, session())
         result = text(language, "timing.result", model=name, environment=chosen.environment(),
                       difference=f"{difference:.2e}")
         cpu_note = " " + text(language, "timing.cpu_note") if chosen.device.type == "cpu" else ""
@@ -60,10 +65,10 @@ def build(page: Page) -> None:
     def compare(language, chosen, rows):
         """This session's timings (kept across a language switch) and, like with like, the A100 table only
         beside the model it was measured on."""
-        facts = chosen.facts()
-        same = facts["full size"]
+        facts = chosen.facts
+        same = facts.full_size
         note_text = text(language, "timing.same_model") if same else \
-            text(language, "timing.other_model", model=chosen.name, parameters=facts["parameters"])
+            text(language, "timing.other_model", model=chosen.name, parameters=facts.parameters_m)
         return table(rows or [], language), gr.update(value=table(seed_table(), language), visible=same), note_text
 
     timed = gr.State(None)  # the rows of this session's last timing of the loaded model

@@ -1,12 +1,12 @@
-"""Token explorer tab: click a token; see what it attends to in the Raw attention tab's layer and head,
-named in the caption, the token outlined on both pictures."""
+"""Token explorer tab: click a token; see what it attends to in a layer and head, named in the caption, the token
+outlined on both pictures."""
 
 import gradio as gr
 
 import visualization as viz
 
 from .i18n import I18N, language_of, text
-from .page import PRIVATE, Page, head_index, layer_index
+from .page import PRIVATE, Page, head_index, layer_and_head, layer_index, session
 
 TITLE, ELEM_ID = "tab.tokens", "tab-tokens"
 
@@ -27,8 +27,8 @@ def caption(language, chosen, token, layer, head, fusion) -> str:
 
 
 def build(page: Page) -> None:
-    layer, head = page.shared["layer"], page.shared["head"]
     gr.Markdown(I18N("tokens.help"))
+    layer, head = layer_and_head(page, "token-")
     token = gr.State(1)
     words = gr.Markdown(elem_id="token-text")
     with gr.Row():
@@ -52,7 +52,7 @@ def build(page: Page) -> None:
 
     def pick(name, path, evt: gr.SelectData):
         x, y = evt.index  # pixels of the shown picture: the crop the model saw, maybe enlarged
-        analysis = page.model_of(name).analysis(page.need(path))
+        analysis = page.model_of(name).analysis(page.need(path), session())
         return viz.token_at(x, y, (analysis.crop.height, analysis.crop.width), analysis.grid)
 
     def write(name, token, layer, head, fusion, request: gr.Request):
@@ -61,11 +61,9 @@ def build(page: Page) -> None:
 
     inputs = [page.chosen, page.image, token, layer, head, page.fusion, page.cmap, page.alpha]
     caption_inputs = [page.chosen, token, layer, head, page.fusion]
-    page.on_photo(draw, inputs, [grid_image, attention_image])
+    page.redraw(draw, inputs, [grid_image, attention_image], controls=[layer, head, page.fusion, page.cmap, page.alpha])
     page.on_model(lambda name: 1, [], [token])
     page.on_text(caption, caption_inputs[1:], [words])
-    for control in (layer, head, page.fusion, page.cmap, page.alpha):
-        control.change(draw, inputs, [grid_image, attention_image], **PRIVATE)
     for control in (layer, head, page.fusion):
         control.change(write, caption_inputs, words, **PRIVATE)
     grid_image.select(pick, [page.chosen, page.image], token, **PRIVATE).then(

@@ -1,0 +1,261 @@
+"""A class at once, on loopback only: N students upload their own photos within the same moment, API clients
+(`/classify`, then `/maps`) and a few real browser pages (upload, wait for the labels and the rollout, then move
+the opacity slider), against the app served in this process with the full-size architecture (random weights).
+
+    python benchmarks/classroom.py [--students 1 8 24] [--browsers 2] [--model FOLDER] [--json FILE]
+
+Prints, per class size: labels p50/p95 and labels + maps p50/p95 (seconds from the upload, and as multiples of
+one SDPA forward measured in the same run, idle, just before), re-render p50/p95 after everyone has uploaded
+(slider moves in the browsers), how many re-renders ran the model, images forwarded per student, and the
+process's peak resident memory. Every answer is checked against the student's own photo. Run it from another
+checkout (PYTHONPATH=that checkout) to measure that version the same way.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+if "OMP_WAIT_POLICY" not in os.environ:  # as app.py serves
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import resource  # noqa: E402
+import socket  # noqa: E402
+import statistics  # noqa: E402
+import tempfile  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from dataclasses import asdict, dataclass, field  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import torch  # noqa: E402
+from gradio_client import Client, handle_file  # noqa: E402
+
+from vithybrid import ViTHybridConfig, ViTHybridForImageClassification, ViTHybridImageProcessor  # noqa: E402
+from vithybrid.training.shapes import sample  # noqa: E402
+
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--disable-dev-shm-usage"]
+SLIDER_MOVES = 4  # per browser page, after every student has uploaded
+DEADLINE_S = 1800  # one class size's whole run: a bound, not a target
+
+
+@dataclass
+class ClassResult:
+    students: int
+    forward_s: float  # one SDPA forward at batch 1, idle
+    labels_s: list[float] = field(default_factory=list)  # upload -> labels, per student
+    maps_s: list[float] = field(default_factory=list)  # upload -> labels and maps, per student
+    rerender_s: list[float] = field(default_factory=list)  # slider move -> new picture
+    rerender_model_runs: int = 0  # model forwards while re-rendering
+    images_forwarded: int = 0  # during the class, all students
+    peak_rss_mb: float = 0.0
+    wrong: list[str] = field(default_factory=list)
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))] if ordered else float("nan")
+
+
+def full_size_checkpoint(folder: Path) -> Path:
+    """google/vit-hybrid-base-bit-384's architecture with random weights, and its processor, in the Hub layout."""
+    torch.manual_seed(0)
+    ViTHybridForImageClassification(ViTHybridConfig(image_size=384, num_labels=1000)).save_pretrained(folder)
+    ViTHybridImageProcessor(size={"shortest_edge": 384}, crop_size=384, image_mean=[0.5] * 3,
+                            image_std=[0.5] * 3).save_pretrained(folder)
+    return folder
+
+
+def photos(count: int, folder: Path) -> list[Path]:
+    """One distinct photo per student."""
+    files = []
+    for index in range(count):
+        path = folder / f"student{index:02d}.png"
+        sample(seed=777, index=index, size=448).image.save(path)
+        files.append(path)
+    return files
+
+
+def serve(explorer):
+    """The app as `python app.py` serves it, on a free loopback port; returns (demo, url)."""
+    import app
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    demo = app.build_demo(explorer)
+    # An earlier version's queue settings, for measuring it the same way
+    demo.queue(**getattr(app, "QUEUE_OPTIONS", None) or dict(default_concurrency_limit=1, max_size=app.QUEUE_SIZE))
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
+                **app.LAUNCH_OPTIONS)
+    return demo, f"http://127.0.0.1:{port}/"
+
+
+def one_forward_s(model, pixels: torch.Tensor, repeats: int = 3) -> float:
+    with torch.inference_mode():
+        model(pixels)  # warm-up
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            model(pixels)
+            times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def expected_labels(explorer, files: list[Path]) -> list[dict[str, float]]:
+    """Each photo's top-5 from a plain forward, outside the app (its cache stays empty)."""
+    from vithybrid.images import load_image
+
+    answers = []
+    with torch.inference_mode():
+        for path in files:
+            probabilities = explorer.model(explorer.pixels(load_image(path))).logits.float().softmax(-1)[0]
+            answers.append({explorer.model.config.id2label[i]: p for i, p in enumerate(probabilities.tolist())})
+    return answers
+
+
+def check(answer: dict[str, float], expected: dict[str, float], who: str, result: ClassResult) -> None:
+    """The answered top-5 are the photo's own: each probability as a plain forward gives it (paths and batch sizes
+    round differently, hence the tolerance)."""
+    wrong = [label for label, p in answer.items() if abs(expected.get(label, -1) - p) > 1e-3]
+    if wrong:
+        result.wrong.append(f"{who}: {wrong[:2]}")
+
+
+def api_student(url: str, path: Path, expected: dict, start: threading.Event, result: ClassResult, who: str) -> None:
+    client = Client(url, verbose=False)
+    start.wait()
+    began = time.perf_counter()
+    labels = client.predict(handle_file(str(path)), api_name="/classify")
+    result.labels_s.append(time.perf_counter() - began)
+    maps = client.predict(handle_file(str(path)), api_name="/maps")
+    result.maps_s.append(time.perf_counter() - began)
+    check({c["label"]: c["confidence"] for c in labels["confidences"]}, expected, who, result)
+    check(maps["labels"], expected, who + " /maps", result)
+
+
+def browser_students(pages, files: list[Path], expected: list[dict], result: ClassResult) -> None:
+    """The pages upload together; each one's labels and rollout are timed when they appear (polled, so that no page
+    waits behind another's)."""
+    began = {}
+    for i, page in enumerate(pages):
+        page.locator("#inp input[type=file]").set_input_files(str(files[i]))
+        began[i] = time.perf_counter()
+    tops = [max(answer, key=answer.get) for answer in expected]
+    waiting_labels, waiting_maps = set(began), set(began)
+    deadline = time.monotonic() + DEADLINE_S
+    while (waiting_labels or waiting_maps) and time.monotonic() < deadline:
+        for i in sorted(waiting_labels):
+            if pages[i].locator("#labels").get_by_text(tops[i], exact=True).count():
+                result.labels_s.append(time.perf_counter() - began[i])
+                waiting_labels.discard(i)
+        for i in sorted(waiting_maps):
+            if pages[i].locator("#rollout img").count() and pages[i].locator("#rollout img").is_visible():
+                result.maps_s.append(time.perf_counter() - began[i])
+                waiting_maps.discard(i)
+        time.sleep(0.05)
+    result.wrong += [f"browser{i}: no labels" for i in waiting_labels] + [f"browser{i}: no maps" for i in waiting_maps]
+
+
+def move_slider(page, value: float, result: ClassResult) -> None:
+    picture = page.locator("#rollout img")
+    before = picture.get_attribute("src")
+    began = time.perf_counter()
+    page.locator("#alpha input[type=range]").fill(str(value))
+    page.wait_for_function("([sel, src]) => document.querySelector(sel)?.getAttribute('src') !== src",
+                           arg=["#rollout img", before], timeout=DEADLINE_S * 1000)
+    result.rerender_s.append(time.perf_counter() - began)
+
+
+def run_class(explorer, url: str, files: list[Path], expected: list[dict], browsers: int, forward_s: float,
+              playwright) -> ClassResult:
+    result = ClassResult(len(files), forward_s)
+    images = []
+    hook = explorer.model.vit.embeddings.register_forward_hook(lambda module, args, out: images.append(len(out)))
+    in_browser = min(browsers, len(files))
+    start = threading.Event()
+    threads = [threading.Thread(target=api_student, args=(url, files[i], expected[i], start, result, f"student{i}"))
+               for i in range(in_browser, len(files))]
+    for thread in threads:
+        thread.start()
+    context = playwright.chromium.launch_persistent_context(
+        tempfile.mkdtemp(), executable_path="/usr/bin/chromium", headless=True, args=CHROMIUM_ARGS,
+        viewport={"width": 1280, "height": 900})
+    try:
+        pages = []
+        for _ in range(in_browser):  # pages open before the API students start, so all upload together
+            pages.append(context.new_page())
+            pages[-1].goto(url)
+            pages[-1].locator("#inp input[type=file]").wait_for(state="attached", timeout=120_000)
+        start.set()
+        browser_students(pages, files, expected, result)
+        for thread in threads:
+            thread.join(DEADLINE_S)
+        result.images_forwarded = sum(images)
+        before = sum(images)
+        for move in range(SLIDER_MOVES):
+            for page in pages:
+                move_slider(page, round(0.3 + 0.1 * move, 2), result)
+        result.rerender_model_runs = sum(images) - before
+    finally:
+        context.close()
+        hook.remove()
+    result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return result
+
+
+def report(result: ClassResult) -> str:
+    f = result.forward_s
+    labels = [percentile(result.labels_s, q) for q in (0.5, 0.95)]
+    maps = [percentile(result.maps_s, q) for q in (0.5, 0.95)]
+    rerender = [percentile(result.rerender_s, q) for q in (0.5, 0.95)]
+    return (f"| {result.students} | {labels[0]:.1f} s / {labels[1]:.1f} s ({labels[0] / f:.1f}x / {labels[1] / f:.1f}x) "
+            f"| {maps[0]:.1f} s / {maps[1]:.1f} s ({maps[0] / f:.1f}x / {maps[1] / f:.1f}x) "
+            f"| {rerender[0]:.2f} s / {rerender[1]:.2f} s | {result.rerender_model_runs} "
+            f"| {result.images_forwarded / result.students:.1f} | {result.peak_rss_mb:.0f} MB "
+            f"| {len(result.wrong)} |")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--students", type=int, nargs="+", default=[1, 8, 24])
+    parser.add_argument("--browsers", type=int, default=2, help="of the students, how many are real browser pages")
+    parser.add_argument("--model", help="a checkpoint folder (default: the full-size architecture, random weights)")
+    parser.add_argument("--json", type=Path, help="write the raw numbers here")
+    args = parser.parse_args(argv)
+
+    from playwright.sync_api import sync_playwright
+
+    from explorer import Explorer
+
+    results = []
+    with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
+        model = args.model or str(full_size_checkpoint(Path(folder) / "model"))
+        files = photos(max(args.students), Path(folder))
+        print("| students | labels p50 / p95 | labels + maps p50 / p95 | re-render p50 / p95 | re-renders that ran "
+              "the model | images forwarded per student | peak RSS | wrong answers |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for students in args.students:
+            explorer = Explorer(model, fallback=False)  # a fresh app per class: nothing cached
+            expected = expected_labels(explorer, files[:students])
+            forward_s = one_forward_s(explorer.fast_model, explorer.pixels(sample(seed=1, index=0, size=384).image))
+            demo, url = serve(explorer)
+            try:
+                result = run_class(explorer, url, files[:students], expected, args.browsers, forward_s, playwright)
+            finally:
+                demo.close()
+            results.append(result)
+            print(report(result), flush=True)
+            for line in result.wrong[:5]:
+                print("  wrong:", line)
+    print(f"one SDPA forward (batch 1, idle, median of 3): "
+          + ", ".join(f"{r.forward_s:.2f} s before the class of {r.students}" for r in results))
+    if args.json:
+        args.json.write_text(json.dumps([asdict(r) for r in results], indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""The model's work queue: one thread runs all model work, the most urgent first, so that under a class's load
+every waiting student's labels come before anyone's maps, maps before other classes' maps and CAMs, and those
+before deletion/insertion runs and timing. Pictures that need no model run never come here.
+
+Work waits for sessions (browser tabs, API clients). A session that leaves (`forget_session`: the page's tab
+was closed) stops waiting, and work that nobody waits for any more is dropped unrun. Work of the same kind
+waiting at the same moment runs as one batch where it says so (the labels of several photos: one batched
+forward).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+import threading
+from collections import deque
+from collections.abc import Callable, Hashable, Iterator
+from concurrent.futures import CancelledError, Future
+from enum import IntEnum
+
+LIBRARY = "library"  # the session of calls made without one (scripts, tests, benchmarks): it never leaves
+
+
+class Priority(IntEnum):
+    LABELS = 0  # a forward whose logits somebody is waiting for
+    MAPS = 1  # what completes a photo's maps: its backward, or its whole pass
+    MORE = 2  # another class's map, another CAM method or stage
+    LONG = 3  # deletion/insertion batches, timing runs
+
+
+class SessionLeft(CancelledError):
+    """The session stopped waiting (its page was closed) before the work was done."""
+
+
+class WorkDropped(CancelledError):
+    """The work was dropped unrun, nobody waiting for it (a late waiter may start it again)."""
+
+
+class Work:
+    """Model work and the sessions waiting for it. `run(works)` gets this work and any batched with it (same
+    `batch_key`) and returns one result per work. `sessions` may be shared by several works (a photo's labels
+    and maps): the work lives while any of them waits. `on_drop()` runs when it is dropped unrun, then its late
+    waiters get WorkDropped. `payload`: what `run` works on."""
+
+    def __init__(self, priority: Priority, run: Callable[[list[Work]], list], batch_key: Hashable | None = None,
+                 sessions: set | None = None, on_drop: Callable[[], None] | None = None, payload: object = None):
+        self.priority, self.run, self.batch_key, self.on_drop = priority, run, batch_key, on_drop
+        self.payload = payload
+        self.sessions = set() if sessions is None else sessions
+        self._futures: list[tuple[Future, Hashable]] = []
+        self._outcome: tuple[object, BaseException | None] | None = None  # (result, error) once resolved
+        self._lock = threading.Lock()
+
+    def future(self, session: Hashable = LIBRARY) -> Future:
+        """A future of this work's result for `session` (which keeps the work alive until it is done)."""
+        future = Future()
+        with self._lock:
+            if self._outcome is None:
+                self.sessions.add(session)
+                self._futures.append((future, session))
+                return future
+        result, error = self._outcome
+        future.set_exception(error) if error is not None else future.set_result(result)
+        return future
+
+    @property
+    def alive(self) -> bool:
+        return bool(self.sessions)
+
+    def resolve(self, result=None, error: BaseException | None = None) -> None:
+        """Hand the result (or the error) to everyone waiting."""
+        with self._lock:
+            futures, self._futures = self._futures, []
+            self._outcome = (result, error)
+        for future, _ in futures:
+            if not future.done():
+                future.set_exception(error) if error is not None else future.set_result(result)
+
+    def forget(self, session: Hashable) -> None:
+        with self._lock:
+            self.sessions.discard(session)
+            leaving = [future for future, waiter in self._futures if waiter == session]
+            self._futures = [(future, waiter) for future, waiter in self._futures if waiter != session]
+        for future in leaving:
+            if not future.done():
+                future.set_exception(SessionLeft(f"session {session} left"))
+
+
+class WorkQueue:
+    """Runs Work on its own threads, `workers` at a time (one for a model in this process; a model served elsewhere,
+    such as Ray Serve replicas, can take several): the lowest Priority first, then in order of arrival. A popped
+    work with a batch_key takes along every other waiting work with the same key, up to `max_batch`."""
+
+    def __init__(self, max_batch: int = 8, workers: int = 1):
+        self.max_batch, self.workers = max_batch, workers
+        self._waiting: list[tuple[int, int, Work]] = []  # (priority, arrival, work)
+        self._arrivals = itertools.count()
+        self._condition = threading.Condition()
+        self._threads: list[threading.Thread] = []
+        self.ran: deque[tuple[Priority, int]] = deque(maxlen=10_000)  # (priority, batch size) of recent runs, in order
+
+    def submit(self, work: Work) -> Work:
+        with self._condition:
+            self._waiting.append((work.priority, next(self._arrivals), work))
+            if not self._threads:
+                self._threads = [threading.Thread(target=self._serve, name=f"model-work-{i}", daemon=True)
+                                 for i in range(self.workers)]
+                for thread in self._threads:
+                    thread.start()
+            self._condition.notify()
+        return work
+
+    def run(self, priority: Priority, fn: Callable[[], object], session: Hashable = LIBRARY):
+        """fn() on the queue's thread in its turn; its result (or its exception) here."""
+        work = Work(priority, lambda works: [fn()])
+        future = work.future(session)
+        self.submit(work)
+        return future.result()
+
+    @contextlib.contextmanager
+    def turn(self, priority: Priority, session: Hashable = LIBRARY) -> Iterator[None]:
+        """Hold the model from the calling thread: the queue's thread waits while the block runs (for work that
+        must be done in the caller's thread, e.g. a generator that yields between model runs)."""
+        released = threading.Event()
+
+        def hold(works: list[Work]) -> list:
+            works[0].resolve()  # the caller goes on...
+            released.wait()  # ...and the queue waits for it
+            return [None]
+
+        work = Work(priority, hold)
+        granted = work.future(session)
+        self.submit(work)
+        try:
+            granted.result()
+            yield
+        finally:
+            released.set()
+
+    def forget_session(self, session: Hashable) -> None:
+        """A session left: nothing waits for it any more, and work only it waited for is dropped."""
+        with self._condition:
+            works = [work for _, _, work in self._waiting]
+        for work in works:
+            work.forget(session)
+
+    @property
+    def waiting(self) -> int:
+        with self._condition:
+            return len(self._waiting)
+
+    def _next(self, dropped: list[Work]) -> list[Work]:
+        """The most urgent live work and its batch (the queue's lock held); dead work on the way goes to `dropped`."""
+        while True:
+            if dropped and not self._waiting:
+                return []  # first drop those: on_drop frees what they held
+            self._condition.wait_for(lambda: self._waiting)
+            self._waiting.sort(key=lambda entry: entry[:2])
+            _, _, first = self._waiting.pop(0)
+            if not first.alive:
+                dropped.append(first)
+                continue
+            batch = [first]
+            if first.batch_key is not None:
+                for entry in list(self._waiting):
+                    if len(batch) == self.max_batch:
+                        break
+                    if entry[2].batch_key == first.batch_key and entry[2].alive:
+                        self._waiting.remove(entry)
+                        batch.append(entry[2])
+            return batch
+
+    def _serve(self) -> None:
+        while True:
+            dropped: list[Work] = []
+            with self._condition:
+                batch = self._next(dropped)
+            for work in dropped:  # outside the queue's lock: on_drop may take other locks
+                if work.on_drop is not None:
+                    work.on_drop()
+                work.resolve(error=WorkDropped())
+            if not batch:
+                continue
+            self.ran.append((batch[0].priority, len(batch)))
+            try:
+                results = batch[0].run(batch)
+            except Exception as error:  # noqa: BLE001 - handed to the waiters, who raise it
+                for work in batch:
+                    work.resolve(error=error)
+            else:
+                for work, result in zip(batch, results):
+                    work.resolve(result)

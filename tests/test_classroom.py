@@ -1,0 +1,257 @@
+"""A whole class at once: every map from one pass (equal to the separate recipes and to pytorch-grad-cam), the work
+queue's order (labels first, batched; a closed tab's work dropped), and the cache that holds a class (its budget,
+float16 attention within the stated bound). Orders are recorded, never timed."""
+
+import threading
+import time
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from helpers import tiny_model
+from PIL import Image
+
+import visualization as viz
+from vithybrid.explain import CLASS_MAP, GRAD_CAM, LAST_LAYER, ROLLOUT, PhotoPass, grad_cam, photo_maps
+from vithybrid.model.backbone import token_stage
+
+
+def shapes(count: int, seed: int = 7) -> list[Image.Image]:
+    from vithybrid.training.shapes import sample
+
+    return [sample(seed=seed, index=i, size=96).image.convert("RGB") for i in range(count)]
+
+
+def wait_until(condition, what: str, limit_s: float = 120) -> None:
+    """Wait for a state another thread reaches (the limit only turns a hang into a failure)."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"never reached: {what}")
+        time.sleep(0.005)
+
+
+# ----------------------------------------------------------------------------------- one pass, every map
+
+@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-6), (torch.float32, 1e-4)])
+def test_one_pass_gives_every_map_as_the_separate_recipes_do(dtype, tolerance):
+    """Rollout, the class map of every top-5 class and last-layer attention equal the recipe the app used before
+    (attention_with_gradients + visualization); Grad-CAM equals pytorch-grad-cam's on the token stage."""
+    pytest.importorskip("pytorch_grad_cam")
+    model = tiny_model(seed=3).to(dtype).requires_grad_(False)
+    pixels = torch.randn(2, 3, model.config.image_size, model.config.image_size, dtype=dtype)
+    grid = model.config.grid_size
+    stage = token_stage(model.vit.embeddings.patch_embeddings.backbone)
+    for class_index in model(pixels).logits[0].topk(5).indices.tolist():
+        found = photo_maps(model, pixels, class_index)
+        old = model.attention_with_gradients(pixels, class_index)
+        expected = {ROLLOUT: viz.cls_map(viz.attention_rollout(old.attentions, rows=[0]), grid),
+                    CLASS_MAP: viz.cls_map(viz.class_relevance(old.attentions, old.gradients, rows=[0]), grid),
+                    LAST_LAYER: viz.raw_attention(old.attentions, grid),
+                    GRAD_CAM: viz.backbone_cam(model, stage, pixels, class_index).to(dtype)}
+        for name, value in expected.items():
+            torch.testing.assert_close(found.maps[name].to(dtype), value, atol=tolerance, rtol=tolerance, msg=name)
+        torch.testing.assert_close(found.logits, old.logits)
+        assert found.class_index.tolist() == [class_index] * 2
+
+
+def test_grad_cam_is_pytorch_grad_cams_arithmetic():
+    """From the same activations and gradients, our Grad-CAM equals pytorch-grad-cam's own GradCAM weighting and
+    scaling (float64 numpy there)."""
+    gradcam = pytest.importorskip("pytorch_grad_cam")
+    generator = torch.Generator().manual_seed(0)
+    activations = torch.randn(3, 16, 5, 7, generator=generator, dtype=torch.float64)
+    gradients = torch.randn(3, 16, 5, 7, generator=generator, dtype=torch.float64) * 1e-3  # small: scaling shows
+    from pytorch_grad_cam.utils.image import scale_cam_image
+
+    library = gradcam.GradCAM.__new__(gradcam.GradCAM)  # only its arithmetic: no model needed
+    library.activations_and_grads = SimpleNamespace(release=lambda: None)  # what its __del__ releases
+    cam = library.get_cam_image(None, None, None, activations.numpy(), gradients.numpy(), False)
+    expected = scale_cam_image(scale_cam_image(np.maximum(cam, 0)))  # the layer's map, then the layers' mean
+    np.testing.assert_allclose(grad_cam(activations, gradients).numpy(), expected, atol=1e-6)
+
+
+def test_the_labels_are_there_before_the_backward():
+    """PhotoPass: the logits after the forward equal a plain forward's; maps() runs one backward, once."""
+    model = tiny_model(seed=5).requires_grad_(False)
+    pixels = torch.randn(1, 3, model.config.image_size, model.config.image_size)
+    photo = PhotoPass(model, pixels)
+    with torch.inference_mode():
+        torch.testing.assert_close(photo.logits, model(pixels).logits, atol=1e-5, rtol=1e-5)
+    maps = photo.maps()
+    assert set(maps.maps) == {ROLLOUT, CLASS_MAP, LAST_LAYER, GRAD_CAM}
+    with pytest.raises(RuntimeError, match="runs once"):
+        photo.maps()
+
+
+# ------------------------------------------------------------------------------------------- the queue
+
+@pytest.fixture
+def explorer():
+    """The shapes model on a queue of its own (tests here hold it and read the order of its runs)."""
+    from explorer import Explorer, WorkQueue
+
+    return Explorer("shapes", queue=WorkQueue(max_batch=8))
+
+
+def forwards(explorer) -> list[int]:
+    """A growing list of the batch sizes of the model's forwards (a hook on its embeddings)."""
+    sizes = []
+    explorer.model.vit.embeddings.register_forward_hook(lambda module, args, output: sizes.append(len(output)))
+    return sizes
+
+
+def test_a_student_alone_pays_one_pass_for_labels_and_maps(explorer):
+    sizes = forwards(explorer)
+    photo = shapes(1)[0]
+    top = explorer.labels(photo)
+    analysis = explorer.analysis(photo)
+    assert analysis.top == top and sizes == [1]  # one forward for both
+    assert list(explorer.queue.ran) == [(0, 1), (1, 1)]  # labels (the forward), then maps (the backward)
+    rendered = [analysis.rollout("max", 0.5), explorer.analysis(photo).maps[ROLLOUT], explorer.labels(photo)]
+    assert sizes == [1] and len(explorer.queue.ran) == 2 and rendered[2] == top  # the cache: no more runs
+
+
+def test_under_load_every_waiting_students_labels_come_before_anyones_maps(explorer):
+    """Six students upload while the model is busy: one batched forward answers all their labels before the
+    first map is computed; each gets the answer for its own photo; then each photo's pass runs once."""
+    from explorer import Priority
+
+    photos = shapes(6)
+    expected = [explorer._top(explorer.model(explorer.pixels(photo)).logits[0]) for photo in photos]
+    sizes = forwards(explorer)
+    labels, maps, answered = {}, {}, []
+
+    def student(i):
+        labels[i] = explorer.labels(photos[i], session=f"student{i}")
+        answered.append(("labels", i))
+        maps[i] = explorer.analysis(photos[i], session=f"student{i}")
+        answered.append(("maps", i))
+
+    with explorer.queue.turn(Priority.LONG):  # the model busy (a timing run, say)
+        threads = [threading.Thread(target=student, args=(i,)) for i in range(6)]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: explorer.queue.waiting == 12, "every photo's labels and maps waiting")
+    for thread in threads:
+        thread.join(120)
+    ran = list(explorer.queue.ran)[1:]  # after the turn
+    assert ran[0] == (Priority.LABELS, 6) and all(priority == Priority.MAPS for priority, _ in ran[1:])
+    assert len(ran) == 7 and sizes[0] == 6 and sizes[1:] == [1] * 6  # labels batched, one pass per photo
+    assert [kind for kind, _ in answered[:6]] == ["labels"] * 6  # all labels before any maps
+    for i in range(6):
+        assert [index for index, _, _ in labels[i]] == [index for index, _, _ in expected[i]]
+        assert maps[i].top[0][0] == expected[i][0][0]
+
+
+def test_a_closed_tab_frees_its_place(explorer):
+    """Work only a session that left was waiting for is dropped unrun; its waiter is told."""
+    from explorer import Priority, SessionLeft
+
+    photo, other = shapes(2)
+    outcome = {}
+
+    def waiting(name, image):
+        try:
+            outcome[name] = explorer.analysis(image, session=name)
+        except SessionLeft as left:
+            outcome[name] = left
+
+    with explorer.queue.turn(Priority.LONG):
+        threads = [threading.Thread(target=waiting, args=(name, image)) for name, image in
+                   (("gone", photo), ("staying", other))]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: explorer.queue.waiting == 4, "both photos waiting")
+        explorer.queue.forget_session("gone")
+    for thread in threads:
+        thread.join(120)
+    assert isinstance(outcome["gone"], SessionLeft) and outcome["staying"].top
+    assert len(explorer.queue.ran) == 3  # the turn, the staying photo's labels and maps; nothing for "gone"
+    assert explorer.cached(photo) is None and explorer.cached(other) is not None
+    assert explorer.analysis(photo).top  # asked again later: analysed then
+
+
+def test_a_photo_asked_for_by_many_at_once_is_analysed_once(explorer):
+    from explorer import Priority
+
+    photo = shapes(1)[0]
+    sizes = forwards(explorer)
+    results = []
+    with explorer.queue.turn(Priority.LONG):
+        threads = [threading.Thread(target=lambda i=i: results.append(explorer.analysis(photo, session=f"s{i % 3}")))
+                   for i in range(8)]
+        for thread in threads:
+            thread.start()
+        wait_until(lambda: explorer.queue.waiting == 2, "the photo's labels and maps waiting")
+    for thread in threads:
+        thread.join(120)
+    assert len(results) == 8 and all(r is results[0] for r in results) and sizes == [1]
+
+
+# ------------------------------------------------------------------------------------------- the cache
+
+def test_the_cache_keeps_what_fits_its_budget_newest_first():
+    from explorer import AnalysisCache
+
+    cache = AnalysisCache(budget_mb=3, size_of=lambda value: value * 2 ** 20)
+    for key, size in [("a", 1), ("b", 1), ("c", 1)]:
+        cache.finish(key, size)
+    assert cache.get("a") == 1  # now the most recently used
+    cache.finish("d", 1)
+    assert "b" not in cache and {"a", "c", "d"} <= {k for k in "abcd" if k in cache}
+    assert cache.bytes == 3 * 2 ** 20
+    cache.finish("huge", 5)  # larger than the budget alone: kept, everything else goes
+    assert len(cache) == 1 and cache.get("huge") == 5
+    started = []
+    pending = cache.get_or_start("e", lambda: started.append(1) or "job")
+    assert pending == "job" and cache.get_or_start("e", lambda: started.append(1) or "other") == "job"
+    assert started == [1]  # started once, found pending after
+    cache.abandon("e", "job")
+    assert cache.get_or_start("e", lambda: "again") == "again"
+
+
+def test_the_explorer_cache_holds_n_analyses_within_its_budget(explorer):
+    from explorer import Explorer, WorkQueue
+
+    one = explorer.analysis(shapes(1, seed=11)[0]).nbytes
+    small = Explorer("shapes", cache_mb=3.5 * one / 2 ** 20, queue=WorkQueue())
+    photos = shapes(6, seed=12)
+    for photo in photos:
+        small.analysis(photo)
+    assert len(small.cache) == 3 and small.cache.bytes <= small.cache.budget_bytes
+    assert all(small.cached(photo) is not None for photo in photos[-3:])
+
+
+def test_the_default_budget_follows_the_machine_and_can_be_set(monkeypatch):
+    from explorer.cache import MEMORY_SHARE, default_budget_mb, machine_memory_mb
+
+    monkeypatch.delenv("VITHYBRID_CACHE_MB", raising=False)
+    assert default_budget_mb() == pytest.approx(MEMORY_SHARE * machine_memory_mb())
+    assert 16 * 1024 * MEMORY_SHARE / 96 >= 32  # a 16 GB Space holds 32 students' full-size analyses (96 MB)
+    monkeypatch.setenv("VITHYBRID_CACHE_MB", "1234")
+    assert default_budget_mb() == 1234
+    monkeypatch.setenv("VITHYBRID_CACHE_MB", "lots")
+    with pytest.raises(ValueError, match="VITHYBRID_CACHE_MB"):
+        default_budget_mb()
+
+
+def test_float16_attention_draws_the_same_pictures_within_the_stated_bound(explorer):
+    """Maps computed from the stored float16 attention, normalized as they are drawn, stay within 2/255 of the
+    float32 ones (a colormap step is 1/255), for every fusion and discard ratio; the full-size model's attention
+    (96 MB per photo in float16) is half of float32's."""
+    photo = shapes(1, seed=21)[0]
+    analysis = explorer.analysis(photo)
+    exact = explorer.model.attention_with_gradients(explorer.pixels(photo)).attentions
+    for fusion in viz.HEAD_FUSIONS:
+        for discard in (0.0, 0.5, 0.9):
+            stored = viz.normalize(viz.cls_map(viz.attention_rollout(analysis.attentions, fusion, discard, rows=[0]),
+                                               analysis.grid)[0])
+            float32 = viz.normalize(viz.cls_map(viz.attention_rollout(exact, fusion, discard, rows=[0]),
+                                                analysis.grid)[0])
+            assert np.abs(stored - float32).max() <= 2 / 255, (fusion, discard)
+    for layer in range(len(exact)):
+        stored = viz.normalize(viz.raw_attention(analysis.attentions, analysis.grid, layer, 5)[0])
+        assert np.abs(stored - viz.normalize(viz.raw_attention(exact, analysis.grid, layer, 5)[0])).max() <= 2 / 255
+    assert analysis.attentions.nbytes == sum(a.numel() for a in exact) * 2
