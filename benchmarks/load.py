@@ -85,13 +85,13 @@ def resident_mb() -> float:
 
 def serve(explorer):
     """The app as `python app.py` serves it, on a free loopback port; returns (demo, url)."""
-    from app import LAUNCH_OPTIONS, QUEUE_SIZE, build_demo
+    from app import LAUNCH_OPTIONS, QUEUE_OPTIONS, build_demo
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     demo = build_demo(explorer)
-    demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
+    demo.queue(**QUEUE_OPTIONS)
     demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **LAUNCH_OPTIONS)
     return demo, f"http://127.0.0.1:{port}/"
 
@@ -119,7 +119,8 @@ def main(argv: list[str] | None = None) -> None:
               f"{len(load.wrong)} wrong; p50 {load.percentile(0.5) * 1000:.0f} ms, "
               f"p95 {load.percentile(0.95) * 1000:.0f} ms, mean {statistics.mean(load.latencies) * 1000:.0f} ms")
         print(f"{len(soak.latencies)} more requests: resident memory grew {growth:+.1f} MB; "
-              f"analyses cached: {len(explorer.cache)} of at most {explorer.cache.max_entries}")
+              f"analyses cached: {len(explorer.cache)}, {explorer.cache.bytes / 2 ** 20:.0f} MB of "
+              f"{explorer.cache.budget_bytes / 2 ** 20:.0f} MB")
         for line in (load.wrong + soak.wrong)[:10]:
             print("  wrong:", line)
     finally:

@@ -73,6 +73,12 @@ class AnalysisCache(Generic[Value, Pending]):
                 del self._pending[key]
 
     @property
+    def pending(self) -> int:
+        """How many photos are being analysed."""
+        with self._lock:
+            return len(self._pending)
+
+    @property
     def bytes(self) -> int:
         with self._lock:
             return self._bytes

@@ -45,7 +45,7 @@ def test_the_api_keeps_its_single_image_signatures(client):
 
 
 def test_the_model_dropdown_offers_the_startup_model_first_then_the_supported_ones(app_url, explorer, tiny_folder):
-    from app import model_choices
+    from ui.header import model_choices
     from vithybrid.checkpoints.timm_format import SUPPORTED_CHECKPOINTS
 
     assert model_choices("google/vit-hybrid-base-bit-384") == [*SUPPORTED_CHECKPOINTS, "shapes"]
@@ -370,7 +370,7 @@ def test_pictures_asking_for_the_same_photo_at_once_share_one_analysis(explorer)
     finally:
         hook.remove()
     assert len(runs) == 1 and all(a is analyses[0] for a in analyses)
-    assert not explorer._analysing  # nothing left behind
+    assert explorer.cache.pending == 0  # nothing left behind
 
 
 def test_switching_models_in_a_real_browser(app_url, browser, client, tiny_folder, offline_hub, shape_files,
@@ -552,15 +552,16 @@ def test_int8_on_a_gpu_and_bad_speed_modes_are_refused_before_loading():
     assert run.returncode == 2 and "not allowed with argument" in run.stderr
 
 
-def test_the_analysis_cache_holds_what_fits_in_its_memory_budget(explorer):
-    from explorer import CACHE_MB, Explorer
+def test_the_analysis_cache_budget_comes_from_the_machine_or_the_flag(explorer, monkeypatch):
+    from app import parse_args
+    from explorer import Explorer, default_budget_mb
 
-    config = explorer.model.config
-    tokens = config.grid_size[0] * config.grid_size[1] + 1
-    one_mb = config.num_hidden_layers * config.num_attention_heads * tokens ** 2 * 4 / 2 ** 20
-    assert explorer.cache.max_entries == max(1, min(8, int(CACHE_MB // one_mb)))
-    assert Explorer("shapes", cache_mb=2.5 * one_mb).cache.max_entries == 2
-    assert Explorer("shapes", cache_mb=0).cache.max_entries == 1
+    monkeypatch.delenv("VITHYBRID_CACHE_MB", raising=False)
+    assert explorer.cache.budget_bytes == int(default_budget_mb() * 2 ** 20)
+    assert Explorer("shapes", cache_mb=12).cache.budget_bytes == 12 * 2 ** 20
+    with pytest.raises(ValueError, match="budget must be positive"):
+        Explorer("shapes", cache_mb=0)
+    assert parse_args(["--cache-mb", "3000"]).cache_mb == 3000 and parse_args([]).cache_mb is None
 
 
 def test_a_space_sets_the_model_and_speed_through_variables(monkeypatch):
@@ -576,7 +577,8 @@ def test_a_space_sets_the_model_and_speed_through_variables(monkeypatch):
     assert (parse_args([]).model, parse_args([]).speed) == ("google/vit-hybrid-base-bit-384", "none")
 
 
-def test_the_backbone_picture_runs_the_backbone_once(explorer, shape_files):
+def test_the_backbone_picture_runs_no_model(explorer, shape_files):
+    """What it draws was recorded during the photo's pass."""
     from PIL import Image
 
     image = Image.open(shape_files[0][0]).convert("RGB").rotate(90)  # not analysed by another test yet
@@ -588,7 +590,7 @@ def test_the_backbone_picture_runs_the_backbone_once(explorer, shape_files):
         picture = explorer.backbone_picture(image)
     finally:
         hook.remove()
-    assert calls == [1] and picture.width > 100
+    assert calls == [] and picture.width > 100
 
 
 def test_maps_add_the_backbone_grad_cam_and_the_mean_attention_distances(client, explorer, shape_files):
@@ -633,7 +635,9 @@ def test_the_explanation_lab_in_a_real_browser(app_url, explorer, browser):
     expect(page.locator("#rollout img")).to_be_visible(timeout=30_000)
     page.wait_for_timeout(2000)  # the rest of the photo's pictures
     image = load_image(star)
-    assert not explorer.analysis(image).cams  # a session that has not opened the lab pays nothing for it
+    # A session that has not opened the lab pays nothing for it: only the pass's own Grad-CAM is there.
+    analysis = explorer.analysis(image)
+    assert list(analysis.cams) == [(analysis.top[0][0], "Grad-CAM", explorer.stage_names[-1])]
     page.get_by_role("tab", name="Explanation lab").click()
     for picture in ("#lab-cam img", "#lab-classmap img"):
         expect(page.locator(picture)).to_be_visible(timeout=60_000)
@@ -715,10 +719,12 @@ def test_the_lab_offers_every_backbone_stage_and_the_token_stage_last(explorer, 
     assert token_stage(backbone) is backbone_stages(backbone)[-1] and tuple(maps[-1].shape[-2:]) == explorer.grid
 
 
-def test_without_grad_cam_the_app_serves_the_transformer_half(tmp_path):
-    """pytorch-grad-cam is an optional extra: without it the app starts, /maps answers (backbone_grad_cam
-    null), the faithfulness run measures the other maps, and the lab says what to install."""
+def test_without_grad_cam_the_app_serves_both_halves(tmp_path):
+    """pytorch-grad-cam is an optional extra: without it the app starts, every map (Grad-CAM on the token stage
+    included: the photo's pass gives it) is there and measured, and the lab says what the other CAM methods and
+    stages need."""
     from helpers import env_hiding
+    from vithybrid.explain import MAP_NAMES
 
     code = """
 import json, os
@@ -741,9 +747,9 @@ print(json.dumps({"available": viz.grad_cam_available(), "maps": sorted(maps), "
     assert result.returncode == 0, result.stderr[-3000:]
     found = json.loads(result.stdout.strip().splitlines()[-1])
     assert found["available"] is False
-    assert found["maps"] == ["class map", "last-layer attention", "rollout"]
-    assert set(found["measured"]) >= {"class map", "last-layer attention", "rollout"}
-    assert "Grad-CAM" not in found["measured"] and "pip install" in found["message"]
+    # Grad-CAM on the token stage comes from the photo's pass: every map, without the extra
+    assert found["maps"] == sorted(MAP_NAMES) and set(found["measured"]) == {*MAP_NAMES, "random"}
+    assert "pip install" in found["message"]  # what the lab says of the other CAM methods and stages
 
 
 @pytest.mark.parametrize("environment, expected", [({}, "10000"), ({"OMP_WAIT_POLICY": "PASSIVE"}, None),

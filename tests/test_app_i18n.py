@@ -111,8 +111,8 @@ def test_the_walk_tells_the_loaded_models_own_numbers(explorer, tiny_folder):
     from explorer import Explorer
     from ui.walk import walk
 
-    facts = explorer.facts()  # shapes: 64x64 input, stem 16x16x32, stages 16x16x64 and 8x8x128, 8x8 grid
-    assert facts["input"] == (64, 64) and facts["maps"] == [(32, 16, 16), (64, 16, 16), (128, 8, 8)]
+    facts = explorer.facts  # shapes: 64x64 input, stem 16x16x32, stages 16x16x64 and 8x8x128, 8x8 grid
+    assert facts.input_hw == (64, 64) and facts.maps == [(32, 16, 16), (64, 16, 16), (128, 8, 8)]
     english, arabic = walk(facts, "en"), walk(facts, "ar")
     for needed in ("**64x64** pixels", "**16x16** map with **32** channels", "**8x8** map with **128** channels",
                    "**65** tokens in all", "**4** transformer layers", "4x4 = 16 tokens",
@@ -120,39 +120,38 @@ def test_the_walk_tells_the_loaded_models_own_numbers(explorer, tiny_folder):
         assert needed in english, needed
     assert "384" not in english  # item 4: the shapes model's input is 64x64, whatever the display's size
     assert "**64x64**" in arabic and "**65**" in arabic and "https://arxiv.org/abs/2010.11929" in arabic
-    tiny = Explorer(str(tiny_folder)).facts()
-    assert tiny["grid"] == (4, 4) and tiny["tokens"] == 17 and "**17** tokens in all" in walk(tiny, "en")
+    tiny = Explorer(str(tiny_folder)).facts
+    assert tiny.grid == (4, 4) and tiny.tokens == 17 and "**17** tokens in all" in walk(tiny, "en")
 
 
 def test_the_walk_through_the_full_size_model():
     """The seed's checkpoint (random weights, built on the meta device: only shapes and counts are read)."""
-    from types import SimpleNamespace
+    import dataclasses
 
     import torch
 
-    from explorer import Explorer
+    from explorer.facts import model_facts
     from ui.walk import walk
     from vithybrid import ViTHybridConfig, ViTHybridForImageClassification
 
     config = ViTHybridConfig(image_size=384, num_labels=1000)
     with torch.device("meta"):
         model = ViTHybridForImageClassification(config)
-    facts = Explorer.facts(SimpleNamespace(model=model, name="google/vit-hybrid-base-bit-384", crop_hw=(384, 384),
-                                           grid=config.grid_size))
-    assert facts["maps"] == [(64, 96, 96), (256, 96, 96), (512, 48, 48), (1024, 24, 24)]  # stem, stages 1-3
-    assert facts["stage depths"] == [3, 4, 9] and facts["full size"] and 98 < facts["parameters"] < 100
+    facts = model_facts("google/vit-hybrid-base-bit-384", model, (384, 384))
+    assert facts.maps == [(64, 96, 96), (256, 96, 96), (512, 48, 48), (1024, 24, 24)]  # stem, stages 1-3
+    assert facts.stage_depths == [3, 4, 9] and facts.full_size and 98 < facts.parameters_m < 100
     english = walk(facts, "en")
     for needed in ("**5. BiT stage 3** (residual blocks: 9): a **24x24** map with **1024** channels",
                    "the same 1024x768 matrix", "**577** tokens in all", "**12** transformer layers",
                    "**1000** class scores", "16x16-pixel patches (24x24 = 576 tokens)"):
         assert needed in english, needed
-    patch_two = dict(facts, patch=2, grid=(12, 12), **{"grid tokens": 144, "tokens": 145})
+    patch_two = dataclasses.replace(facts, patch=2, grid=(12, 12))
     assert "**6. The 2x2 projection.**" in walk(patch_two, "en") and "الإسقاط 2x2" in walk(patch_two, "ar")
 
 
 def test_the_backbone_picture_labels_the_models_input_not_the_enlarged_display(explorer, monkeypatch):
     """Item 4: the first panel said 384x384x3 (the picture enlarged for display); the model reads 64x64x3."""
-    import explorer as module
+    import explorer.pictures as module
     from vithybrid.training.shapes import sample
 
     seen = {}
