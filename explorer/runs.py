@@ -23,6 +23,7 @@ from PIL import Image
 
 import visualization as viz
 from vithybrid import CheckpointError, ViTHybridForImageClassification, ViTHybridImageProcessor
+from vithybrid.checkpoints.labels import translated_labels
 from vithybrid.checkpoints.shipped import resolve_model
 from vithybrid.explain import CLASS_MAP, GRAD_CAM, LAST_LAYER, ROLLOUT, PhotoMaps, PhotoPass, photo_maps
 from vithybrid.model.backbone import backbone_stages
@@ -74,12 +75,13 @@ class Explorer:
             raise ValueError("int8 runs on the CPU only; use --dtype float16 or bfloat16 on a GPU")
         self.failed: tuple[str, str] | None = None  # (the model asked for, why it could not load) after a fallback
         try:
-            self.name, self.model, self.processor = name, *self._load(name, device, dtype)
+            self.name, (self.folder, self.model, self.processor) = name, self._load(name, device, dtype)
         except CheckpointError as error:
             if name == FALLBACK_MODEL or not fallback:
                 raise
             self.failed = (name, str(error))
-            self.name, self.model, self.processor = FALLBACK_MODEL, *self._load(FALLBACK_MODEL, device, dtype)
+            self.name, (self.folder, self.model, self.processor) = FALLBACK_MODEL, self._load(FALLBACK_MODEL, device,
+                                                                                                dtype)
         self.device, self.dtype, self.speed = torch.device(device), dtype, speed
         self.cache_mb = default_budget_mb() if cache_mb is None else cache_mb
         # The model whose batched forward answers several waiting photos' labels at once, and is timed.
@@ -93,13 +95,21 @@ class Explorer:
         self.crop_hw = (self.processor.crop_size["height"], self.processor.crop_size["width"])
         self.backbone = self.model.vit.embeddings.patch_embeddings.backbone
         self._open_pass: PhotoJob | None = None  # the photo whose pass's graph is held (its backward waits)
+        self._label_names: dict[str, list[str] | None] = {}
+
+    def label_names(self, language: str) -> list[str] | None:
+        """The class names in `language`, where the checkpoint or ImageNet-1k has them (vithybrid.checkpoints.labels);
+        the model's own labels are unchanged."""
+        if language not in self._label_names:
+            self._label_names[language] = translated_labels(self.model.config.id2label, language, self.folder)
+        return self._label_names[language]
 
     @staticmethod
     def _load(name: str, device: str, dtype: torch.dtype):
         folder = resolve_model(name)
         model = ViTHybridForImageClassification.from_pretrained(folder, torch_dtype=dtype).to(device)
         model.requires_grad_(False)  # inference only; gradients flow to the attention maps, not the weights
-        return model, ViTHybridImageProcessor.from_pretrained(folder)
+        return folder, model, ViTHybridImageProcessor.from_pretrained(folder)
 
     def pixels(self, image: Image.Image) -> torch.Tensor:
         return self.processor(image)["pixel_values"].to(self.device, self.dtype)

@@ -26,6 +26,6 @@ def build(page: Page) -> None:
         return viz.with_colorbar(viz.overlay(analysis.crop, heatmap, cmap=cmap, alpha=alpha), cmap)
 
     inputs = [page.chosen, page.image, class_index, page.cmap, page.alpha]
-    page.on_photo(page.class_choices, [page.chosen, page.image], [class_index])
+    page.class_picker(class_index)
     page.redraw(draw, inputs, [picture], controls=[page.cmap, page.alpha])  # even when the top class is as before
     class_index.select(draw, inputs, picture, **PRIVATE)  # a pick; new photos: the chain

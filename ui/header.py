@@ -18,7 +18,7 @@ from vithybrid.checkpoints.timm_format import SUPPORTED_CHECKPOINTS
 from vithybrid.images import ImageError
 
 from .i18n import CODES, I18N, LANGUAGES, SWITCH_JS, language_of, text
-from .page import PRIVATE, Page, file_message, log, open_photo, session
+from .page import PRIVATE, Page, class_name, file_message, log, open_photo, session
 
 COLORMAPS = ["jet", "turbo", "viridis", "inferno", "magma", "plasma"]
 MIN_SIDE = 32  # pictures smaller than this (either side) get a warning: a few pixels stretched mean little
@@ -53,6 +53,11 @@ def example_files(folder: Path, shapes_first: bool) -> list[Path]:
     """The example pictures; shapes first when the shapes model runs (it cannot name photos), else last."""
     files = [p for p in folder.glob("*") if p.suffix in (".png", ".jpg")]
     return sorted(files, key=lambda p: (p.name.startswith("shape_") != shapes_first, p.name))
+
+
+def labels_shown(chosen: Explorer, top: list[tuple[int, str, float]], language: str) -> dict[str, float]:
+    """The top-5 for gr.Label, named in the session's language."""
+    return {class_name(chosen, index, language): p for index, _, p in top}
 
 
 def build(explorer: Explorer, shelf: ModelShelf, photo_input: type[gr.Image], examples: Path,
@@ -101,7 +106,14 @@ def wire(demo: gr.Blocks, page: Page, header: Header) -> None:
                 gr.update(visible=chosen.name == FALLBACK_MODEL, value=text(language, "examples.shapes_only")),
                 LANGUAGES[language])
 
+    def labels_text(language, chosen, path):
+        """The top-5 of a cached photo in a newly picked language (nothing runs)."""
+        image = page.photo(path)
+        analysis = None if image is None else chosen.cached(image)
+        return gr.update() if analysis is None else labels_shown(chosen, analysis.top, language)
+
     page.on_text(page_texts, [], [header.intro, header.notice, header.shapes_note, header.language])
+    page.on_text(labels_text, [page.image], [header.labels])
     # Texts in the session's language: on load, after a language pick (the page's own strings switch in the
     # browser first, see SWITCH_JS), and after a model switch.
     text_inputs, text_outputs, write = page.combined(
@@ -151,9 +163,12 @@ def wire(demo: gr.Blocks, page: Page, header: Header) -> None:
             return gr.update(), gr.update(value=f"⚠ {warning}", visible=True)
         return gr.update(), gr.update(value="", visible=False)
 
-    def show_labels(name, path):
+    def show_labels(name, path, request: gr.Request):
         image = page.photo(path)
-        return None if image is None else page.model_of(name).classify(image, session())
+        if image is None:
+            return None
+        chosen = page.model_of(name)
+        return labels_shown(chosen, chosen.labels(image, session()), language_of(request))
 
     # A new photo or a new model: the labels as soon as a forward has them, then every tab's pictures from the
     # photo's analysis. The photo removed (its x): its note goes with it. Not in check_photo: clearing a broken

@@ -132,7 +132,7 @@ def build_halves(page: Page) -> gr.Dropdown:
 
     inputs = [opened, page.chosen, page.image, class_index, method, stage, page.cmap, page.alpha]
     outputs = [cam, class_map, agreement]
-    page.on_photo(page.class_choices, [page.chosen, page.image], [class_index])
+    page.class_picker(class_index)
     page.redraw(draw, inputs, outputs, controls=[page.cmap, page.alpha])
     # A new model: its token stage, and no class yet (the previous model's class would have the texts, written
     # before the redraw picks the top class, compute a CAM nobody sees).

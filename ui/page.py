@@ -138,13 +138,36 @@ class Page:
         chosen = self.model_of(name)
         return chosen, image, chosen.analysis(image, session())
 
-    def class_choices(self, name: str, path: str | None):
-        """The class dropdown for a photo: its top-5 as "label (p%)", the top class picked."""
-        found = self.analysis(name, path)
-        if found is None:
-            return gr.update(choices=[], value=None)
-        top = found[2].top
-        return gr.update(choices=[(f"{label} ({p:.1%})", index) for index, label, p in top], value=top[0][0])
+    def class_picker(self, dropdown: gr.Dropdown) -> None:
+        """Fill `dropdown` with each new photo's top-5 as "label (p%)", the top class picked, and write them again
+        in a newly picked language (the pick kept)."""
+
+        def choices(name, path):
+            found = self.analysis(name, path)
+            if found is None:
+                return gr.update(choices=[], value=None)
+            chosen, _, analysis = found
+            return gr.update(choices=top_choices(chosen, analysis, session_language()), value=analysis.top[0][0])
+
+        def rewrite(language, chosen, path):
+            image = self.photo(path)
+            analysis = None if image is None else chosen.cached(image)
+            return gr.update() if analysis is None else gr.update(choices=top_choices(chosen, analysis, language))
+
+        self.on_photo(choices, [self.chosen, self.image], [dropdown])
+        self.on_text(rewrite, [self.image], [dropdown])
+
+
+def top_choices(chosen: Explorer, analysis, language: str) -> list[tuple[str, int]]:
+    return [(f"{class_name(chosen, index, language)} ({p:.1%})", index) for index, _, p in analysis.top]
+
+
+def class_name(chosen: Explorer, index: int, language: str) -> str:
+    """A class as the page shows it: in Arabic (and other languages with names), that name and the checkpoint's
+    after it; else the checkpoint's."""
+    english = chosen.model.config.id2label[index]
+    names = chosen.label_names(language) if language != "en" else None
+    return f"{names[index]} ({english})" if names else english
 
 
 # Controls may still show the previous model's layer, head or token while a switch lands: clamp them.
