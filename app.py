@@ -32,6 +32,7 @@ import torch  # noqa: E402
 import visualization as viz  # noqa: E402
 from explorer import DEFAULT_MODEL, EXAMPLES_DIR, FALLBACK_MODEL, Explorer, ModelShelf  # noqa: E402
 from ui import class_map, lab, layers, raw, rollout, timing, tokens, walk  # noqa: E402
+from ui.describe import example_labels  # noqa: E402
 from ui.i18n import CODES, I18N, LANGUAGES, LOAD_JS, RTL_CSS, SWITCH_JS, language_of, text  # noqa: E402
 from ui.page import PRIVATE, Page, file_message, log, open_photo  # noqa: E402
 from vithybrid import CheckpointError  # noqa: E402
@@ -158,8 +159,9 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
                 gr.Markdown(I18N("labels.note"), elem_classes="compact")
         shapes_note = gr.Markdown(text("en", "examples.shapes_only"), visible=explorer.name == FALLBACK_MODEL,
                                   elem_id="examples-note")
-        gr.Examples([[str(p)] for p in example_files(explorer.name == FALLBACK_MODEL)], inputs=image,
-                    label=I18N("examples.label"), examples_per_page=8)
+        files = example_files(explorer.name == FALLBACK_MODEL)
+        examples = gr.Examples([[str(p)] for p in files], inputs=image, label=I18N("examples.label"),
+                               examples_per_page=8, example_labels=example_labels("en", files))
         gr.Markdown(I18N("examples.credit"), elem_classes="compact")
         with gr.Row():
             cmap = gr.Dropdown(COLORMAPS, value="jet", label=I18N("cmap.label"), info=I18N("cmap.info"), elem_id="cmap")
@@ -170,6 +172,8 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
         gr.Markdown(I18N("legend.help"), elem_id="legend-help")
         page = Page(explorer, ModelShelf(explorer, max_loaded), chosen, image, cmap, alpha, fusion)
         page.on_text(page_texts, [], [header, notice, shapes_note, language])
+        page.on_text(lambda language, chosen: gr.update(sample_labels=example_labels(language, files)), [],
+                     [examples.dataset])  # the examples' names in the session's language
         with gr.Tabs(overflow_behavior="wrap"):  # every tab on screen, on a phone too
             for tab in TABS:
                 with gr.Tab(I18N(tab.TITLE), elem_id=tab.ELEM_ID) as page.tab:

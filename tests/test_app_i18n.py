@@ -65,11 +65,12 @@ def keys_used() -> set[str]:
 
 def test_every_key_the_page_uses_is_translated_and_none_is_left_unused():
     from app import TABS
-    from ui import lab
+    from ui import describe, lab
     from ui.timing import HEADER_KEYS
 
     made_at_run_time = {*lab.MAP_KEYS.values(), *lab.AGREEMENT_KEYS.values(), *lab.VERDICT_KEYS.values(),
-                        *lab.HEADER_KEYS}
+                        *lab.HEADER_KEYS, *describe.PLACE_KEYS.values(), *describe.REST_KEYS.values(),
+                        *describe.EXAMPLE_KEYS.values()}
     used = keys_used() | set(HEADER_KEYS) | made_at_run_time | {tab.TITLE for tab in TABS}
     english = set(translations()["en"])
     assert used <= english, used - english
