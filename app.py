@@ -40,7 +40,7 @@ from vithybrid.checkpoints.timm_format import SUPPORTED_CHECKPOINTS  # noqa: E40
 from vithybrid.images import ImageError  # noqa: E402
 from vithybrid.runtimes import load_exported  # noqa: E402
 
-COLORMAPS = ["jet", "turbo", "viridis", "inferno", "magma", "plasma"]
+COLORMAPS = [viz.DEFAULT_CMAP, "cividis", "inferno", "magma", "plasma", "turbo", "jet"]  # perceptually uniform first
 FUSIONS = list(viz.HEAD_FUSIONS)
 TABS = [rollout, class_map, lab, raw, layers, tokens, walk, timing]  # page order; raw lends tokens its layer, head
 MIN_SIDE = 32  # pictures smaller than this (either side) get a warning: a few pixels stretched mean little
@@ -164,7 +164,8 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
                                examples_per_page=8, example_labels=example_labels("en", files))
         gr.Markdown(I18N("examples.credit"), elem_classes="compact")
         with gr.Row():
-            cmap = gr.Dropdown(COLORMAPS, value="jet", label=I18N("cmap.label"), info=I18N("cmap.info"), elem_id="cmap")
+            cmap = gr.Dropdown(COLORMAPS, value=viz.DEFAULT_CMAP, label=I18N("cmap.label"), info=I18N("cmap.info"),
+                               elem_id="cmap")
             alpha = gr.Slider(0, 1, value=0.5, step=0.05, label=I18N("alpha.label"), info=I18N("alpha.info"),
                               elem_id="alpha")
             fusion = gr.Radio(FUSIONS, value="mean", label=I18N("fusion.label"), info=I18N("fusion.info"),

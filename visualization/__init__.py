@@ -33,7 +33,7 @@ from .figure7 import (attention_distance_figure, filter_grid, mean_attention_dis
                       position_similarity_figure)
 from .grid import cell_edges, cell_to_token, expand_to_pixels, to_grid, token_at, token_box, token_to_cell
 from .relevance import class_relevance
-from .render import colorize, draw_token_grid, normalize, overlay, overlay_on_original, with_colorbar
+from .render import DEFAULT_CMAP, colorize, draw_token_grid, normalize, overlay, overlay_on_original, with_colorbar
 from .rollout import attention_rollout, cls_map, discard_weakest
 
 __all__ = ["AGREEMENT_SENTENCES", "APP_FRACTIONS", "CAM_METHODS", "HEAD_FUSIONS", "VERDICTS", "CropGeometry",
@@ -44,4 +44,4 @@ __all__ = ["AGREEMENT_SENTENCES", "APP_FRACTIONS", "CAM_METHODS", "HEAD_FUSIONS"
            "mean_attention_distance", "normalize", "overlay", "overlay_on_original", "pool_to_grid",
            "position_embedding_similarity", "position_similarity_figure", "processor_geometry", "rank_correlation",
            "raw_attention", "shortest_edge_size", "small_multiples", "to_grid", "token_at", "token_box", "token_to_cell",
-           "with_colorbar", "MapFacts", "REGIONS", "RESTS", "describe_map"]
+           "with_colorbar", "DEFAULT_CMAP", "MapFacts", "REGIONS", "RESTS", "describe_map"]
