@@ -35,6 +35,7 @@ from ui import class_map, lab, layers, raw, rollout, timing, tokens, walk  # noq
 from ui.describe import example_labels  # noqa: E402
 from ui.i18n import CODES, I18N, LANGUAGES, LOAD_JS, RTL_CSS, SWITCH_JS, language_of, text  # noqa: E402
 from ui.page import PRIVATE, Page, file_message, log, open_photo  # noqa: E402
+from ui.theme import CSS as A11Y_CSS, THEME  # noqa: E402
 from vithybrid import CheckpointError  # noqa: E402
 from vithybrid.checkpoints.timm_format import SUPPORTED_CHECKPOINTS  # noqa: E402
 from vithybrid.images import ImageError  # noqa: E402
@@ -48,7 +49,7 @@ CSS = ("#banner, #examples-note {border-left: 4px solid #f59e0b; padding: 8px 12
        "#photo-note {border-left: 4px solid #dc2626; padding: 8px 12px;} "
        # a phone: a shorter photo box, so that the answer under it is on the first screen after an upload
        "@media (max-width: 640px) {#inp {height: 220px !important}} " + RTL_CSS)
-LAUNCH_OPTIONS = dict(css=CSS, js=LOAD_JS, i18n=I18N, max_file_size="20mb",  # uploads above 20 MB: HTTP 413
+LAUNCH_OPTIONS = dict(css=CSS + A11Y_CSS, theme=THEME, js=LOAD_JS, i18n=I18N, max_file_size="20mb",  # above: HTTP 413
                       show_error=True)
 QUEUE_SIZE = 32  # requests waiting beyond this are turned away instead of piling up
 
