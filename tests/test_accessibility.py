@@ -3,12 +3,11 @@ with a photo analysed, in English and in Arabic, fails on any critical or seriou
 by keyboard, with a visible focus ring; the colormap offered."""
 
 import sys
-import tempfile
 from pathlib import Path
 
 import pytest
 
-from conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, missing
+from conftest import ROOT, open_page
 
 sys.path.insert(0, str(ROOT))
 AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
@@ -50,16 +49,6 @@ AUDIT = """async ([gradioMarkup]) => {
 }"""
 
 
-@pytest.fixture(scope="module")
-def playwright():
-    if not Path(CHROMIUM).exists():
-        missing("Chromium is not installed (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        yield playwright
-
-
 def failures(violations, tab: str) -> list[str]:
     """The critical and serious violations that are ours, one line each: the tab, the rule, its impact, the targets."""
     lines = []
@@ -91,25 +80,13 @@ def audit_every_tab(page) -> list[str]:
     return found
 
 
-def open_page(playwright, url, locale, color_scheme):
-    profile = tempfile.mkdtemp()
-    context = playwright.chromium.launch_persistent_context(
-        user_data_dir=profile, executable_path=CHROMIUM, headless=True, locale=locale, color_scheme=color_scheme,
-        viewport={"width": 1280, "height": 900}, args=CHROMIUM_ARGS)
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda error: page.errors.append(str(error)))
-    page.goto(url)
-    return context, page
-
-
 # One page load per language; colours do not depend on the language, so English is audited light and Arabic dark.
 @pytest.mark.parametrize("locale, color_scheme, examples_name", [("en-US", "light", "Star (shape)"),
                                                                  ("ar", "dark", "نجمة (شكل)")])
 def test_no_critical_or_serious_axe_violation_on_any_tab(playwright, app_url, locale, color_scheme, examples_name):
     from playwright.sync_api import expect
 
-    context, page = open_page(playwright, app_url, locale, color_scheme)
+    context, page = open_page(playwright, app_url, locale, color_scheme=color_scheme)
     try:
         expect(page.locator("html")).to_have_attribute("lang", locale[:2], timeout=30_000)
         expect(page.get_by_role("button", name=examples_name)).to_be_visible(timeout=30_000)  # named examples
@@ -127,7 +104,7 @@ def test_the_token_explorer_by_keyboard_with_a_visible_focus(playwright, app_url
     click picks, the boxes follow a click, a value off the grid is kept on it, and the focused box shows a ring."""
     from playwright.sync_api import expect
 
-    context, page = open_page(playwright, app_url, "en-US", "light")
+    context, page = open_page(playwright, app_url)
     try:
         page.locator("#inp input[type=file]").set_input_files(str(STAR))
         expect(page.locator("#labels")).to_contain_text("star", timeout=60_000)

@@ -473,7 +473,7 @@ def test_the_package_needs_neither_vithybrid_nor_gradio_nor_pyplot():
 
 
 def test_the_default_colormap_is_perceptually_uniform():
-    """Every picture defaults to viridis (issue 27): jet invents edges and bright bands and fails colour-blind readers."""
+    """Every picture defaults to viridis (issue 27): jet invents edges and bands and fails colour-blind readers."""
     image = Image.new("RGB", (40, 30))
     heatmap = torch.rand(3, 4, generator=torch.Generator().manual_seed(1))
     assert DEFAULT_CMAP == "viridis"
