@@ -30,6 +30,7 @@ import torch  # noqa: E402
 from explorer import DEFAULT_MODEL, FALLBACK_MODEL, Explorer, ModelShelf  # noqa: E402
 from ui import api, class_map, header, lab, layers, raw, rollout, timing, tokens, walk  # noqa: E402
 from ui.i18n import I18N, LOAD_JS, RTL_CSS  # noqa: E402
+from ui.theme import CSS as A11Y_CSS, THEME  # noqa: E402
 from vithybrid import CheckpointError  # noqa: E402
 from vithybrid.optimize import keep_freed_memory  # noqa: E402
 from vithybrid.runtimes import load_exported  # noqa: E402
@@ -44,7 +45,7 @@ CSS = ("#banner, #examples-note {border-left: 4px solid #f59e0b; padding: 8px 12
 # own queue admits every event (no concurrency limit) and only bounds how many wait; a class of 30 keeps about
 # two events each waiting, so threads must not be the limit either.
 QUEUE_OPTIONS = dict(default_concurrency_limit=None, max_size=256)
-LAUNCH_OPTIONS = dict(css=CSS, js=LOAD_JS, i18n=I18N, max_file_size="20mb",  # uploads above 20 MB: HTTP 413
+LAUNCH_OPTIONS = dict(css=CSS + A11Y_CSS, theme=THEME, js=LOAD_JS, i18n=I18N, max_file_size="20mb",  # above: 413
                       show_error=True, max_threads=128)
 
 

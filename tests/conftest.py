@@ -99,6 +99,30 @@ def browser():
         context.close()
 
 
+@pytest.fixture(scope="module")
+def playwright():
+    """Playwright, for tests that open browsers of their own (open_page); missing() without Chromium."""
+    if not Path(CHROMIUM).exists():
+        missing("Chromium is not installed (apt-get install -y chromium)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        yield playwright
+
+
+def open_page(playwright, url, locale="en-US", viewport=(1280, 900), color_scheme="light"):
+    """A fresh browser (its own profile: no language cookie) in `locale`, on the app; page errors collected."""
+    profile = tempfile.mkdtemp()
+    context = playwright.chromium.launch_persistent_context(
+        user_data_dir=profile, executable_path=CHROMIUM, headless=True, locale=locale, color_scheme=color_scheme,
+        viewport={"width": viewport[0], "height": viewport[1]}, args=CHROMIUM_ARGS)
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda error: page.errors.append(str(error)))
+    page.goto(url)
+    return context, page
+
+
 # ------------------------------------------------- the app served on loopback (test_app, test_app_i18n)
 
 def free_port() -> int:

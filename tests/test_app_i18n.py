@@ -8,13 +8,11 @@ import re
 import string
 import subprocess
 import sys
-import tempfile
-from pathlib import Path
 
 import pytest
 from gradio_client import Client, handle_file
 
-from conftest import CHROMIUM, CHROMIUM_ARGS, ROOT, free_port, missing
+from conftest import ROOT, free_port, open_page
 
 sys.path.insert(0, str(ROOT))
 LOCALES = ROOT / "locales"
@@ -65,11 +63,12 @@ def keys_used() -> set[str]:
 
 def test_every_key_the_page_uses_is_translated_and_none_is_left_unused():
     from app import TABS
-    from ui import lab
+    from ui import describe, lab
     from ui.timing import HEADER_KEYS
 
     made_at_run_time = {*lab.MAP_KEYS.values(), *lab.AGREEMENT_KEYS.values(), *lab.VERDICT_KEYS.values(),
-                        *lab.HEADER_KEYS}
+                        *lab.HEADER_KEYS, *describe.PLACE_KEYS.values(), *describe.REST_KEYS.values(),
+                        *describe.EXAMPLE_KEYS.values()}
     used = keys_used() | set(HEADER_KEYS) | made_at_run_time | {tab.TITLE for tab in TABS}
     english = set(translations()["en"])
     assert used <= english, used - english
@@ -210,29 +209,6 @@ def test_the_api_answers_the_same_in_both_languages(app_url, shape_files):
         handle_file(path), api_name="/classify") for language in ("en", "ar")]
     assert answers[0]["label"] == answers[1]["label"] == shape_files[0][1]
     assert [c["label"] for c in answers[0]["confidences"]] == [c["label"] for c in answers[1]["confidences"]]
-
-
-@pytest.fixture(scope="module")
-def playwright():
-    if not Path(CHROMIUM).exists():
-        missing("Chromium is not installed (apt-get install -y chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        yield playwright
-
-
-def open_page(playwright, url, locale="en-US", viewport=(1280, 900)):
-    """A fresh browser (its own profile: no language cookie) in `locale`, on the app; page errors collected."""
-    profile = tempfile.mkdtemp()
-    context = playwright.chromium.launch_persistent_context(
-        user_data_dir=profile, executable_path=CHROMIUM, headless=True, locale=locale,
-        viewport={"width": viewport[0], "height": viewport[1]}, args=CHROMIUM_ARGS)
-    page = context.new_page()
-    page.errors = []
-    page.on("pageerror", lambda error: page.errors.append(str(error)))
-    page.goto(url)
-    return context, page
 
 
 def direction(locator) -> str:

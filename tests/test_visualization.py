@@ -17,6 +17,7 @@ from visualization import (CropGeometry, MapCache, attention_rollout, backbone_f
                            layer_stack, normalize, overlay, overlay_on_original, raw_attention, shortest_edge_size,
                            small_multiples, to_grid, token_at, token_box, token_to_cell)
 from visualization.figures import COLORBAR_PX, PANEL_PX
+from visualization.render import DEFAULT_CMAP, with_colorbar
 from vithybrid import ViTHybridImageProcessor
 
 FUSIONS = ("mean", "max", "min")
@@ -469,3 +470,13 @@ def test_the_package_needs_neither_vithybrid_nor_gradio_nor_pyplot():
             "print(sorted(m for m in ('vithybrid', 'gradio', 'matplotlib.pyplot') if m in sys.modules))")
     root = Path(__file__).resolve().parents[1]
     assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root).stdout.strip() == "[]"
+
+
+def test_the_default_colormap_is_perceptually_uniform():
+    """Every picture defaults to viridis (issue 27): jet invents edges and bands and fails colour-blind readers."""
+    image = Image.new("RGB", (40, 30))
+    heatmap = torch.rand(3, 4, generator=torch.Generator().manual_seed(1))
+    assert DEFAULT_CMAP == "viridis"
+    assert np.array_equal(np.asarray(overlay(image, heatmap, alpha=1.0)),
+                          np.asarray(overlay(image, heatmap, "viridis", alpha=1.0)))
+    assert np.array_equal(np.asarray(with_colorbar(image)), np.asarray(with_colorbar(image, "viridis")))

@@ -17,10 +17,11 @@ from explorer import FALLBACK_MODEL, Explorer, ModelShelf
 from vithybrid.checkpoints.timm_format import SUPPORTED_CHECKPOINTS
 from vithybrid.images import ImageError
 
+from .describe import example_labels
 from .i18n import CODES, I18N, LANGUAGES, SWITCH_JS, language_of, text
 from .page import PRIVATE, Page, class_name, file_message, log, open_photo, session
 
-COLORMAPS = ["jet", "turbo", "viridis", "inferno", "magma", "plasma"]
+COLORMAPS = [viz.DEFAULT_CMAP, "cividis", "inferno", "magma", "plasma", "turbo", "jet"]  # perceptually uniform first
 MIN_SIDE = 32  # pictures smaller than this (either side) get a warning: a few pixels stretched mean little
 
 
@@ -83,17 +84,21 @@ def build(explorer: Explorer, shelf: ModelShelf, photo_input: type[gr.Image], ex
             gr.Markdown(I18N("labels.note"), elem_classes="compact")
     shapes_note = gr.Markdown(text("en", "examples.shapes_only"), visible=explorer.name == FALLBACK_MODEL,
                               elem_id="examples-note")
-    gr.Examples([[str(p)] for p in example_files(examples, explorer.name == FALLBACK_MODEL)], inputs=image,
-                label=I18N("examples.label"), examples_per_page=8)
+    files = example_files(examples, explorer.name == FALLBACK_MODEL)
+    shown_examples = gr.Examples([[str(p)] for p in files], inputs=image, label=I18N("examples.label"),
+                                 examples_per_page=8, example_labels=example_labels("en", files))
     gr.Markdown(I18N("examples.credit"), elem_classes="compact")
     with gr.Row():
-        cmap = gr.Dropdown(COLORMAPS, value="jet", label=I18N("cmap.label"), info=I18N("cmap.info"), elem_id="cmap")
+        cmap = gr.Dropdown(COLORMAPS, value=viz.DEFAULT_CMAP, label=I18N("cmap.label"), info=I18N("cmap.info"),
+                           elem_id="cmap")
         alpha = gr.Slider(0, 1, value=0.5, step=0.05, label=I18N("alpha.label"), info=I18N("alpha.info"),
                           elem_id="alpha")
         fusion = gr.Radio(list(viz.HEAD_FUSIONS), value="mean", label=I18N("fusion.label"), info=I18N("fusion.info"),
                           elem_id="fusion")
     gr.Markdown(I18N("legend.help"), elem_id="legend-help")
     page = Page(explorer, shelf, chosen, image, cmap, alpha, fusion)
+    page.on_text(lambda language, chosen: gr.update(sample_labels=example_labels(language, files)), [],
+                 [shown_examples.dataset])  # the examples' names in the session's language
     return page, Header(intro, language, notice, model, photo_note, labels, shapes_note)
 
 

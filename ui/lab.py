@@ -139,7 +139,9 @@ def build_halves(page: Page) -> gr.Dropdown:
     page.on_model(lambda name: (gr.update(choices=stage_choices(page.model_of(name)),
                                           value=page.model_of(name).stage_names[-1]), None), [], [stage, class_index])
     page.on_text(rewrite, [opened, page.image, class_index, method, stage], [agreement])
-    page.tab.select(lambda: True, None, opened, **PRIVATE).then(draw, inputs, outputs, **PRIVATE)
+    # Drawn when the session first opens the tab (a State's change: once); later visits find it drawn.
+    page.tab.select(lambda: True, None, opened, **PRIVATE)
+    opened.change(draw, inputs, outputs, **PRIVATE)
     for control in (class_index, method, stage):
         control.select(draw, inputs, outputs, **PRIVATE)
     return class_index

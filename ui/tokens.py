@@ -1,11 +1,13 @@
-"""Token explorer tab: click a token; see what it attends to in a layer and head, named in the caption, the token
-outlined on both pictures."""
+"""Token explorer tab: pick a token (click it, or type or step its row and column); see what it attends to in the
+layer and head, named in the caption, the token outlined on both pictures. The caption and the
+pictures' alternative texts say in words where the token looks."""
 
 import gradio as gr
 
 import visualization as viz
 
-from .i18n import I18N, language_of, text
+from .describe import describe
+from .i18n import I18N, session_language, text
 from .page import PRIVATE, Page, head_index, layer_and_head, layer_index, session
 
 TITLE, ELEM_ID = "tab.tokens", "tab-tokens"
@@ -15,7 +17,13 @@ def grid_token(grid, token) -> int:
     return min(int(token), grid[0] * grid[1])
 
 
-def caption(language, chosen, token, layer, head, fusion) -> str:
+def attention_map(analysis, token, layer, head, fusion):
+    """What grid token `token` attends to, as a (rows, cols) map."""
+    return viz.raw_attention(analysis.attentions, analysis.grid, layer_index(analysis, layer),
+                             grid_token(analysis.grid, token), head_index(analysis, head), fusion)[0]
+
+
+def token_words(language, chosen, token, layer, head, fusion) -> str:
     grid, config = chosen.grid, chosen.model.config
     token = grid_token(grid, token)
     row, col = viz.token_to_cell(token, grid)
@@ -26,10 +34,30 @@ def caption(language, chosen, token, layer, head, fusion) -> str:
                 layer=layer, head=shown_head)
 
 
+def caption(language, chosen, path, token, layer, head, fusion):
+    """The caption (the token, and where it looks once there is a photo) and the two pictures' alternative texts."""
+    words = token_words(language, chosen, token, layer, head, fusion)
+    image = Page.photo(path)
+    if image is None:
+        return words, gr.update(), gr.update()
+    looks = describe(language, attention_map(chosen.analysis(image, session()), token, layer, head, fusion))
+    return f"{words} {looks}", gr.update(alt_text=words.replace("**", "")), gr.update(alt_text=looks)
+
+
+def clamp(value, cells: int) -> int:
+    """A typed row or column (from 1), kept on the grid; an emptied box counts as 1."""
+    return min(max(int(value or 1), 1), cells)
+
+
 def build(page: Page) -> None:
     gr.Markdown(I18N("tokens.help"))
     layer, head = layer_and_head(page, "token-")
     token = gr.State(1)
+    with gr.Row():  # the keyboard's way to pick a token: a row and a column, typed or stepped with the arrow keys
+        row = gr.Number(1, precision=0, minimum=1, label=I18N("token.row.label"), info=I18N("token.row.info"),
+                        elem_id="token-row")
+        col = gr.Number(1, precision=0, minimum=1, label=I18N("token.col.label"), info=I18N("token.col.info"),
+                        elem_id="token-col")
     words = gr.Markdown(elem_id="token-text")
     with gr.Row():
         grid_image = gr.Image(label=I18N("grid.label"), elem_id="token-grid", height=400, interactive=False)
@@ -43,10 +71,9 @@ def build(page: Page) -> None:
         analysis = found[2]
         token = grid_token(analysis.grid, token)
         grid_picture = viz.draw_token_grid(analysis.crop, analysis.grid, highlight=token)
-        attention = viz.raw_attention(analysis.attentions, analysis.grid, layer_index(analysis, layer), token,
-                                      head_index(analysis, head), fusion)[0]
         # The chosen token stays visible on its own map too: outlined in white over the colours.
-        attended = viz.draw_token_grid(viz.overlay(analysis.crop, attention, cmap=cmap, alpha=alpha), analysis.grid,
+        attended = viz.draw_token_grid(viz.overlay(analysis.crop, attention_map(analysis, token, layer, head, fusion),
+                                                   cmap=cmap, alpha=alpha), analysis.grid,
                                        highlight=token, highlight_color=(255, 255, 255), opacity=0.0)
         return grid_picture, viz.with_colorbar(attended, cmap)
 
@@ -55,16 +82,33 @@ def build(page: Page) -> None:
         analysis = page.model_of(name).analysis(page.need(path), session())
         return viz.token_at(x, y, (analysis.crop.height, analysis.crop.width), analysis.grid)
 
-    def write(name, token, layer, head, fusion, request: gr.Request):
-        language = language_of(request)
-        return caption(language, page.model_of(name, language=language), token, layer, head, fusion)
+    def typed(name, row, col):
+        rows, cols = page.model_of(name).grid
+        return viz.cell_to_token(clamp(row, rows) - 1, clamp(col, cols) - 1, (rows, cols))
+
+    def cell(name, token):  # the row and column boxes follow the token however it was picked
+        grid = page.model_of(name).grid
+        row, col = viz.token_to_cell(grid_token(grid, token), grid)
+        return row + 1, col + 1
+
+    def write(name, path, token, layer, head, fusion):
+        language = session_language()
+        return caption(language, page.model_of(name, language=language), path, token, layer, head, fusion)
 
     inputs = [page.chosen, page.image, token, layer, head, page.fusion, page.cmap, page.alpha]
-    caption_inputs = [page.chosen, token, layer, head, page.fusion]
-    page.redraw(draw, inputs, [grid_image, attention_image], controls=[layer, head, page.fusion, page.cmap, page.alpha])
-    page.on_model(lambda name: 1, [], [token])
-    page.on_text(caption, caption_inputs[1:], [words])
+    caption_inputs = [page.chosen, page.image, token, layer, head, page.fusion]
+    captioned = [words, grid_image, attention_image]
+    page.redraw(draw, inputs, [grid_image, attention_image], controls=[page.cmap, page.alpha])
+    page.on_photo(write, caption_inputs, captioned)
+    page.on_model(lambda name: (1, 1, 1), [], [token, row, col])
+    page.on_text(caption, caption_inputs[1:], captioned)
     for control in (layer, head, page.fusion):
-        control.change(write, caption_inputs, words, **PRIVATE)
-    grid_image.select(pick, [page.chosen, page.image], token, **PRIVATE).then(
-        draw, inputs, [grid_image, attention_image], **PRIVATE).then(write, caption_inputs, words, **PRIVATE)
+        control.change(draw, inputs, [grid_image, attention_image], **PRIVATE).then(
+            write, caption_inputs, captioned, **PRIVATE)
+    # A click on the grid and a typed row and column pick a token the same way.
+    picked = [grid_image.select(pick, [page.chosen, page.image], token, **PRIVATE)]
+    picked += [box.input(typed, [page.chosen, row, col], token, trigger_mode="always_last", **PRIVATE)
+               for box in (row, col)]
+    for event in picked:
+        event.then(cell, [page.chosen, token], [row, col], **PRIVATE).then(
+            draw, inputs, [grid_image, attention_image], **PRIVATE).then(write, caption_inputs, captioned, **PRIVATE)

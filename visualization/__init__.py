@@ -11,6 +11,7 @@ over the backbone-token grid and to images a person reads at a glance.
   `rank_correlation` with a transformer map and `agreement_level`;
 - the ViT paper's Figure 7: `position_embedding_similarity`, `mean_attention_distance`, `filter_grid` and
   their drawings;
+- words for a map (its text alternative): `describe_map` (where its strong cells are, on how many cells);
 - which map to trust: `faithfulness_curves` (deletion and insertion, Petsiuk et al. 2018);
 - `MapCache`: model outputs per image, so that re-rendering never re-runs the model.
 
@@ -24,6 +25,7 @@ from .cam import (AGREEMENT_SENTENCES, CAM_METHODS, agreement_level, backbone_ca
                   rank_correlation)
 from .cache import MapCache, image_key
 from .crop import CropGeometry, shortest_edge_size
+from .describe import REGIONS, RESTS, MapFacts, describe_map
 from .geometry import processor_geometry
 from .figures import backbone_figure, figure_image, small_multiples
 from .faithfulness import APP_FRACTIONS, VERDICTS, FaithfulnessRun, faithfulness_curves, faithfulness_figure
@@ -31,7 +33,7 @@ from .figure7 import (attention_distance_figure, filter_grid, mean_attention_dis
                       position_similarity_figure)
 from .grid import cell_edges, cell_to_token, expand_to_pixels, to_grid, token_at, token_box, token_to_cell
 from .relevance import class_relevance
-from .render import colorize, draw_token_grid, normalize, overlay, overlay_on_original, with_colorbar
+from .render import DEFAULT_CMAP, colorize, draw_token_grid, normalize, overlay, overlay_on_original, with_colorbar
 from .rollout import attention_rollout, cls_map, discard_weakest
 
 __all__ = ["AGREEMENT_SENTENCES", "APP_FRACTIONS", "CAM_METHODS", "HEAD_FUSIONS", "VERDICTS", "CropGeometry",
@@ -42,4 +44,4 @@ __all__ = ["AGREEMENT_SENTENCES", "APP_FRACTIONS", "CAM_METHODS", "HEAD_FUSIONS"
            "mean_attention_distance", "normalize", "overlay", "overlay_on_original", "pool_to_grid",
            "position_embedding_similarity", "position_similarity_figure", "processor_geometry", "rank_correlation",
            "raw_attention", "shortest_edge_size", "small_multiples", "to_grid", "token_at", "token_box", "token_to_cell",
-           "with_colorbar"]
+           "with_colorbar", "DEFAULT_CMAP", "MapFacts", "REGIONS", "RESTS", "describe_map"]

@@ -17,7 +17,7 @@ from matplotlib.ticker import MaxNLocator
 from PIL import Image
 
 from .grid import expand_to_pixels
-from .render import as_image
+from .render import DEFAULT_CMAP, as_image
 
 PANEL_INCHES = 1.3  # backbone_figure
 PANEL_PX, GAP_PX, TITLE_PX, COLORBAR_PX = 96, 6, 14, 60  # small_multiples
@@ -31,7 +31,7 @@ def figure_image(figure: Figure) -> Image.Image:
     return Image.fromarray(np.asarray(canvas.buffer_rgba())[..., :3].copy())
 
 
-def small_multiples(maps: torch.Tensor | np.ndarray, titles: Sequence[str], cmap: str = "jet",
+def small_multiples(maps: torch.Tensor | np.ndarray, titles: Sequence[str], cmap: str = DEFAULT_CMAP,
                     title: str | None = None, columns: int | None = None) -> Image.Image:
     """(K, rows, cols) maps side by side on one color scale with one colorbar (Tufte's small multiples),
     e.g. `layer_stack(...)[0]` (one map per layer) or `head_stack(...)[0]` (one per head). The panels

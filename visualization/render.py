@@ -17,6 +17,10 @@ from .crop import CropGeometry
 from .grid import cell_edges, expand_to_pixels, token_box
 
 Color = tuple[int, int, int]
+# Perceptually uniform (equal steps in value look like equal steps in colour, lightness rises from weak to strong) and
+# readable with the common colour-vision deficiencies; jet is neither: it draws edges and bright bands that are not
+# in the data.
+DEFAULT_CMAP = "viridis"
 
 
 def as_image(image: Image.Image | np.ndarray) -> Image.Image:
@@ -31,7 +35,7 @@ def normalize(heatmap: torch.Tensor | np.ndarray) -> np.ndarray:
     return (values - low) / span if span > 0 else np.zeros_like(values)
 
 
-def colorize(heatmap: torch.Tensor | np.ndarray, size_hw: tuple[int, int], cmap: str = "jet",
+def colorize(heatmap: torch.Tensor | np.ndarray, size_hw: tuple[int, int], cmap: str = DEFAULT_CMAP,
              smooth: bool = False) -> Image.Image:
     """A (rows, cols) map as an RGB image of `size_hw`: token blocks, or bilinear if `smooth`."""
     values = normalize(heatmap)
@@ -43,7 +47,7 @@ def colorize(heatmap: torch.Tensor | np.ndarray, size_hw: tuple[int, int], cmap:
     return Image.fromarray(colors if smooth else expand_to_pixels(colors, size_hw))
 
 
-def overlay(image: Image.Image | np.ndarray, heatmap: torch.Tensor | np.ndarray, cmap: str = "jet",
+def overlay(image: Image.Image | np.ndarray, heatmap: torch.Tensor | np.ndarray, cmap: str = DEFAULT_CMAP,
             alpha: float = 0.5, smooth: bool = False) -> Image.Image:
     """The map blended over the image the model saw (its crop), at the image's size:
     (1 - alpha) * image + alpha * colors, so alpha=0 gives the image and alpha=1 the colors."""
@@ -52,7 +56,7 @@ def overlay(image: Image.Image | np.ndarray, heatmap: torch.Tensor | np.ndarray,
 
 
 def overlay_on_original(photo: Image.Image | np.ndarray, heatmap: torch.Tensor | np.ndarray,
-                        geometry: CropGeometry, cmap: str = "jet", alpha: float = 0.5, smooth: bool = False,
+                        geometry: CropGeometry, cmap: str = DEFAULT_CMAP, alpha: float = 0.5, smooth: bool = False,
                         outline: Color = (255, 255, 255), width: int = 3) -> Image.Image:
     """The map blended over the part of the original photo that the crop covers, the crop outlined."""
     photo = as_image(photo)  # a new image: convert() copies
@@ -83,7 +87,7 @@ def draw_token_grid(image: Image.Image | np.ndarray, grid_hw: tuple[int, int], h
     return out
 
 
-def with_colorbar(image: Image.Image | np.ndarray, cmap: str = "jet", height: int = 14,
+def with_colorbar(image: Image.Image | np.ndarray, cmap: str = DEFAULT_CMAP, height: int = 14,
                   ticks: tuple[float, ...] = (0.0, 0.5, 1.0)) -> Image.Image:
     """The picture with a colour legend under it: the colormap from 0 (left, the map's minimum) to 1 (right,
     its maximum), as `normalize` scales every map, with numbered ticks. Digits only, so the legend reads

@@ -94,7 +94,7 @@ def average_maps(rows: pd.DataFrame, name: str) -> str:
         maps = np.stack([grid_map(row, name) for row in group.itertuples()])
         mean = (maps / maps.sum(axis=(1, 2), keepdims=True).clip(min=1e-12)).mean(0)
         cells = THUMBNAIL // 2
-        picture = viz.colorize(mean, (cells, round(cells * mean.shape[1] / mean.shape[0])), cmap="jet")
+        picture = viz.colorize(mean, (cells, round(cells * mean.shape[1] / mean.shape[0])))
         cards.append(figure(data_uri(picture), f"{label} ({len(group)} images)"))
     return f"<h2>Average {MAP_NAMES[name]} per class</h2><div class=cards>{''.join(cards)}</div>"
 
