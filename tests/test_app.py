@@ -15,6 +15,7 @@ import torch
 from gradio_client import handle_file
 
 from conftest import ROOT, SAMPLE_PHOTOS, free_port
+from helpers import malformed_exif_jpeg
 from oracle.cases import PIL_MODES, mode_images
 from vithybrid.training.shapes import CLASSES, sample
 
@@ -203,6 +204,7 @@ def test_classify_without_image_says_so(client):
     (b"", "is empty"),
     (b"just some notes, not a picture", "is not an image that can be read"),
     (b"<svg xmlns='http://www.w3.org/2000/svg'></svg>", "is not an image that can be read"),
+    (malformed_exif_jpeg(), "is truncated or corrupt and cannot be read"),  # issue 26: was a traceback
 ])
 def test_bad_files_get_a_message_and_the_app_keeps_serving(client, tmp_path, shape_files, content, message, capfd):
     from gradio_client.exceptions import AppError
