@@ -384,7 +384,7 @@ def test_resume_refuses_rows_made_with_other_settings(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["empty folder", "no images", "no path column", "unwritable out", "existing out",
-                                  "bad device"])
+                                  "bad device", "report is a folder"])
 def test_bad_input_is_one_line_and_status_2(case, tmp_path, capsys):
     source, out = tmp_path / "source", tmp_path / "out"
     source.mkdir()
@@ -393,9 +393,11 @@ def test_bad_input_is_one_line_and_status_2(case, tmp_path, capsys):
     elif case == "no path column":
         source = tmp_path / "table.csv"
         source.write_text("file,label\na.png,cat\n")
-    elif case in ("unwritable out", "existing out", "bad device"):
+    elif case in ("unwritable out", "existing out", "bad device", "report is a folder"):
         shutil.copy(IMAGES / "shape_star.png", source)
-        if case == "unwritable out":
+        if case == "report is a folder":  # issue 26: found only after the whole run, as a traceback
+            (tmp_path / "out.html").mkdir()
+        elif case == "unwritable out":
             (tmp_path / "a_file").write_text("")
             out = tmp_path / "a_file" / "out"  # inside a file: no one can write there, not even root
         else:
@@ -407,6 +409,54 @@ def test_bad_input_is_one_line_and_status_2(case, tmp_path, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     assert sorted(tmp_path.rglob("*")) == before  # nothing written, not even OUT's folder or a report
+
+
+def test_an_unwritable_report_folder_is_found_before_the_first_image(tmp_path, monkeypatch, capsys):
+    """OUT can be written, the folder the report goes to cannot (read-only; root ignores permissions, so the
+    check that tries is made to fail): one line before any work, nothing left behind."""
+    import vithybrid.analyze.__main__ as command
+
+    source, out = tmp_path / "source", tmp_path / "out"
+    source.mkdir()
+    out.mkdir()
+    shutil.copy(IMAGES / "shape_star.png", source)
+    writable = command.check_writable
+
+    def read_only_parent(folder):
+        if Path(folder) == tmp_path:
+            raise PermissionError(13, "Permission denied")
+        writable(folder)
+
+    monkeypatch.setattr(command, "check_writable", read_only_parent)
+    runs = []
+    monkeypatch.setattr(command, "run_local", lambda *args: runs.append(args))
+    before = sorted(tmp_path.rglob("*"))
+    assert main([str(source), "--out", str(out), "--model", "shapes"]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [f"error: cannot write the report to {tmp_path}: Permission denied; choose another --out, or pass "
+                     f"--no-report"]
+    assert sorted(tmp_path.rglob("*")) == before and runs == []
+    assert main([str(source), "--out", str(out), "--model", "shapes", "--no-report"]) == 0 and len(runs) == 1
+
+
+def test_outputs_are_never_written_through_a_link_planted_at_their_temporary_names(tmp_path):
+    """Issue 26: the report was written through `.OUT.html.tmp`, so a link planted there by another user of the
+    folder made the run overwrite the link's target and left OUT.html a link to it; and OUT's write test touched
+    `OUT/.write-test`, creating whatever file a link there named."""
+    source, out = tmp_path / "source", tmp_path / "out"
+    source.mkdir()
+    shutil.copy(IMAGES / "shape_star.png", source)
+    victim, created = tmp_path / "victim.txt", tmp_path / "created.txt"
+    victim.write_text("precious")
+    (tmp_path / ".out.html.tmp").symlink_to(victim)
+    out.mkdir()
+    (out / ".write-test").symlink_to(created)
+    assert main([str(source), "--out", str(out), "--model", "shapes", "--workers", "0"]) == 0
+    assert victim.read_text() == "precious" and not created.exists()
+    report = report_path(out)
+    assert report.is_file() and not report.is_symlink() and "<h1>ViT-Hybrid analysis" in report.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.html.tmp", "out", "out.html", "source", "victim.txt"]
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]  # no temporary file left
 
 
 def test_without_the_analyze_extra_the_command_says_what_to_install(tmp_path):

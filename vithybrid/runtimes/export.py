@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..atomic import write_text
 from ..checkpoints.hub import CheckpointError, locate_weights
 from ..checkpoints.shipped import resolve_model
 from ..model.backbone import StdConv2d
@@ -220,7 +221,7 @@ def export_model(model: str | Path | ViTHybridForImageClassification, out: str |
         for path in written:
             path.unlink(missing_ok=True)
         raise
-    (out / INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
+    write_text(out / INFO_NAME, json.dumps(info, indent=2) + "\n")
     return info
 
 
