@@ -459,6 +459,58 @@ def test_outputs_are_never_written_through_a_link_planted_at_their_temporary_nam
     assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]  # no temporary file left
 
 
+def test_links_out_of_the_source_folder_are_left_out_unless_asked_for(tmp_path, capsys):
+    """Issue 26: a link in the source folder to an image elsewhere was explained and shown in the report. Links
+    that stay inside are read; every path is the one found, not where its link leads."""
+    source, elsewhere = tmp_path / "source", tmp_path / "elsewhere"
+    source.mkdir()
+    elsewhere.mkdir()
+    shutil.copy(IMAGES / "shape_star.png", source / "star.png")
+    shutil.copy(IMAGES / "shape_circle.png", elsewhere / "private.png")
+    (source / "inside.png").symlink_to(source / "star.png")
+    (source / "outside.png").symlink_to(elsewhere / "private.png")
+    (source / "folder").symlink_to(elsewhere, target_is_directory=True)  # never searched
+    for follow, names in [([], ["inside.png", "star.png"]), (["--follow-symlinks"], ["inside.png", "outside.png",
+                                                                                     "star.png"])]:
+        out = tmp_path / f"out{len(follow)}"
+        assert main([str(source), "--out", str(out), "--model", "shapes", "--workers", "0", *follow]) == 0
+        rows = rows_of(out)
+        assert rows.path.tolist() == [str(source / name) for name in names] and rows.error.isna().all()
+        notes = [line for line in capsys.readouterr().err.splitlines() if "--follow-symlinks" in line]
+        assert notes == ([] if follow else [f"note: left out 1 link(s) to files outside {source} (such as "
+                                           f"{source / 'outside.png'}); pass --follow-symlinks to read them"])
+        assert ("private.png" in report_path(out).read_text()) is False
+    out = tmp_path / "glob"
+    assert main([str(source / "*.png"), "--out", str(out), "--model", "shapes", "--workers", "0", "--no-report"]) == 0
+    assert rows_of(out).path.tolist() == [str(source / "inside.png"), str(source / "star.png")]
+    assert "--follow-symlinks" in subprocess.run([sys.executable, "-m", "vithybrid.analyze", "--help"], cwd=ROOT,
+                                                 capture_output=True, text=True).stdout
+
+
+def test_paths_are_kept_as_given_and_special_files_named(tmp_path, monkeypatch):
+    """Issue 26: a table's paths were resolved (a link to /proc/self/environ became /proc/<pid>/environ in the rows
+    and the report), and a FIFO, a device or a folder was 'There is no file X'."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "env.png").symlink_to("/proc/self/environ")
+    os.mkfifo(tmp_path / "data" / "pipe.png")
+    (tmp_path / "data" / "folder.png").mkdir()
+    shutil.copy(IMAGES / "shape_star.png", tmp_path / "star.png")
+    pd.DataFrame({"path": ["data/env.png", "data/pipe.png", "data/folder.png", "/dev/null", "data/../star.png"]}
+                 ).to_csv(tmp_path / "files.csv", index=False)
+    assert main(["files.csv", "--out", "out", "--model", "shapes", "--workers", "0"]) == 0
+    rows = pd.read_parquet(tmp_path / "out")
+    errors = dict(zip(rows.path, rows.error))
+    assert sorted(errors) == sorted([*(str(tmp_path / p) for p in ["data/env.png", "data/pipe.png", "data/folder.png",
+                                                                    "data/../star.png"]), "/dev/null"])
+    assert errors[str(tmp_path / "data/pipe.png")].startswith("pipe.png is a named pipe (FIFO), not an image file")
+    assert errors["/dev/null"].startswith("null is a character device")
+    assert errors[str(tmp_path / "data/folder.png")].startswith("folder.png is a folder")
+    assert errors[str(tmp_path / "data/env.png")].startswith("env.png is empty")  # /proc files say size 0
+    assert pd.isna(errors[str(tmp_path / "data/../star.png")])
+    assert "/proc/" not in (tmp_path / "out.html").read_text() + "".join(rows.path)
+
+
 def test_without_the_analyze_extra_the_command_says_what_to_install(tmp_path):
     """pandas and pyarrow are an optional extra: without them, one line naming it and status 2."""
     from helpers import env_hiding

@@ -55,6 +55,10 @@ def parser() -> argparse.ArgumentParser:
         "point) and an HTML report."))
     p.add_argument("source", help="an image folder (searched recursively), a glob, or a CSV/Parquet file with a "
                                   "'path' column (optional: 'label', 'bbox' = x0 y0 x1 y1 in photo pixels)")
+    p.add_argument("--follow-symlinks", action="store_true",
+                   help="read links (in a folder or glob source) to files outside the folder searched; by default "
+                        "they are left out, with a note (links to folders are never searched; a table's paths are "
+                        "read as listed)")
     p.add_argument("--out", required=True, type=Path, help="the folder of Parquet parts to write; the report goes "
                                                            "beside it as OUT.html")
     p.add_argument("--model", default=DEFAULT_MODEL,
@@ -200,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         if min(args.batch_size, args.top_k) < 1 or args.workers < 0 or (args.actors is not None and args.actors < 1):
             raise UsageError("--batch-size, --top-k and --actors must be at least 1, --workers at least 0")
         notes = check_runtime(args)
-        rows = read_source(args.source)
+        rows, outside = read_source(args.source, args.follow_symlinks)
+        if outside:
+            notes.append(f"note: left out {len(outside)} link(s) to files outside {args.source} (such as "
+                         f"{outside[0]}); pass --follow-symlinks to read them")
         # With --ray the model is loaded here only to check it (the actors load their own; a checkpoint given
         # with --runtime is exported here, once, and the actors load the export).
         device = "cpu" if args.ray or args.runtime else args.device or ("cuda" if torch.cuda.is_available() else "cpu")
