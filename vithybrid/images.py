@@ -125,10 +125,10 @@ def decode(file: BinaryIO, name: str, max_pixels: int, max_side: int) -> Image.I
         image.seek(0)  # the first frame of an animation or a multi-page file
         image.load()
         photo = ImageOps.exif_transpose(image)
-    photo = to_rgb(photo)
     kept = aspect_crop_box(*photo.size)
-    if kept != (0, 0, *photo.size):
+    if kept != (0, 0, *photo.size):  # before converting: a long strip would otherwise be converted whole
         photo = photo.crop(kept)
+    photo = to_rgb(photo)
     if max(photo.size) > max_side:
         photo.thumbnail((max_side, max_side), Image.BICUBIC)
     return photo

@@ -138,6 +138,8 @@ def splice(rng: random.Random, data: bytes, fmt: str) -> bytes:
 
 
 def mutate(rng: random.Random, data: bytes, fmt: str) -> bytes:
+    if len(data) < 2:  # cut to nothing by an earlier mutation
+        return data + rng.randbytes(rng.randint(1, 32))
     kind = rng.choice(["flip bits", "edge bytes", "truncate", "repeat", "drop", "insert", "splice"])
     if kind == "flip bits":
         data = bytearray(data)
