@@ -31,7 +31,7 @@ import torch  # noqa: E402
 
 import visualization as viz  # noqa: E402
 from explorer import DEFAULT_MODEL, EXAMPLES_DIR, FALLBACK_MODEL, Explorer, ModelShelf  # noqa: E402
-from ui import class_map, lab, layers, raw, rollout, timing, tokens, walk  # noqa: E402
+from ui import class_map, lab, layers, raw, rollout, timing, tokens, uploads, walk  # noqa: E402
 from ui.i18n import CODES, I18N, LANGUAGES, LOAD_JS, RTL_CSS, SWITCH_JS, language_of, text  # noqa: E402
 from ui.page import PRIVATE, Page, file_message, log, open_photo  # noqa: E402
 from vithybrid import CheckpointError  # noqa: E402
@@ -47,8 +47,9 @@ CSS = ("#banner, #examples-note {border-left: 4px solid #f59e0b; padding: 8px 12
        "#photo-note {border-left: 4px solid #dc2626; padding: 8px 12px;} "
        # a phone: a shorter photo box, so that the answer under it is on the first screen after an upload
        "@media (max-width: 640px) {#inp {height: 220px !important}} " + RTL_CSS)
-LAUNCH_OPTIONS = dict(css=CSS, js=LOAD_JS, i18n=I18N, max_file_size="20mb",  # uploads above 20 MB: HTTP 413
-                      show_error=True)
+# A file above the limit: HTTP 413; a whole request above it: 413 too, with app_kwargs=uploads.app_kwargs() (new for
+# each launch) beside these options.
+LAUNCH_OPTIONS = dict(css=CSS, js=LOAD_JS, i18n=I18N, max_file_size=f"{uploads.MAX_FILE_MB}mb", show_error=True)
 QUEUE_SIZE = 32  # requests waiting beyond this are turned away instead of piling up
 
 
@@ -137,7 +138,7 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
                 gr.update(visible=chosen.name == FALLBACK_MODEL, value=text(language, "examples.shapes_only")),
                 LANGUAGES[language])
 
-    with gr.Blocks(title="ViT-Hybrid Explorer") as demo:
+    with gr.Blocks(title="ViT-Hybrid Explorer", delete_cache=uploads.DELETE_CACHE) as demo:
         with gr.Row(equal_height=True):  # side by side; on a phone the switch goes under the title
             with gr.Column(scale=4, min_width=300):
                 header = gr.Markdown(text("en", "intro", model=explorer.name), elem_id="intro")
@@ -257,7 +258,8 @@ def main(argv: list[str] | None = None) -> None:
               f"crosses).", file=sys.stderr, flush=True)
     demo = build_demo(explorer, args.models)
     demo.queue(default_concurrency_limit=1 if device == "cpu" else 2, max_size=QUEUE_SIZE)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_OPTIONS)
+    demo.launch(server_name=args.host, server_port=args.port, share=args.share, app_kwargs=uploads.app_kwargs(),
+                **LAUNCH_OPTIONS)
 
 
 if __name__ == "__main__":

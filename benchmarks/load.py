@@ -86,13 +86,15 @@ def resident_mb() -> float:
 def serve(explorer):
     """The app as `python app.py` serves it, on a free loopback port; returns (demo, url)."""
     from app import LAUNCH_OPTIONS, QUEUE_SIZE, build_demo
+    from ui import uploads
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     demo = build_demo(explorer)
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **LAUNCH_OPTIONS)
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
+                app_kwargs=uploads.app_kwargs(), **LAUNCH_OPTIONS)
     return demo, f"http://127.0.0.1:{port}/"
 
 

@@ -127,11 +127,13 @@ def tiny_folder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def app_url(explorer, tiny_folder):
     from app import LAUNCH_OPTIONS, QUEUE_SIZE, build_demo
+    from ui import uploads
 
     demo = build_demo(explorer, extra_models=[str(tiny_folder)])
     demo.queue(default_concurrency_limit=1, max_size=QUEUE_SIZE)
     port = free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **LAUNCH_OPTIONS)
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
+                app_kwargs=uploads.app_kwargs(), **LAUNCH_OPTIONS)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 

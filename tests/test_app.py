@@ -287,6 +287,32 @@ def test_uploads_above_the_size_limit_are_refused(app_url, tmp_path):
     assert response.status_code == 413
 
 
+def test_a_request_of_many_files_under_the_file_limit_is_refused_whole(app_url, explorer):
+    """Issue 26: the 20 MB limit was per file, so one request with 5 x 19 MB was accepted (and kept). The whole
+    request is bounded now, with or without a Content-Length; a photo at the file limit still goes through; and
+    uploads are deleted on a schedule."""
+    import httpx
+
+    from app import build_demo
+    from ui import uploads
+
+    part = bytes(15 * 2**20)  # under the per-file limit; two are over the request's
+    files = [("files", (f"photo{i}.png", b"\x89PNG" + part, "image/png")) for i in range(2)]
+    response = httpx.post(app_url + "gradio_api/upload", files=files, timeout=60)
+    assert response.status_code == 413 and "Request too large" in response.text
+
+    def chunks():  # no Content-Length: a chunked body, counted as it arrives
+        yield b"--x\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.png\"\r\n\r\n"
+        for _ in range(30):
+            yield bytes(2**20)
+    response = httpx.post(app_url + "gradio_api/upload", content=chunks(), timeout=60,
+                          headers={"content-type": "multipart/form-data; boundary=x"})
+    assert response.status_code == 413
+    one = httpx.post(app_url + "gradio_api/upload", files=files[:1], timeout=60)
+    assert one.status_code == 200 and len(one.json()) == 1  # one photo under the limit: accepted
+    assert uploads.MAX_REQUEST_BYTES < 2 * len(part) and build_demo(explorer).delete_cache == uploads.DELETE_CACHE
+
+
 def test_in_a_real_browser(app_url, explorer, browser, shape_files):
     from playwright.sync_api import expect
 

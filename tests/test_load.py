@@ -109,6 +109,7 @@ def test_a_burst_beyond_the_queue_bound_is_turned_away(tmp_path):
     from gradio_client import Client, handle_file
 
     from app import LAUNCH_OPTIONS, build_demo
+    from ui import uploads
     from explorer import Explorer
 
     explorer = Explorer("shapes")
@@ -117,7 +118,8 @@ def test_a_burst_beyond_the_queue_bound_is_turned_away(tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **LAUNCH_OPTIONS)
+    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True,
+                app_kwargs=uploads.app_kwargs(), **LAUNCH_OPTIONS)
     try:
         url = f"http://127.0.0.1:{port}/"
         files = shape_files(24, tmp_path)
