@@ -302,7 +302,7 @@ def test_export_into_a_place_that_cannot_take_it_is_one_line_and_status_2(case, 
     out = tmp_path / "existing.txt" / ("out" if case == "OUT inside a file" else "")
     before = sorted(tmp_path.rglob("*"))
     result = subprocess.run([sys.executable, "-m", "vithybrid.export", "shapes", str(out)], capture_output=True,
-                            text=True, cwd=ROOT, timeout=300)
+                            text=True, cwd=ROOT, timeout=300, check=False)
     assert result.returncode == 2, result.stderr
     assert result.stderr == f"error: cannot export into {out}: {tmp_path / 'existing.txt'} is a file, not a folder\n"
     assert sorted(tmp_path.rglob("*")) == before and (tmp_path / "existing.txt").read_text() == "notes"
