@@ -28,7 +28,7 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
 from explorer import DEFAULT_MODEL, FALLBACK_MODEL, Explorer, ModelShelf  # noqa: E402
-from ui import api, class_map, header, lab, layers, raw, rollout, timing, tokens, walk  # noqa: E402
+from ui import api, class_map, header, lab, layers, raw, rollout, timing, tokens, uploads, walk  # noqa: E402
 from ui.i18n import I18N, LOAD_JS, RTL_CSS  # noqa: E402
 from ui.theme import CSS as A11Y_CSS, THEME  # noqa: E402
 from vithybrid import CheckpointError  # noqa: E402
@@ -45,7 +45,8 @@ CSS = ("#banner, #examples-note {border-left: 4px solid #f59e0b; padding: 8px 12
 # own queue admits every event (no concurrency limit) and only bounds how many wait; a class of 30 keeps about
 # two events each waiting, so threads must not be the limit either.
 QUEUE_OPTIONS = dict(default_concurrency_limit=None, max_size=256)
-LAUNCH_OPTIONS = dict(css=CSS + A11Y_CSS, theme=THEME, js=LOAD_JS, i18n=I18N, max_file_size="20mb",  # above: 413
+# A file above the limit: HTTP 413; a whole request above it too (uploads.app_kwargs, new for each launch: see serve).
+LAUNCH_OPTIONS = dict(css=CSS + A11Y_CSS, theme=THEME, js=LOAD_JS, i18n=I18N, max_file_size=f"{uploads.MAX_FILE_MB}mb",
                       show_error=True, max_threads=128)
 
 
@@ -64,7 +65,7 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
     """The page: the header (ui.header), one tab per module of TABS, the public API (ui.api). `explorer` is the
     startup model: the API's, and every new session's until it picks another in the Model dropdown (`extra_models`
     are offered there too); the models live on a shelf shared by all sessions (at most `max_loaded`)."""
-    with gr.Blocks(title="ViT-Hybrid Explorer") as demo:
+    with gr.Blocks(title="ViT-Hybrid Explorer", delete_cache=uploads.DELETE_CACHE) as demo:
         page, top = header.build(explorer, ModelShelf(explorer, max_loaded), PhotoInput, EXAMPLES_DIR, extra_models)
         with gr.Tabs(overflow_behavior="wrap"):  # every tab on screen, on a phone too
             for tab in TABS:
@@ -73,6 +74,12 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
         header.wire(demo, page, top)
         api.add_endpoints(page)
     return demo
+
+
+def serve(demo: gr.Blocks, queue_options: dict | None = None, **launch_options):
+    """Queue and launch the page as `python app.py` does (tests and benchmarks serve it this way too)."""
+    demo.queue(**(queue_options or QUEUE_OPTIONS))
+    return demo.launch(app_kwargs=uploads.app_kwargs(), **{**LAUNCH_OPTIONS, **launch_options})
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -122,8 +129,7 @@ def main(argv: list[str] | None = None) -> None:
               f"app.py: serving the shipped '{FALLBACK_MODEL}' model instead (circles, squares, triangles, stars, "
               f"crosses).", file=sys.stderr, flush=True)
     demo = build_demo(explorer, args.models)
-    demo.queue(**QUEUE_OPTIONS)
-    demo.launch(server_name=args.host, server_port=args.port, share=args.share, **LAUNCH_OPTIONS)
+    serve(demo, server_name=args.host, server_port=args.port, share=args.share)
 
 
 if __name__ == "__main__":

@@ -85,14 +85,14 @@ def resident_mb() -> float:
 
 def serve(explorer):
     """The app as `python app.py` serves it, on a free loopback port; returns (demo, url)."""
-    from app import LAUNCH_OPTIONS, QUEUE_OPTIONS, build_demo
+    from app import build_demo
+    from app import serve as launch
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     demo = build_demo(explorer)
-    demo.queue(**QUEUE_OPTIONS)
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **LAUNCH_OPTIONS)
+    launch(demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
     return demo, f"http://127.0.0.1:{port}/"
 
 

@@ -150,12 +150,11 @@ def tiny_folder(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def app_url(explorer, tiny_folder):
-    from app import LAUNCH_OPTIONS, QUEUE_OPTIONS, build_demo
+    from app import build_demo, serve
 
     demo = build_demo(explorer, extra_models=[str(tiny_folder)])
-    demo.queue(**QUEUE_OPTIONS)
     port = free_port()
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **LAUNCH_OPTIONS)
+    serve(demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
     yield f"http://127.0.0.1:{port}/"
     demo.close()
 

@@ -63,3 +63,22 @@ def env_hiding(folder: Path, *names: str) -> dict[str, str]:
     (folder / "sitecustomize.py").write_text(HIDE_MODULES.format(names=set(names)))
     root = Path(__file__).resolve().parents[1]
     return {**os.environ, "PYTHONPATH": f"{folder}{os.pathsep}{root}"}
+
+
+def malformed_exif_jpeg() -> bytes:
+    """Issue 26's JPEG: 64x48, EXIF orientation 6 and an ASCII value under a tag id (0x0154) that Pillow reads as
+    a DOUBLE, so that exif_transpose raises struct.error (made as the issue says: Image.Exif with 0x0112 = 6 and
+    0x010F = "cam", saved, then the tag id 0x010F rewritten as 0x0154 in the bytes)."""
+    import io
+
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112], exif[0x010F] = 6, "cam"
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 48), (200, 120, 40)).save(buffer, "JPEG", exif=exif)
+    data = buffer.getvalue()
+    byteorder = "big" if data[data.index(b"Exif\0\0") + 6:][:2] == b"MM" else "little"
+    entry = (0x010F).to_bytes(2, byteorder) + (2).to_bytes(2, byteorder)  # tag id, then type 2 (ASCII)
+    assert data.count(entry) == 1
+    return data.replace(entry, (0x0154).to_bytes(2, byteorder) + (2).to_bytes(2, byteorder))

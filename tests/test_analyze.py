@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from conftest import IMAGES, missing
+from helpers import malformed_exif_jpeg
 from vithybrid.analyze.__main__ import main
 from vithybrid.analyze.report import report_path
 from vithybrid.checkpoints.shipped import resolve_model
@@ -24,7 +25,10 @@ from vithybrid.images import load_image
 ROOT = Path(__file__).resolve().parents[1]
 PHOTOS = ["shape_circle.png", "shape_star.png", "shape_triangle.png", "chelsea.png", "rocket.jpg"]
 COPIES = 200  # images for the Ctrl-C test
-UNREADABLE = {"notes.jpg": b"this is text, not a JPEG", "empty.png": b"", "cut.png": None}  # None: truncated PNG
+# None: a truncated PNG. exif.jpg (issue 26): its EXIF made the decoder raise struct.error, which stopped the whole
+# run, locally and on Ray, and lost every row.
+UNREADABLE = {"notes.jpg": b"this is text, not a JPEG", "empty.png": b"", "cut.png": None,
+              "exif.jpg": malformed_exif_jpeg()}
 
 
 @pytest.fixture(scope="module")
@@ -380,7 +384,7 @@ def test_resume_refuses_rows_made_with_other_settings(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("case", ["empty folder", "no images", "no path column", "unwritable out", "existing out",
-                                  "bad device"])
+                                  "bad device", "report is a folder"])
 def test_bad_input_is_one_line_and_status_2(case, tmp_path, capsys):
     source, out = tmp_path / "source", tmp_path / "out"
     source.mkdir()
@@ -389,9 +393,11 @@ def test_bad_input_is_one_line_and_status_2(case, tmp_path, capsys):
     elif case == "no path column":
         source = tmp_path / "table.csv"
         source.write_text("file,label\na.png,cat\n")
-    elif case in ("unwritable out", "existing out", "bad device"):
+    elif case in ("unwritable out", "existing out", "bad device", "report is a folder"):
         shutil.copy(IMAGES / "shape_star.png", source)
-        if case == "unwritable out":
+        if case == "report is a folder":  # issue 26: found only after the whole run, as a traceback
+            (tmp_path / "out.html").mkdir()
+        elif case == "unwritable out":
             (tmp_path / "a_file").write_text("")
             out = tmp_path / "a_file" / "out"  # inside a file: no one can write there, not even root
         else:
@@ -403,6 +409,107 @@ def test_bad_input_is_one_line_and_status_2(case, tmp_path, capsys):
     lines = capsys.readouterr().err.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), lines
     assert sorted(tmp_path.rglob("*")) == before  # nothing written, not even OUT's folder or a report
+
+
+def test_an_unwritable_report_folder_is_found_before_the_first_image(tmp_path, monkeypatch, capsys):
+    """OUT can be written, the folder the report goes to cannot (read-only; root ignores permissions, so the
+    check that tries is made to fail): one line before any work, nothing left behind."""
+    import vithybrid.analyze.__main__ as command
+
+    source, out = tmp_path / "source", tmp_path / "out"
+    source.mkdir()
+    out.mkdir()
+    shutil.copy(IMAGES / "shape_star.png", source)
+    writable = command.check_writable
+
+    def read_only_parent(folder):
+        if Path(folder) == tmp_path:
+            raise PermissionError(13, "Permission denied")
+        writable(folder)
+
+    monkeypatch.setattr(command, "check_writable", read_only_parent)
+    runs = []
+    monkeypatch.setattr(command, "run_local", lambda *args: runs.append(args))
+    before = sorted(tmp_path.rglob("*"))
+    assert main([str(source), "--out", str(out), "--model", "shapes"]) == 2
+    expected = f"error: cannot write the report to {tmp_path}: Permission denied; choose another --out, or pass --no-report"
+    assert capsys.readouterr().err.strip().splitlines() == [expected]
+    assert sorted(tmp_path.rglob("*")) == before and runs == []
+    assert main([str(source), "--out", str(out), "--model", "shapes", "--no-report"]) == 0 and len(runs) == 1
+
+
+def test_outputs_are_never_written_through_a_link_planted_at_their_temporary_names(tmp_path):
+    """Issue 26: the report was written through `.OUT.html.tmp`, so a link planted there by another user of the
+    folder made the run overwrite the link's target and left OUT.html a link to it; and OUT's write test touched
+    `OUT/.write-test`, creating whatever file a link there named."""
+    source, out = tmp_path / "source", tmp_path / "out"
+    source.mkdir()
+    shutil.copy(IMAGES / "shape_star.png", source)
+    victim, created = tmp_path / "victim.txt", tmp_path / "created.txt"
+    victim.write_text("precious")
+    (tmp_path / ".out.html.tmp").symlink_to(victim)
+    out.mkdir()
+    (out / ".write-test").symlink_to(created)
+    assert main([str(source), "--out", str(out), "--model", "shapes", "--workers", "0"]) == 0
+    assert victim.read_text() == "precious" and not created.exists()
+    report = report_path(out)
+    assert report.is_file() and not report.is_symlink() and "<h1>ViT-Hybrid analysis" in report.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".out.html.tmp", "out", "out.html", "source", "victim.txt"]
+    assert not [p for p in out.iterdir() if p.name.endswith(".tmp")]  # no temporary file left
+
+
+def test_links_out_of_the_source_folder_are_left_out_unless_asked_for(tmp_path, capsys):
+    """Issue 26: a link in the source folder to an image elsewhere was explained and shown in the report. Links
+    that stay inside are read; every path is the one found, not where its link leads."""
+    source, elsewhere = tmp_path / "source", tmp_path / "elsewhere"
+    source.mkdir()
+    elsewhere.mkdir()
+    shutil.copy(IMAGES / "shape_star.png", source / "star.png")
+    shutil.copy(IMAGES / "shape_circle.png", elsewhere / "private.png")
+    (source / "inside.png").symlink_to(source / "star.png")
+    (source / "outside.png").symlink_to(elsewhere / "private.png")
+    (source / "folder").symlink_to(elsewhere, target_is_directory=True)  # never searched
+    for follow, names in [([], ["inside.png", "star.png"]), (["--follow-symlinks"], ["inside.png", "outside.png",
+                                                                                     "star.png"])]:
+        out = tmp_path / f"out{len(follow)}"
+        assert main([str(source), "--out", str(out), "--model", "shapes", "--workers", "0", *follow]) == 0
+        rows = rows_of(out)
+        assert rows.path.tolist() == [str(source / name) for name in names] and rows.error.isna().all()
+        notes = [line for line in capsys.readouterr().err.splitlines() if "--follow-symlinks" in line]
+        note = (f"note: left out 1 link(s) to files outside {source} (such as {source / 'outside.png'}); pass "
+                f"--follow-symlinks to read them")
+        assert notes == ([] if follow else [note])
+        assert "private.png" not in report_path(out).read_text()
+    out = tmp_path / "glob"
+    assert main([str(source / "*.png"), "--out", str(out), "--model", "shapes", "--workers", "0", "--no-report"]) == 0
+    assert rows_of(out).path.tolist() == [str(source / "inside.png"), str(source / "star.png")]
+    usage = subprocess.run([sys.executable, "-m", "vithybrid.analyze", "--help"], cwd=ROOT, capture_output=True,
+                           text=True, check=True).stdout
+    assert "--follow-symlinks" in usage
+
+
+def test_paths_are_kept_as_given_and_special_files_named(tmp_path, monkeypatch):
+    """Issue 26: a table's paths were resolved (a link to /proc/self/environ became /proc/<pid>/environ in the rows
+    and the report), and a FIFO, a device or a folder was 'There is no file X'."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "env.png").symlink_to("/proc/self/environ")
+    os.mkfifo(tmp_path / "data" / "pipe.png")
+    (tmp_path / "data" / "folder.png").mkdir()
+    shutil.copy(IMAGES / "shape_star.png", tmp_path / "star.png")
+    pd.DataFrame({"path": ["data/env.png", "data/pipe.png", "data/folder.png", "/dev/null", "data/../star.png"]}
+                 ).to_csv(tmp_path / "files.csv", index=False)
+    assert main(["files.csv", "--out", "out", "--model", "shapes", "--workers", "0"]) == 0
+    rows = pd.read_parquet(tmp_path / "out")
+    errors = dict(zip(rows.path, rows.error))
+    assert sorted(errors) == sorted([*(str(tmp_path / p) for p in ["data/env.png", "data/pipe.png", "data/folder.png",
+                                                                    "data/../star.png"]), "/dev/null"])
+    assert errors[str(tmp_path / "data/pipe.png")].startswith("pipe.png is a named pipe (FIFO), not an image file")
+    assert errors["/dev/null"].startswith("null is a character device")
+    assert errors[str(tmp_path / "data/folder.png")].startswith("folder.png is a folder")
+    assert errors[str(tmp_path / "data/env.png")].startswith("env.png is empty")  # /proc files say size 0
+    assert pd.isna(errors[str(tmp_path / "data/../star.png")])
+    assert "/proc/" not in (tmp_path / "out.html").read_text() + "".join(rows.path)
 
 
 def test_without_the_analyze_extra_the_command_says_what_to_install(tmp_path):

@@ -15,6 +15,7 @@ import torch
 from gradio_client import handle_file
 
 from conftest import ROOT, SAMPLE_PHOTOS, free_port
+from helpers import malformed_exif_jpeg
 from oracle.cases import PIL_MODES, mode_images
 from vithybrid.training.shapes import CLASSES, sample
 
@@ -203,6 +204,7 @@ def test_classify_without_image_says_so(client):
     (b"", "is empty"),
     (b"just some notes, not a picture", "is not an image that can be read"),
     (b"<svg xmlns='http://www.w3.org/2000/svg'></svg>", "is not an image that can be read"),
+    (malformed_exif_jpeg(), "is truncated or corrupt and cannot be read"),  # issue 26: was a traceback
 ])
 def test_bad_files_get_a_message_and_the_app_keeps_serving(client, tmp_path, shape_files, content, message, capfd):
     from gradio_client.exceptions import AppError
@@ -283,6 +285,32 @@ def test_uploads_above_the_size_limit_are_refused(app_url, tmp_path):
     with big.open("rb") as file:
         response = httpx.post(app_url + "gradio_api/upload", files={"files": file}, timeout=60)
     assert response.status_code == 413
+
+
+def test_a_request_of_many_files_under_the_file_limit_is_refused_whole(app_url, explorer):
+    """Issue 26: the 20 MB limit was per file, so one request with 5 x 19 MB was accepted (and kept). The whole
+    request is bounded now, with or without a Content-Length; a photo at the file limit still goes through; and
+    uploads are deleted on a schedule."""
+    import httpx
+
+    from app import build_demo
+    from ui import uploads
+
+    part = bytes(15 * 2**20)  # under the per-file limit; two are over the request's
+    files = [("files", (f"photo{i}.png", b"\x89PNG" + part, "image/png")) for i in range(2)]
+    response = httpx.post(app_url + "gradio_api/upload", files=files, timeout=60)
+    assert response.status_code == 413 and "Request too large" in response.text
+
+    def chunks():  # no Content-Length: a chunked body, counted as it arrives
+        yield b"--x\r\nContent-Disposition: form-data; name=\"files\"; filename=\"a.png\"\r\n\r\n"
+        for _ in range(30):
+            yield bytes(2**20)
+    response = httpx.post(app_url + "gradio_api/upload", content=chunks(), timeout=60,
+                          headers={"content-type": "multipart/form-data; boundary=x"})
+    assert response.status_code == 413
+    one = httpx.post(app_url + "gradio_api/upload", files=files[:1], timeout=60)
+    assert one.status_code == 200 and len(one.json()) == 1  # one photo under the limit: accepted
+    assert uploads.MAX_REQUEST_BYTES < 2 * len(part) and build_demo(explorer).delete_cache == uploads.DELETE_CACHE
 
 
 def test_in_a_real_browser(app_url, explorer, browser, shape_files):

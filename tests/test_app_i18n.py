@@ -40,6 +40,34 @@ def test_every_string_exists_in_both_languages_with_the_same_placeholders():
             assert re.search("[\u0600-\u06ff]", arabic), key
 
 
+# Texts about the page's own layout (components side by side in a row), which mirrors right to left: the first of
+# two is on the left in English and on the right in Arabic. Every other text that names a side is about a picture
+# (a plot, a grid of maps), which does not mirror (RTL_CSS keeps images left to right). A new text that names a side
+# must be put here or left out deliberately: the test below then checks that Arabic names the side the reader sees.
+PAGE_LAYOUT_KEYS = {"tokens.help", "lab.help"}
+SIDES = {"en": [(r"\bleft\b", "L"), (r"\bright\b", "R")],
+         "ar": [("يسار|اليسرى|أيسر", "L"), ("يمين|اليمنى|أيمن", "R")]}
+
+
+def sides(text: str, language: str) -> list[str]:
+    """The sides a text names, in order ("L", "R")."""
+    found = sorted((match.start(), side) for pattern, side in SIDES[language] for match in re.finditer(pattern, text,
+                                                                                                     re.IGNORECASE))
+    return [side for _, side in found]
+
+
+def test_left_and_right_follow_the_pages_direction():
+    """Issue 26: the Arabic lab help put the CNN half on the left ("يسارًا"); right to left, it is on the right."""
+    tables = translations()
+    mirrored = {"L": "R", "R": "L"}
+    named = {key for key, english in tables["en"].items() if sides(english, "en")}
+    assert PAGE_LAYOUT_KEYS <= named
+    for key in named | {key for key, arabic in tables["ar"].items() if sides(arabic, "ar")}:
+        english, arabic = sides(tables["en"][key], "en"), sides(tables["ar"][key], "ar")
+        expected = [mirrored[side] for side in english] if key in PAGE_LAYOUT_KEYS else english
+        assert arabic and arabic == expected[:len(arabic)], (key, tables["ar"][key])  # it may name fewer
+
+
 def constants(node: ast.AST) -> list[str]:
     """The key(s) an argument names: "key", or "a" if ... else "b"."""
     if isinstance(node, ast.IfExp):

@@ -276,6 +276,38 @@ def test_foreign_onnx_file(shapes_export, tmp_path):
         RuntimeModel.from_pretrained(folder, "onnx")
 
 
+def test_an_export_with_more_logits_than_labels_is_refused_at_load(shapes_export, tmp_path, capsys):
+    """Issue 26: it loaded, then the pipeline, the CLI and analyze failed with KeyError: 5."""
+    from vithybrid.__main__ import main
+
+    folder = copy_of(shapes_export, tmp_path)
+    config = json.loads((folder / "config.json").read_text())
+    config["id2label"] = {str(i): label for i, label in list(config["id2label"].items())[:4]}
+    config["label2id"] = {label: int(i) for i, label in config["id2label"].items()}
+    (folder / "config.json").write_text(json.dumps(config))
+    for runtime in ("onnx", "openvino"):
+        with pytest.raises(ExportedModelError, match="model.onnx gives 5 logits per image but config.json beside it "
+                                                     "has 4 labels"):
+            RuntimeModel.from_pretrained(folder, runtime)
+    assert main([str(shape_files(tmp_path, 1)[0]), "--model", str(folder), "--runtime", "onnx"]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: model.onnx gives 5 logits") and error.count("\n") == 1
+
+
+@pytest.mark.parametrize("case", ["OUT is a file", "OUT inside a file"])
+def test_export_into_a_place_that_cannot_take_it_is_one_line_and_status_2(case, tmp_path):
+    """Issue 26: FileExistsError and PermissionError tracebacks. (A read-only OUT is a file's place here: root, which
+    runs these tests, may write into any folder.)"""
+    (tmp_path / "existing.txt").write_text("notes")
+    out = tmp_path / "existing.txt" / ("out" if case == "OUT inside a file" else "")
+    before = sorted(tmp_path.rglob("*"))
+    result = subprocess.run([sys.executable, "-m", "vithybrid.export", "shapes", str(out)], capture_output=True,
+                            text=True, cwd=ROOT, timeout=300, check=False)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr == f"error: cannot export into {out}: {tmp_path / 'existing.txt'} is a file, not a folder\n"
+    assert sorted(tmp_path.rglob("*")) == before and (tmp_path / "existing.txt").read_text() == "notes"
+
+
 def test_a_model_exported_with_another_input_size(shapes_export, tmp_path):
     folder = copy_of(shapes_export, tmp_path)
     served = RuntimeModel.from_pretrained(folder)

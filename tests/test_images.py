@@ -1,12 +1,18 @@
 """load_image: every file a person may upload gives a usable RGB photo or a message that says what is wrong."""
 
 import io
+import os
+import re
+import socket
+import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
+from helpers import malformed_exif_jpeg
 from oracle.cases import PIL_MODES, gradient_image, mode_images
 from vithybrid.images import MAX_ASPECT, ImageError, load_image
 
@@ -105,3 +111,55 @@ def test_large_photos_are_downscaled_and_tiny_ones_kept(tmp_path):
 def test_extreme_aspect_ratios_keep_the_center(tmp_path, size):
     photo = load_image(saved(tmp_path, gradient_image(*size), "strip.png"))
     assert max(photo.size) <= MAX_ASPECT * min(photo.size)
+
+
+DECODER_CASES = Path(__file__).parent / "data" / "decoder"  # files that once broke the decoder (tests/fuzz)
+
+
+def test_a_malformed_exif_tag_is_a_file_that_cannot_be_read(tmp_path):
+    """Issue 26: exif_transpose raised struct.error on this EXIF, which no handler caught."""
+    path = tmp_path / "exif.jpg"
+    path.write_bytes(malformed_exif_jpeg())
+    with pytest.raises(ImageError, match=r"^exif.jpg is truncated or corrupt and cannot be read \(.+\)\. Upload"):
+        load_image(path)
+
+
+@pytest.mark.parametrize("path", sorted(DECODER_CASES.iterdir()), ids=lambda p: p.name)
+def test_every_file_that_once_broke_the_decoder_decodes_or_is_refused(path):
+    """Each raised something else than ImageError, or (fuzz-2-1456.tiff, a 24 x 1572864 float strip) took 7 s."""
+    try:
+        photo = load_image(path)
+    except ImageError as error:
+        assert "Upload a photo" in str(error) or "Upload a smaller photo" in str(error)
+    else:
+        assert photo.mode == "RGB" and max(photo.size) <= MAX_ASPECT * min(photo.size)
+
+
+@pytest.mark.parametrize("error", [struct.error("bad"), IndexError("tuple index out of range"), KeyError(7),
+                                   ZeroDivisionError("division by zero"), TypeError("x"), RuntimeError("?")])
+def test_whatever_the_decoder_raises_is_image_error_but_memory_error_goes_on(tmp_path, monkeypatch, error):
+    path = saved(tmp_path, gradient_image(40, 30), "photo.png")
+    monkeypatch.setattr(ImageOps, "exif_transpose", lambda image: (_ for _ in ()).throw(error))
+    with pytest.raises(ImageError, match="photo.png is truncated or corrupt and cannot be read"):
+        load_image(path)
+    for kind in (MemoryError, KeyboardInterrupt):
+        monkeypatch.setattr(ImageOps, "exif_transpose", lambda image, kind=kind: (_ for _ in ()).throw(kind()))
+        with pytest.raises(kind):
+            load_image(path)
+
+
+def test_special_files_are_named_for_what_they_are(tmp_path):
+    """Issue 26: a FIFO, a device or a folder was 'There is no file X'; and a FIFO must not block the reader."""
+    os.mkfifo(tmp_path / "pipe.jpg")
+    (tmp_path / "folder.jpg").mkdir()
+    cases = {tmp_path / "pipe.jpg": "is a named pipe (FIFO)", Path("/dev/null"): "is a character device",
+             tmp_path / "folder.jpg": "is a folder", tmp_path / "gone.jpg": "There is no file gone.jpg"}
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(tmp_path / "sock.png"))
+        cases[tmp_path / "sock.png"] = "is a socket"
+        for path, message in cases.items():
+            with pytest.raises(ImageError, match=re.escape(message)):
+                load_image(path)
+    link = tmp_path / "link.png"
+    link.symlink_to(saved(tmp_path, gradient_image(40, 30), "target.png"))  # a link to a regular file is read
+    assert load_image(link).size == (40, 30)

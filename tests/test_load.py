@@ -113,16 +113,16 @@ def test_a_burst_beyond_the_queue_bound_is_turned_away(tmp_path):
 
     from gradio_client import Client, handle_file
 
-    from app import LAUNCH_OPTIONS, build_demo
+    from app import build_demo, serve
     from explorer import Explorer
 
     explorer = Explorer("shapes")
     demo = build_demo(explorer)
-    demo.queue(default_concurrency_limit=1, max_size=2)
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True, **LAUNCH_OPTIONS)
+    serve(demo, dict(default_concurrency_limit=1, max_size=2), prevent_thread_lock=True, server_name="127.0.0.1",
+          server_port=port, quiet=True)
     try:
         url = f"http://127.0.0.1:{port}/"
         files = shape_files(24, tmp_path)

@@ -11,8 +11,9 @@ import torch
 from PIL import Image
 
 from conftest import SAMPLE_PHOTOS
-from helpers import tiny_checkpoint
+from helpers import malformed_exif_jpeg, tiny_checkpoint
 from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor
+from vithybrid.images import ImageError
 from vithybrid.pipeline import pipeline
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -66,12 +67,22 @@ def run_cli(*args):
 def test_cli_prints_top5_and_reports_unreadable_files(checkpoint, tmp_path):
     bad = tmp_path / "notes.jpg"
     bad.write_text("this is not an image")
-    result = run_cli(SAMPLE_PHOTOS[0], bad, tmp_path / "missing.png", "--model", checkpoint)
+    exif = tmp_path / "exif.jpg"  # issue 26: its EXIF made exif_transpose raise struct.error, a traceback here
+    exif.write_bytes(malformed_exif_jpeg())
+    result = run_cli(SAMPLE_PHOTOS[0], bad, tmp_path / "missing.png", exif, "--model", checkpoint)
     assert result.returncode == 1
     lines = result.stdout.splitlines()
     assert lines[0] == str(SAMPLE_PHOTOS[0]) and len(lines) == 6 and "%" in lines[1]
     assert f"cannot read {bad}" in result.stderr and f"cannot read {tmp_path / 'missing.png'}" in result.stderr
+    assert f"cannot read {exif}: exif.jpg is truncated or corrupt and cannot be read" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_the_pipeline_refuses_a_malformed_file_with_image_error(checkpoint, tmp_path):
+    exif = tmp_path / "exif.jpg"
+    exif.write_bytes(malformed_exif_jpeg())
+    with pytest.raises(ImageError, match="exif.jpg is truncated or corrupt and cannot be read"):
+        pipeline(checkpoint)([SAMPLE_PHOTOS[0], exif])
 
 
 def test_cli_json(checkpoint):

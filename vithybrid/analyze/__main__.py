@@ -11,6 +11,7 @@ from pathlib import Path
 
 import torch
 
+from ..atomic import check_writable, write_text
 from ..checkpoints.hub import CheckpointError
 from ..checkpoints.shipped import resolve_model
 from ..pipeline import DEFAULT_MODEL
@@ -22,7 +23,7 @@ try:
 
     from .local import run_local
     from .maps import MAPS, RUNTIME_MAPS, Explainer, load
-    from .report import write_report
+    from .report import report_path, write_report
     from .sources import SourceError, read_source
 except ImportError as missing:
     if (missing.name or "").split(".")[0] not in EXTRA:
@@ -54,6 +55,10 @@ def parser() -> argparse.ArgumentParser:
         "point) and an HTML report."))
     p.add_argument("source", help="an image folder (searched recursively), a glob, or a CSV/Parquet file with a "
                                   "'path' column (optional: 'label', 'bbox' = x0 y0 x1 y1 in photo pixels)")
+    p.add_argument("--follow-symlinks", action="store_true",
+                   help="read links (in a folder or glob source) to files outside the folder searched; by default "
+                        "they are left out, with a note (links to folders are never searched; a table's paths are "
+                        "read as listed)")
     p.add_argument("--out", required=True, type=Path, help="the folder of Parquet parts to write; the report goes "
                                                            "beside it as OUT.html")
     p.add_argument("--model", default=DEFAULT_MODEL,
@@ -119,23 +124,39 @@ def check_settings(out: Path, settings: dict) -> None:
                          f"the same options, or choose another --out")
 
 
-def prepare_out(out: Path, resume: bool, settings: dict) -> frozenset[str]:
-    """Make sure OUT can take the rows of a run with `settings` (run_settings; recorded in a new OUT); return the
-    paths it already holds (with --resume). Raises UsageError."""
+def check_report(out: Path) -> None:
+    """The report can go beside OUT once the run is over (UsageError if not): its name is not a folder's, and its
+    folder takes new files. Writes nothing that stays."""
+    report = report_path(out)
+    if report.is_dir() and not report.is_symlink():  # a link is replaced, a folder cannot be
+        raise UsageError(f"cannot write the report to {report}: it is a folder; move it, choose another --out, or "
+                         f"pass --no-report")
+    if report.parent.is_dir():  # else made with OUT, by us
+        try:
+            check_writable(report.parent)
+        except OSError as error:
+            raise UsageError(f"cannot write the report to {report.parent}: {error.strerror or error}; choose another "
+                             f"--out, or pass --no-report") from None
+
+
+def prepare_out(out: Path, resume: bool, settings: dict, report: bool = True) -> frozenset[str]:
+    """Make sure OUT can take the rows of a run with `settings` (run_settings; recorded in a new OUT), and the
+    report its place beside OUT (`report`), before the first image is read; return the paths OUT already holds
+    (with --resume). Raises UsageError."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"cannot write to {out}: it is a file, not a folder")
     existing = out.is_dir() and any(not p.name.startswith((".", "_")) for p in out.iterdir())
     if existing and not resume:
         raise UsageError(f"{out} already holds results; pass --resume to add the missing rows, or choose another --out")
+    if report:
+        check_report(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.touch()
-        probe.unlink()
+        check_writable(out)
     except OSError as error:
         raise UsageError(f"cannot write to {out}: {error.strerror or error}") from None
     if not existing:
-        (out / SETTINGS).write_text(json.dumps(settings, indent=1) + "\n")
+        write_text(out / SETTINGS, json.dumps(settings, indent=1) + "\n")
         return frozenset()
     try:
         dataset = pads.dataset(out, format="parquet")
@@ -183,7 +204,10 @@ def main(argv: list[str] | None = None) -> int:
         if min(args.batch_size, args.top_k) < 1 or args.workers < 0 or (args.actors is not None and args.actors < 1):
             raise UsageError("--batch-size, --top-k and --actors must be at least 1, --workers at least 0")
         notes = check_runtime(args)
-        rows = read_source(args.source)
+        rows, outside = read_source(args.source, args.follow_symlinks)
+        if outside:
+            notes.append(f"note: left out {len(outside)} link(s) to files outside {args.source} (such as "
+                         f"{outside[0]}); pass --follow-symlinks to read them")
         # With --ray the model is loaded here only to check it (the actors load their own; a checkpoint given
         # with --runtime is exported here, once, and the actors load the export).
         device = "cpu" if args.ray or args.runtime else args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -193,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
             notes.append(f"note: --int8 has no effect on {args.model}: an export folder is served as it was "
                          f"exported (float32; export it with --int8 for int8)")
         explainer = Explainer(model, processor, args.maps, args.top_k)
-        done = prepare_out(args.out, args.resume, run_settings(args, model, explainer))
+        done = prepare_out(args.out, args.resume, run_settings(args, model, explainer), not args.no_report)
     except (UsageError, SourceError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
@@ -220,7 +244,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     if not args.no_report:
         served = f" ({RUNTIMES[args.runtime]}{', int8' if model.info.get('int8') else ''})" if args.runtime else ""
-        print(f"report: {write_report(args.out, processor, args.model + served)}", file=sys.stderr)
+        try:
+            print(f"report: {write_report(args.out, processor, args.model + served)}", file=sys.stderr)
+        except OSError as error:  # checked before the run, but the disk may fill or the folder change meanwhile
+            print(f"error: cannot write the report beside {args.out}: {error.strerror or error}; the rows are in "
+                  f"{args.out}", file=sys.stderr)
+            return 2
     return 0
 
 

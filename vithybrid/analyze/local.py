@@ -1,10 +1,10 @@
 """The local backend: one process runs the model on batches while worker processes decode the files (a torch
-DataLoader), and the rows go to OUT in parts, each written whole (a hidden temporary file, then renamed), so
+DataLoader), and the rows go to OUT in parts, each written whole (vithybrid.atomic: a hidden temporary file, then
+renamed), so
 that an interrupted run leaves a valid Parquet dataset that `--resume` completes."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from ..atomic import replacing
 from .maps import Explainer, decode
 
 PART_ROWS = 256  # rows per Parquet part: what an interruption can lose at most is the batch in flight
@@ -35,10 +36,8 @@ def as_list(items: list[dict]) -> list[dict]:
 
 
 def write_part(out: Path, table: pa.Table) -> None:
-    name = f"part-{uuid.uuid4().hex}.parquet"
-    temporary = out / f".{name}.tmp"  # readers skip names starting with "." (and "_")
-    pq.write_table(table, temporary)
-    os.replace(temporary, out / name)
+    with replacing(out / f"part-{uuid.uuid4().hex}.parquet") as file:  # hidden until whole: readers skip ".*"
+        pq.write_table(table, file)
 
 
 def run_local(rows: pd.DataFrame, out: Path, explainer: Explainer, batch_size: int, workers: int) -> None:

@@ -15,13 +15,12 @@ import math
 import numpy as np
 import pyarrow as pa
 import torch
-from PIL import Image
 
 import visualization as viz
 
 from ..checkpoints.shipped import resolve_model
 from ..explain import CLASS_MAP, ROLLOUT, photo_maps
-from ..images import aspect_crop_box, load_image
+from ..images import ImageError, aspect_crop_box, displayed_size, load_image
 from ..model.modeling import ViTHybridForImageClassification
 from ..model.processing import ViTHybridImageProcessor
 from ..runtimes import RUNTIMES, ExportedModelError, RuntimeModel, load_exported
@@ -45,13 +44,6 @@ def load(name: str, device: str = "cpu", runtime: str | None = None, int8: bool 
     return model, ViTHybridImageProcessor.from_pretrained(folder)
 
 
-def file_size(path: str) -> tuple[int, int]:
-    """(width, height) of the image file as a viewer shows it (EXIF orientation applied), from its header."""
-    with Image.open(path) as image:
-        width, height = image.size
-        return (height, width) if image.getexif().get(0x0112) in (5, 6, 7, 8) else (width, height)
-
-
 FILE_FIELDS = [*zip(SOURCE_SCHEMA.names, SOURCE_SCHEMA.types), ("error", pa.string()), ("width", pa.int32()),
                ("height", pa.int32())]  # the source's columns and what reading the file tells
 DECODED_SCHEMA = pa.schema(FILE_FIELDS + [("_photo_size", pa.list_(pa.int32())), ("_pixels", pa.binary())])
@@ -63,8 +55,8 @@ def decode(row: dict, processor: ViTHybridImageProcessor) -> dict:
     processes and through Ray's object store)."""
     try:
         photo = load_image(row["path"])
-        width, height = file_size(row["path"])
-    except ValueError as error:  # ImageError: the message names the file and says what is wrong
+        width, height = displayed_size(row["path"])
+    except ImageError as error:  # the message names the file and says what is wrong
         return {**row, "error": str(error), "width": None, "height": None, "_photo_size": None, "_pixels": b""}
     pixels = processor(photo, return_tensors="np")["pixel_values"][0].astype(np.float32)
     return {**row, "error": None, "width": width, "height": height, "_photo_size": list(photo.size),

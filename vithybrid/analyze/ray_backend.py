@@ -58,6 +58,7 @@ def run_ray(rows: pd.DataFrame, out: Path, model: str, processor, maps: tuple[st
     "onnx" or "openvino": `model` is an export folder (on a cluster: at the same path on every node), served on
     CPUs."""
     staging = out / f".ray-{uuid.uuid4().hex}"  # hidden: readers of OUT skip it until its parts move out
+    staging.mkdir()  # ours alone: fails if something (a link planted by another user) is there
     started = not ray.is_initialized()
     if started:
         start_ray(address)

@@ -15,6 +15,7 @@ import pandas as pd
 from PIL import Image
 
 import visualization as viz
+from ..atomic import write_text
 from ..images import load_image
 
 SHOWN = 8  # pictures per section
@@ -130,7 +131,5 @@ def write_report(out: Path, processor, model: str) -> Path:
     page = (f"<!doctype html><html lang=en><head><meta charset=utf-8><title>ViT-Hybrid analysis: "
             f"{html.escape(out.name)}</title><style>{STYLE}</style></head><body>{''.join(parts)}</body></html>")
     path = report_path(out)
-    temporary = path.with_name(f".{path.name}.tmp")
-    temporary.write_text(page, encoding="utf-8")
-    os.replace(temporary, path)
+    write_text(path, page)  # whole, and never through a link someone planted beside it
     return path

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..atomic import check_writable, write_text
 from ..checkpoints.hub import CheckpointError, locate_weights
 from ..checkpoints.shipped import resolve_model
 from ..model.backbone import StdConv2d
@@ -156,6 +157,19 @@ def compare(model: ViTHybridForImageClassification, served: RuntimeModel, int8: 
     return report
 
 
+def check_out(out: Path) -> None:
+    """`out` is a folder we can write into, or can be made (ValueError saying why not), before any work; nothing is
+    created here."""
+    existing = next(folder for folder in (out, *out.absolute().parents) if folder.exists())
+    if not existing.is_dir():
+        raise ValueError(f"cannot export into {out}: {existing} is a file, not a folder")
+    try:
+        check_writable(existing)
+    except OSError as error:
+        raise ValueError(f"cannot export into {out}: {existing} cannot be written to ({error.strerror or error})") \
+            from None
+
+
 def export_model(model: str | Path | ViTHybridForImageClassification, out: str | Path, runtime: str = "onnx",
                  int8: bool = False, batch: str | int = "dynamic", image_size: int | tuple[int, int] | None = None,
                  attentions: bool = True, processor: ViTHybridImageProcessor | None = None) -> dict:
@@ -168,6 +182,7 @@ def export_model(model: str | Path | ViTHybridForImageClassification, out: str |
         raise ValueError(f"runtime must be one of {tuple(RUNTIMES)}, got {runtime!r}")
     if batch != "dynamic" and not (isinstance(batch, int) and batch > 0):
         raise ValueError(f"batch must be 'dynamic' or a positive number, got {batch!r}")
+    check_out(Path(out))
     import_runtime(runtime)
     if not isinstance(model, ViTHybridForImageClassification):
         folder = resolve_model(model)
@@ -220,7 +235,7 @@ def export_model(model: str | Path | ViTHybridForImageClassification, out: str |
         for path in written:
             path.unlink(missing_ok=True)
         raise
-    (out / INFO_NAME).write_text(json.dumps(info, indent=2) + "\n")
+    write_text(out / INFO_NAME, json.dumps(info, indent=2) + "\n")
     return info
 
 
@@ -275,6 +290,9 @@ def main(argv: list[str] | None = None) -> int:
         info = export_model(args.model, args.out, args.format, args.int8, args.batch, size, not args.no_attentions)
     except (CheckpointError, ValueError) as error:  # ExportError is a CheckpointError
         print(f"error: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:  # OUT changed under the export, or the disk filled: one line too
+        print(f"error: cannot export into {args.out}: {error.strerror or error}", file=sys.stderr)
         return 2
     files = sorted(p.name for p in Path(args.out).iterdir() if p.suffix in (EXTENSIONS[args.format], ".bin", ".json"))
     print(f"wrote {args.out}: {', '.join(files)}")

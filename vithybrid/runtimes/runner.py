@@ -71,6 +71,7 @@ class OnnxRuntimeGraph:
             raise ExportedModelError(f"{path.name} is not an ONNX model that ONNX Runtime can load ({reason}).") from None
         self.inputs = {i.name: i.shape for i in self.session.get_inputs()}
         self.outputs = [o.name for o in self.session.get_outputs()]
+        self.output_shapes = [o.shape for o in self.session.get_outputs()]  # symbolic sizes as names
 
     def __call__(self, pixels: np.ndarray) -> list[np.ndarray]:
         return self.session.run(None, {INPUT: pixels})
@@ -93,6 +94,8 @@ class OpenVinoGraph:
         self.inputs = {port.get_any_name(): [d.get_length() if d.is_static else None for d in port.get_partial_shape()]
                        for port in model.inputs}
         self.outputs = [port.get_any_name() for port in model.outputs]
+        self.output_shapes = [[d.get_length() if d.is_static else None for d in port.get_partial_shape()]
+                              for port in model.outputs]
 
     def __call__(self, pixels: np.ndarray) -> list[np.ndarray]:
         results = self.compiled(pixels)
@@ -140,7 +143,8 @@ class RuntimeModel:
 
     @staticmethod
     def check_graph(graph, path: Path, config: ViTHybridConfig, processor: ViTHybridImageProcessor) -> None:
-        """A graph of ours takes pixel_values (B, channels, H, W) of the processor's crop size and returns logits."""
+        """A graph of ours takes pixel_values (B, channels, H, W) of the processor's crop size and returns logits,
+        one per label of the config."""
         shape = graph.inputs.get(INPUT)
         if list(graph.inputs) != [INPUT] or graph.outputs[:1] != [LOGITS] or len(shape) != 4 or \
                 shape[1] != config.backbone_config.num_channels:
@@ -148,6 +152,12 @@ class RuntimeModel:
                 f"{path.name} is not a ViT-Hybrid export: it takes {dict(graph.inputs)} and returns {graph.outputs[:3]}, "
                 f"not (batch, {config.backbone_config.num_channels}, H, W) {INPUT} -> {LOGITS}. "
                 f"Export one with `python -m vithybrid.export`.")
+        labels = graph.output_shapes[0][-1] if graph.output_shapes[0] else None
+        if labels != config.num_labels:  # a label index must name a label: ours have one fixed count
+            raise ExportedModelError(
+                f"{path.name} gives {labels if isinstance(labels, int) else 'an unfixed number of'} logits per image "
+                f"but config.json beside it has {config.num_labels} labels: the folder mixes two exports. Export the "
+                f"model again into an empty folder.")
         crop = (processor.crop_size["height"], processor.crop_size["width"])
         if tuple(shape[2:]) != crop:
             raise ExportedModelError(

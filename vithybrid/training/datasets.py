@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageEnhance, ImageFilter, UnidentifiedImageError
+from PIL import Image, ImageEnhance, ImageFilter
 
 from . import shapes
-from ..images import ImageError, load_image
+from ..images import ImageError, decoding, load_image, open_regular
 from ..model.processing import ViTHybridImageProcessor
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff")
@@ -134,10 +134,10 @@ class FolderDataset(ImageDataset):
 def unreadable(path: Path) -> str | None:
     """Why `path` is not a readable image, or None if it is."""
     try:
-        with Image.open(path) as image:
+        with open_regular(path) as file, decoding(path.name), Image.open(file) as image:
             image.verify()
-    except (OSError, UnidentifiedImageError, SyntaxError, ValueError) as error:
-        return str(error) or type(error).__name__
+    except ImageError as error:
+        return str(error)
     return None
 
 

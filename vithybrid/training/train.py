@@ -29,6 +29,7 @@ from . import shapes
 from ..model.config import ViTHybridConfig
 from .datasets import (SHAPES_AUGMENTATION, Augmentation, DataError, FolderDataset, ImageDataset, ShapesDataset,
                        scan_folder, split_files)
+from ..atomic import replacing
 from ..checkpoints.hub import CheckpointError
 from ..model.modeling import ViTHybridForImageClassification
 from ..model.processing import ViTHybridImageProcessor
@@ -244,9 +245,8 @@ def evaluate(model: ViTHybridForImageClassification, loader: DataLoader) -> dict
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     """Write the training state atomically, so an interrupted save never leaves a broken checkpoint."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(".partial")
-    torch.save(state, partial)
-    os.replace(partial, path)
+    with replacing(path) as file:
+        torch.save(state, file)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
