@@ -24,20 +24,16 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when torch's OpenMP runtime starts
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from visualization import (attention_rollout, class_relevance, cls_map, draw_token_grid, head_stack,  # noqa: E402
+from visualization import (attention_rollout, class_relevance, cls_map, draw_token_grid, head_stack,
                            layer_stack, overlay, raw_attention, small_multiples)
 
 LAYERS, HEADS, GRID, CROP = 12, 12, (24, 24), 384
