@@ -11,12 +11,8 @@ runs per picture, the total against the budget, and the one-off costs apart.
     python benchmarks/render_speed.py [--repeats 9] [--threads N]
 
 OpenMP's wait policy is set to PASSIVE unless the environment says otherwise: with the default
-(spinning) policy and another busy process on the 2 cores, every multi-threaded torch op stalls for
-milliseconds and this table grows about 5-fold (so does the model's forward pass). The app should set
-OMP_WAIT_POLICY=PASSIVE before torch is imported, too. The load average is printed with the table.
-
-Not here yet: the faithfulness benchmark (deletion curves of rollout, the class-specific map,
-last-layer CLS attention and random order); it needs the shipped shapes model.
+(spinning) policy and another busy process on the CPU, every multi-threaded torch op stalls (the README's
+"OpenMP's wait policy" has the figures). The load average is printed with the table.
 """
 
 from __future__ import annotations

@@ -102,7 +102,7 @@ def test_hf_hub_offline_environment_is_honoured(tmp_path):
 
 def test_unreachable_hub_fails_fast_or_uses_the_cache(tmp_path):
     """No HF_HUB_OFFLINE, but nothing answers at the Hub's address: no retries, the cache or a clear message.
-    Retries are counted as connection attempts, not seconds (huggingface_hub's would make 5 more, over 20 s)."""
+    Retries are counted as connection attempts, not seconds (huggingface_hub's would add 5, with growing pauses)."""
     tiny_checkpoint(tmp_path / "src")
     make_hub_cache(tmp_path / "hub", "someone/tiny-hybrid", tmp_path / "src")
     code = ("import socket\nfrom vithybrid import ViTHybridForImageClassification as M\n"
