@@ -24,15 +24,13 @@ import ctypes
 import gc
 import json
 import logging
-import sys
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from vithybrid import ViTHybridConfig, ViTHybridForImageClassification  # noqa: E402
-from vithybrid.training.train import PRESETS  # noqa: E402
+from vithybrid import ViTHybridConfig, ViTHybridForImageClassification
+from vithybrid.training.train import PRESETS
 
 MIB = 2 ** 20
 

@@ -23,22 +23,23 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # before torch starts: idle threads sleep on a shared CPU
 
-import argparse  # noqa: E402
-import platform  # noqa: E402
-import statistics  # noqa: E402
-import sys  # noqa: E402
-from datetime import datetime  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import platform
+import statistics
+import sys
+from datetime import datetime
+from pathlib import Path
 
-import torch  # noqa: E402
-from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from speed import machine  # benchmarks/speed.py, beside this file
+from vithybrid import ViTHybridConfig, ViTHybridForImageClassification
+from vithybrid.checkpoints.timm_format import (ARCHITECTURES, IN21K_CHECKPOINTS, SUPPORTED_CHECKPOINTS,
+                                               architecture_config)
+from vithybrid.timing import forward_ms
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from speed import machine  # noqa: E402  (benchmarks/speed.py, beside this file)
-from vithybrid import ViTHybridConfig, ViTHybridForImageClassification  # noqa: E402
-from vithybrid.timing import forward_ms  # noqa: E402
-from vithybrid.checkpoints.timm_format import ARCHITECTURES, IN21K_CHECKPOINTS, SUPPORTED_CHECKPOINTS, architecture_config  # noqa: E402
 
 TOP1_SOURCE = ("https://github.com/huggingface/pytorch-image-models/blob/0173a139a2c66db3a41ebfe1d8ac4fb02483642e/"
                "results/results-imagenet.csv")

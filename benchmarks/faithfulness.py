@@ -14,21 +14,19 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from tqdm import tqdm  # noqa: E402
+import numpy as np
+import torch
+from tqdm import tqdm
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import visualization as viz  # noqa: E402
-from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor  # noqa: E402
-from vithybrid.checkpoints.shipped import resolve_model  # noqa: E402
-from vithybrid.explain import MAP_NAMES, photo_maps  # noqa: E402
-from vithybrid.training.shapes import sample  # noqa: E402
+import visualization as viz
+from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor
+from vithybrid.checkpoints.shipped import resolve_model
+from vithybrid.explain import MAP_NAMES, photo_maps
+from vithybrid.training.shapes import sample
 
 
 def explanation_maps(model, pixels: torch.Tensor, class_index: int | None = None) -> tuple[dict, int]:

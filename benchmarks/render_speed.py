@@ -11,12 +11,8 @@ runs per picture, the total against the budget, and the one-off costs apart.
     python benchmarks/render_speed.py [--repeats 9] [--threads N]
 
 OpenMP's wait policy is set to PASSIVE unless the environment says otherwise: with the default
-(spinning) policy and another busy process on the 2 cores, every multi-threaded torch op stalls for
-milliseconds and this table grows about 5-fold (so does the model's forward pass). The app should set
-OMP_WAIT_POLICY=PASSIVE before torch is imported, too. The load average is printed with the table.
-
-Not here yet: the faithfulness benchmark (deletion curves of rollout, the class-specific map,
-last-layer CLS attention and random order); it needs the shipped shapes model.
+(spinning) policy and another busy process on the CPU, every multi-threaded torch op stalls (the README's
+"OpenMP's wait policy" has the figures). The load average is printed with the table.
 """
 
 from __future__ import annotations
@@ -24,20 +20,16 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 from typing import Callable
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when torch's OpenMP runtime starts
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from visualization import (attention_rollout, class_relevance, cls_map, draw_token_grid, head_stack,  # noqa: E402
+from visualization import (attention_rollout, class_relevance, cls_map, draw_token_grid, head_stack,
                            layer_stack, overlay, raw_attention, small_multiples)
 
 LAYERS, HEADS, GRID, CROP = 12, 12, (24, 24), 384

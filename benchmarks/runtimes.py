@@ -35,8 +35,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
 
 CONFIGS = {  # our config; timm's model (None: not measured at this size); the GEMM's side
     "base": (dict(image_size=384, num_labels=1000), "vit_base_r50_s16_384", 4096),
@@ -132,8 +130,10 @@ def worker(spec: dict, threads: int) -> None:
 
 class Worker:
     def __init__(self, python: str, spec: dict, threads: int, openmp: dict[str, str]):
+        from speed import with_our_packages
+
         env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")} | openmp
-        env["PYTHONPATH"] = str(ROOT)
+        env = with_our_packages(env)  # the oracle's python, timm's, has no vithybrid of its own
         self.process = subprocess.Popen([python, __file__, "--worker", json.dumps(spec), "--threads", str(threads)],
                                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env)
         self.ask(None)
@@ -158,8 +158,7 @@ def timm_python() -> str:
 
     if importlib.util.find_spec("timm") is not None:
         return sys.executable
-    sys.path.insert(0, str(ROOT / "tests"))
-    from oracle.env import oracle_python
+    from speed import oracle_python
 
     log("timm is not installed here: it runs in the test oracle's environment (tests/oracle/env.py)")
     return str(oracle_python())

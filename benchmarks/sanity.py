@@ -16,23 +16,20 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import argparse  # noqa: E402
-import json  # noqa: E402
-import sys  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import json
+from pathlib import Path
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+import numpy as np
+import torch
+from matplotlib.figure import Figure
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from faithfulness import explanation_maps  # noqa: E402
-
-import visualization as viz  # noqa: E402
-from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor  # noqa: E402
-from vithybrid.checkpoints.shipped import resolve_model  # noqa: E402
-from vithybrid.explain import MAP_NAMES as MAPS  # noqa: E402
-from vithybrid.training.shapes import sample  # noqa: E402
+import visualization as viz
+from faithfulness import explanation_maps
+from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor
+from vithybrid.checkpoints.shipped import resolve_model
+from vithybrid.explain import MAP_NAMES as MAPS
+from vithybrid.training.shapes import sample
 
 PASS_BELOW = 0.5  # a map passes when its rank correlation with the trained map falls below this
 

@@ -39,31 +39,32 @@ import os
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # read once, when torch's OpenMP runtime starts
 
-import argparse  # noqa: E402
-import copy  # noqa: E402
-import importlib.metadata  # noqa: E402
-import importlib.util  # noqa: E402
-import json  # noqa: E402
-import platform  # noqa: E402
-import shlex  # noqa: E402
-import statistics  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import tempfile  # noqa: E402
-import time  # noqa: E402
-from collections.abc import Callable  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
-from datetime import datetime  # noqa: E402
-from pathlib import Path  # noqa: E402
+import argparse
+import copy
+import importlib.metadata
+import importlib.util
+import json
+import platform
+import shlex
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 
-import torch  # noqa: E402
+import torch
+
+import vithybrid
+from vithybrid import ViTHybridConfig, ViTHybridForImageClassification
+from vithybrid.model.memory import retain_freed_memory_once
+from vithybrid.optimize import quantize_int8
+from vithybrid.timing import SEED_A100
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from vithybrid import ViTHybridConfig, ViTHybridForImageClassification  # noqa: E402
-from vithybrid.model.memory import retain_freed_memory_once  # noqa: E402
-from vithybrid.optimize import quantize_int8  # noqa: E402
-from vithybrid.timing import SEED_A100  # noqa: E402
 
 VARIANTS = ("ours sdpa", "ours eager", "ours eager + maps", "ours int8", "transformers sdpa", "transformers eager",
             "timm")
@@ -277,22 +278,35 @@ def measure(args: argparse.Namespace) -> dict:
     return dict(meta=meta, notes=list(dict.fromkeys(notes)), results=results)
 
 
-def measure_in_oracle(argv: list[str]) -> dict:
-    """Run this script again in the oracle's environment (which has transformers and timm) to measure."""
+def oracle_python() -> Path:
+    """The test oracle's python (tests/oracle/env.py: transformers 4.46.3 and timm), its environment created on
+    first use (a few minutes). tests/ is no package: its env.py is loaded from its file."""
     spec = importlib.util.spec_from_file_location("oracle_env", ROOT / "tests" / "oracle" / "env.py")
     oracle_env = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(oracle_env)
+    return oracle_env.oracle_python()
+
+
+def with_our_packages(env: dict[str, str]) -> dict[str, str]:
+    """`env` with the folder this process imports vithybrid from first on PYTHONPATH, so that a child run by
+    another interpreter (the oracle's, which has no vithybrid installed) imports the same code."""
+    folder = str(Path(vithybrid.__file__).resolve().parents[1])
+    return env | {"PYTHONPATH": os.pathsep.join(filter(None, [folder, env.get("PYTHONPATH")]))}
+
+
+def measure_in_oracle(argv: list[str]) -> dict:
+    """Run this script again in the oracle's environment (which has transformers and timm) to measure."""
     log("transformers 4.46.3 or timm is not installed here: measuring in the test oracle's environment "
         "(tests/oracle/env.py; created on first use, a few minutes).")
     try:
-        python = oracle_env.oracle_python()
+        python = oracle_python()
     except Exception as error:  # noqa: BLE001 - pip, network, disk
         raise SystemExit(f"Could not set up the oracle environment ({error}). Install transformers==4.46.3 "
                          f"and timm into an environment of their own, or set VITHYBRID_ORACLE_VENV to one.")
     with tempfile.TemporaryDirectory() as folder:
         out = Path(folder) / "speed.json"
         result = subprocess.run([str(python), str(Path(__file__).resolve()), *argv, "--measure-only", str(out)],
-                                check=False)
+                                env=with_our_packages(dict(os.environ)), check=False)
         if result.returncode:
             raise SystemExit(f"The measuring process failed (exit status {result.returncode}).")
         return json.loads(out.read_text())

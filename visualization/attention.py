@@ -17,7 +17,7 @@ HEAD_FUSIONS = ("mean", "max", "min")
 
 def fuse_heads(attention: torch.Tensor, head_fusion: str = "mean") -> torch.Tensor:
     """Reduce dimension 1 (the heads) of (B, heads, ...) by its mean, maximum or minimum."""
-    if head_fusion == "mean":  # as a product with 1/heads weights: BLAS, 3x faster than .mean on 2 busy cores
+    if head_fusion == "mean":  # as a product with 1/heads weights: one BLAS call, faster than .mean (README)
         weights = attention.new_full((attention.shape[0], 1, attention.shape[1]), 1 / attention.shape[1])
         return (weights @ attention.flatten(2)).view(attention.shape[:1] + attention.shape[2:])
     if head_fusion == "max":

@@ -35,9 +35,9 @@ from .figures import figure_image
 from .grid import expand_to_pixels
 
 KINDS = ("deletion", "insertion")
-# The app's fractions of tokens hidden or shown: 2 points between the ends, early, where maps differ most.
-# With the 5 orders that is 3 + 5 * 2 * 2 = 23 images, 38 CPU-seconds for the full-size model on 2 threads:
-# about 20-40 s on an idle 2-core CPU, about a minute on a busy one; benchmarks/faithfulness.py takes 16 steps.
+# The app's fractions of tokens hidden or shown: 2 points between the ends, early, where maps differ most, so
+# that one photo costs 3 + 5 orders * 2 points * 2 kinds = 23 images (its time: README, "Explaining both halves
+# of the hybrid"); benchmarks/faithfulness.py takes 16 steps.
 APP_FRACTIONS = (0.0, 0.1, 0.3, 1.0)
 VERDICTS = {  # English; the app translates them by key and fills in the fields
     "best": "Most faithful here: {name} (deletion area {deletion:.2f}, insertion area {insertion:.2f}; a random "

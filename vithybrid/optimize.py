@@ -18,8 +18,8 @@ from .model.memory import keep_freed_memory  # noqa: F401
 
 def int8_engine() -> str:
     """The quantized engine int8 layers are packed for: oneDNN where the CPU has AMX tiles (its int8 matrix
-    multiplies then run on them; on a 2-core Xeon with AMX, 2.5-2.8x faster per ViT-Base linear layer than
-    fbgemm's AVX-512 VNNI kernels), else PyTorch's default (x86: fbgemm; oneDNN is unmeasured there)."""
+    multiplies then run on them, faster than fbgemm's AVX-512 VNNI kernels: README, "Faster inference"), else
+    PyTorch's default (x86: fbgemm; oneDNN is unmeasured there)."""
     amx = getattr(torch.cpu, "_is_amx_tile_supported", lambda: False)()  # private, hence the fallback
     return "onednn" if amx and "onednn" in torch.backends.quantized.supported_engines else \
         torch.backends.quantized.engine

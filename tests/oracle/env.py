@@ -7,6 +7,7 @@ resize alike.
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import subprocess
@@ -29,8 +30,16 @@ def pinned_requirements() -> list[str]:
 
 
 def oracle_python() -> Path:
-    """Path of the oracle's python, creating its environment first if needed (raises on failure)."""
+    """Path of the oracle's python, creating its environment first if needed (raises on failure). Test runs at
+    once wait for the one that creates it (each would otherwise clear the other's half-done install)."""
     location = Path(os.environ.get("VITHYBRID_ORACLE_VENV", DEFAULT_LOCATION))
+    location.parent.mkdir(parents=True, exist_ok=True)
+    with open(location.parent / f"{location.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes, also when this process dies
+        return _ensure_created(location)
+
+
+def _ensure_created(location: Path) -> Path:
     python = location / "bin" / "python"
     requirements = pinned_requirements()
     stamp = location / "requirements.sha256"
