@@ -110,8 +110,9 @@ def serve_model(name: str, replicas: int, dtype: torch.dtype = torch.float32, ad
             check_reachable(address)
         modules = [str(Path(__file__).parent), os.path.dirname(vithybrid.__file__),
                    os.path.dirname(visualization.__file__)]
+        # A local Ray without its dashboard: Serve's Python API needs none, and it costs ~1 GB in ten processes.
         ray.init(address=address, num_cpus=None if address else num_cpus, runtime_env={"py_modules": modules},
-                 log_to_driver=False)
+                 log_to_driver=False, include_dashboard=False if address is None else None)
     try:
         cpus = ray.cluster_resources().get("CPU", 1) / replicas
         serve.start(proxy_location="Disabled")  # called through handles only: no HTTP proxy, no port opened
