@@ -4,7 +4,7 @@ eager attention runs against PyTorch's fused SDPA.
     python app.py [--model google/vit-hybrid-base-bit-384 | shapes | FOLDER] [--models MODEL ...]
                   [--host 127.0.0.1] [--port 7860]
                   [--device auto|cpu|cuda] [--dtype float32|float16|bfloat16] [--int8 | --compile] [--share]
-                  [--runtime onnx|openvino] [--cache-mb MB]
+                  [--runtime onnx|openvino] [--cache-mb MB] [--ray [ADDRESS] [--replicas N]]
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ if "OMP_WAIT_POLICY" not in os.environ:
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")  # about 0.1 ms
 
 import argparse  # noqa: E402
+import atexit  # noqa: E402
 import sys  # noqa: E402
 from collections.abc import Sequence  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -27,7 +28,7 @@ from pathlib import Path  # noqa: E402
 import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
-from explorer import DEFAULT_MODEL, FALLBACK_MODEL, Explorer, ModelShelf  # noqa: E402
+from explorer import DEFAULT_MODEL, FALLBACK_MODEL, Explorer, ModelShelf, WorkQueue  # noqa: E402
 from ui import api, class_map, header, lab, layers, raw, rollout, timing, tokens, uploads, walk  # noqa: E402
 from ui.i18n import I18N, LOAD_JS, RTL_CSS  # noqa: E402
 from ui.theme import CSS as A11Y_CSS, THEME  # noqa: E402
@@ -35,6 +36,7 @@ from vithybrid import CheckpointError  # noqa: E402
 from vithybrid.optimize import keep_freed_memory  # noqa: E402
 from vithybrid.runtimes import load_exported  # noqa: E402
 
+LOCAL_RAY = "local"  # --ray without an address
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
 TABS = [rollout, class_map, lab, raw, layers, tokens, walk, timing]  # page order; any order builds
 CSS = ("#banner, #examples-note {border-left: 4px solid #f59e0b; padding: 8px 12px;} .compact {max-width: 520px} "
@@ -111,7 +113,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="classify the startup model with ONNX Runtime or OpenVINO (exported once into a cache; "
                              "with --int8, an int8 export); the maps, the timing and models picked on the page stay "
                              "PyTorch's")
-    return parser.parse_args(argv)
+    parser.add_argument("--ray", nargs="?", const=LOCAL_RAY, metavar="ADDRESS",
+                        help="send the startup model's labels and maps to Ray Serve replicas: alone, on a local Ray "
+                             "started here; with ADDRESS (HEAD:6379, ray://HEAD:10001 or auto), on that cluster")
+    parser.add_argument("--replicas", type=int, default=1, help="with --ray: model replicas; default %(default)s")
+    args = parser.parse_args(argv)
+    if args.replicas < 1:
+        parser.exit(2, f"app.py: --replicas must be at least 1, got {args.replicas}\n")
+    return args
+
+
+def serve_on_ray(explorer: Explorer, address: str, replicas: int) -> None:
+    """Send the startup model's labels and whole passes to `replicas` replicas on Ray Serve (explorer.ray_serve) at
+    `address` (LOCAL_RAY: a Ray started here), its queue feeding them all at once. Where Ray is missing or cannot
+    be reached, say so in one line and leave the explorer serving in-process."""
+    try:
+        from explorer.ray_serve import serve_model
+
+        remote = serve_model(explorer.name, replicas, explorer.dtype, None if address == LOCAL_RAY else address)
+    except ImportError as error:
+        reason = f"--ray needs Ray Serve (pip install -e '.[ray]'): {error}"
+    except Exception as error:  # noqa: BLE001 - whatever Ray raises, the page still serves, in-process
+        said = str(error).strip().splitlines()  # Ray's messages run to many lines: their first says what happened
+        reason = f"could not reach Ray at {address}: {said[0] if said else type(error).__name__}"
+    else:
+        # one worker per replica, and one for the model work that stays in this process
+        explorer.remote, explorer.queue = remote, WorkQueue(workers=replicas + 1)
+        atexit.register(remote.close)
+        return
+    print(f"app.py: {reason}; serving in-process", file=sys.stderr, flush=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -128,6 +158,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"app.py: could not load {explorer.failed[0]}: {explorer.failed[1]}\n"
               f"app.py: serving the shipped '{FALLBACK_MODEL}' model instead (circles, squares, triangles, stars, "
               f"crosses).", file=sys.stderr, flush=True)
+    if args.ray is not None:
+        serve_on_ray(explorer, args.ray, args.replicas)
     demo = build_demo(explorer, args.models)
     serve(demo, server_name=args.host, server_port=args.port, share=args.share)
 

@@ -3,12 +3,17 @@
 the opacity slider), against the app served in this process with the full-size architecture (random weights).
 
     python benchmarks/classroom.py [--students 1 8 24] [--browsers 2] [--model FOLDER] [--json FILE]
+                                   [--ray [ADDRESS] [--replicas N]]
 
 Prints, per class size: labels p50/p95 and labels + maps p50/p95 (seconds from the upload, and as multiples of
 one SDPA forward measured in the same run, idle, just before), re-render p50/p95 after everyone has uploaded
 (slider moves in the browsers), how many re-renders ran the model, images forwarded per student, and the
 process's peak resident memory. Every answer is checked against the student's own photo. Run it from another
 checkout (PYTHONPATH=that checkout) to measure that version the same way.
+
+With --ray, the app sends its labels and passes to Ray Serve replicas as `python app.py --ray` does (deployed
+afresh for each class, before its clock starts); the images forwarded and the peak memory are then this process's
+only (the replicas' forwards and memory are not counted).
 """
 
 from __future__ import annotations
@@ -225,6 +230,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--browsers", type=int, default=2, help="of the students, how many are real browser pages")
     parser.add_argument("--model", help="a checkpoint folder (default: the full-size architecture, random weights)")
     parser.add_argument("--json", type=Path, help="write the raw numbers here")
+    parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
+                        help="serve the model on Ray Serve replicas, as app.py --ray (alone: a local Ray)")
+    parser.add_argument("--replicas", type=int, default=1, help="with --ray: model replicas")
     args = parser.parse_args(argv)
 
     from playwright.sync_api import sync_playwright
@@ -240,6 +248,12 @@ def main(argv: list[str] | None = None) -> None:
         print("|---:|---:|---:|---:|---:|---:|---:|---:|")
         for students in args.students:
             explorer = Explorer(model, fallback=False)  # a fresh app per class: nothing cached
+            if args.ray:
+                import app
+
+                app.serve_on_ray(explorer, args.ray, args.replicas)
+                if explorer.remote is None:
+                    raise SystemExit("classroom.py: --ray: the model is not served on Ray (the line above says why)")
             expected = expected_labels(explorer, files[:students])
             forward_s = one_forward_s(explorer.fast_model, explorer.pixels(sample(seed=1, index=0, size=384).image))
             demo, url = serve(explorer)

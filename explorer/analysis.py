@@ -18,7 +18,7 @@ import torch
 from PIL import Image
 
 import visualization as viz
-from vithybrid.explain import CLASS_MAP, ROLLOUT
+from vithybrid.explain import CLASS_MAP, ROLLOUT, PhotoMaps, PhotoPass
 from vithybrid.model.backbone import backbone_stages
 
 STORED_DTYPE = torch.float16
@@ -101,3 +101,11 @@ def recording_backbone(model) -> Iterator[list[torch.Tensor]]:
     finally:
         for hook in hooks:
             hook.remove()
+
+
+def whole_pass(model, pixels: torch.Tensor) -> tuple[PhotoMaps, list[torch.Tensor]]:
+    """A photo's whole pass (vithybrid.explain.PhotoPass: forward, then backward) and what recording_backbone
+    records of its forward: in this process, or in a replica serving the model (explorer.ray_serve)."""
+    with recording_backbone(model) as recorded:
+        photo_pass = PhotoPass(model, pixels)
+    return photo_pass.maps(), recorded

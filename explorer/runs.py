@@ -31,7 +31,7 @@ from vithybrid.optimize import compile_model, quantize_int8
 from vithybrid.timing import TimingRow, max_logit_difference, time_batch
 
 from . import pictures
-from .analysis import Analysis, recording_backbone, stored
+from .analysis import Analysis, recording_backbone, stored, whole_pass
 from .cache import AnalysisCache, default_budget_mb
 from .facts import ModelFacts, model_facts
 from .work import LIBRARY, Priority, Work, WorkDropped, WorkQueue
@@ -61,6 +61,15 @@ class PhotoJob:
     backbone: list[torch.Tensor] | None = None  # recorded during that forward
 
 
+def load_model(name: str, device: str = "cpu", dtype: torch.dtype = torch.float32):
+    """(model, processor) of `name` (a Hub id, a folder, or "shapes"), frozen: as the Explorer and a model served
+    for it (explorer.ray_serve) load it."""
+    folder = resolve_model(name)
+    model = ViTHybridForImageClassification.from_pretrained(folder, torch_dtype=dtype).to(device)
+    model.requires_grad_(False)  # inference only; gradients flow to the attention maps, not the weights
+    return model, ViTHybridImageProcessor.from_pretrained(folder)
+
+
 class Explorer:
     """A model shared by every user: its runs go through the work queue, its analyses through the cache."""
 
@@ -75,13 +84,13 @@ class Explorer:
             raise ValueError("int8 runs on the CPU only; use --dtype float16 or bfloat16 on a GPU")
         self.failed: tuple[str, str] | None = None  # (the model asked for, why it could not load) after a fallback
         try:
-            self.name, (self.folder, self.model, self.processor) = name, self._load(name, device, dtype)
+            self.name, self.model, self.processor = name, *load_model(name, device, dtype)
         except CheckpointError as error:
             if name == FALLBACK_MODEL or not fallback:
                 raise
             self.failed = (name, str(error))
-            self.name, (self.folder, self.model, self.processor) = FALLBACK_MODEL, self._load(FALLBACK_MODEL, device,
-                                                                                                dtype)
+            self.name, self.model, self.processor = FALLBACK_MODEL, *load_model(FALLBACK_MODEL, device, dtype)
+        self.folder = resolve_model(self.name)  # where its files are (class names in other languages, say)
         self.device, self.dtype, self.speed = torch.device(device), dtype, speed
         self.cache_mb = default_budget_mb() if cache_mb is None else cache_mb
         # The model whose batched forward answers several waiting photos' labels at once, and is timed.
@@ -103,13 +112,6 @@ class Explorer:
         if language not in self._label_names:
             self._label_names[language] = translated_labels(self.model.config.id2label, language, self.folder)
         return self._label_names[language]
-
-    @staticmethod
-    def _load(name: str, device: str, dtype: torch.dtype):
-        folder = resolve_model(name)
-        model = ViTHybridForImageClassification.from_pretrained(folder, torch_dtype=dtype).to(device)
-        model.requires_grad_(False)  # inference only; gradients flow to the attention maps, not the weights
-        return folder, model, ViTHybridImageProcessor.from_pretrained(folder)
 
     def pixels(self, image: Image.Image) -> torch.Tensor:
         return self.processor(image)["pixel_values"].to(self.device, self.dtype)
@@ -155,10 +157,11 @@ class Explorer:
 
         def start() -> PhotoJob:
             job = PhotoJob(key, image, self.pixels(image))
+            local = self.remote is None  # a served model's work may run alongside other work
             job.labels = Work(Priority.LABELS, self._run_labels, batch_key=(id(self), "labels"), sessions=job.sessions,
-                              payload=job)
+                              payload=job, local=local)
             job.maps = Work(Priority.MAPS, self._run_maps, sessions=job.sessions, on_drop=lambda: self._drop(job),
-                            payload=job)
+                            payload=job, local=local)
             started.append(job)
             return job
 
@@ -192,9 +195,7 @@ class Explorer:
         """A photo's whole pass: its maps and what the guided walk draws of its backbone (recording_backbone)."""
         if self.remote is not None:
             return self.remote.whole_pass(pixels)
-        with recording_backbone(self.model) as recorded:
-            photo_pass = PhotoPass(self.model, pixels)
-        return photo_pass.maps(), recorded
+        return whole_pass(self.model, pixels)
 
     def _run_maps(self, works: list[Work]) -> list[Analysis]:
         """The photo's pass completed (its backward) or run whole; the analysis goes into the cache."""

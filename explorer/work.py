@@ -5,7 +5,8 @@ before deletion/insertion runs and timing. Pictures that need no model run never
 Work waits for sessions (browser tabs, API clients). A session that leaves (`forget_session`: the page's tab
 was closed) stops waiting, and work that nobody waits for any more is dropped unrun. Work of the same kind
 waiting at the same moment runs as one batch where it says so (the labels of several photos: one batched
-forward).
+forward). Work on a model in this process ("local" work) runs one at a time even when the queue has several
+workers; only work sent elsewhere (a model served on Ray Serve replicas) runs alongside it.
 """
 
 from __future__ import annotations
@@ -40,12 +41,14 @@ class Work:
     """Model work and the sessions waiting for it. `run(works)` gets this work and any batched with it (same
     `batch_key`) and returns one result per work. `sessions` may be shared by several works (a photo's labels
     and maps): the work lives while any of them waits. `on_drop()` runs when it is dropped unrun, then its late
-    waiters get WorkDropped. `payload`: what `run` works on."""
+    waiters get WorkDropped. `payload`: what `run` works on. `local`: it runs a model in this process, so never
+    alongside other local work (forward hooks and the model's settings are shared by every thread)."""
 
     def __init__(self, priority: Priority, run: Callable[[list[Work]], list], batch_key: Hashable | None = None,
-                 sessions: set | None = None, on_drop: Callable[[], None] | None = None, payload: object = None):
+                 sessions: set | None = None, on_drop: Callable[[], None] | None = None, payload: object = None,
+                 local: bool = True):
         self.priority, self.run, self.batch_key, self.on_drop = priority, run, batch_key, on_drop
-        self.payload = payload
+        self.payload, self.local = payload, local
         self.sessions = set() if sessions is None else sessions
         self._futures: list[tuple[Future, Hashable]] = []
         self._outcome: tuple[object, BaseException | None] | None = None  # (result, error) once resolved
@@ -88,8 +91,9 @@ class Work:
 
 class WorkQueue:
     """Runs Work on its own threads, `workers` at a time (one for a model in this process; a model served elsewhere,
-    such as Ray Serve replicas, can take several): the lowest Priority first, then in order of arrival. A popped
-    work with a batch_key takes along every other waiting work with the same key, up to `max_batch`."""
+    such as Ray Serve replicas, can take several): the lowest Priority first, then in order of arrival, except that
+    local work waits while other local work runs (the next work that may run goes first). A popped work with a
+    batch_key takes along every other waiting work with the same key, up to `max_batch`."""
 
     def __init__(self, max_batch: int = 8, workers: int = 1):
         self.max_batch, self.workers = max_batch, workers
@@ -97,6 +101,7 @@ class WorkQueue:
         self._arrivals = itertools.count()
         self._condition = threading.Condition()
         self._threads: list[threading.Thread] = []
+        self._local_running = False  # a worker runs local work (guarded by _condition)
         self.ran: deque[tuple[Priority, int]] = deque(maxlen=10_000)  # (priority, batch size) of recent runs, in order
 
     def submit(self, work: Work) -> Work:
@@ -149,17 +154,26 @@ class WorkQueue:
         with self._condition:
             return len(self._waiting)
 
+    def _runnable(self) -> tuple[int, int, Work] | None:
+        """The most urgent waiting work that may run now (dead work counts: it is dropped at once)."""
+        self._waiting.sort(key=lambda entry: entry[:2])
+        return next((entry for entry in self._waiting
+                     if not (entry[2].local and self._local_running and entry[2].alive)), None)
+
     def _next(self, dropped: list[Work]) -> list[Work]:
-        """The most urgent live work and its batch (the queue's lock held); dead work on the way goes to `dropped`."""
+        """The most urgent live work that may run and its batch (the queue's lock held); dead work on the way goes to
+        `dropped`."""
         while True:
-            if dropped and not self._waiting:
+            if dropped and self._runnable() is None:
                 return []  # first drop those: on_drop frees what they held
-            self._condition.wait_for(lambda: self._waiting)
-            self._waiting.sort(key=lambda entry: entry[:2])
-            _, _, first = self._waiting.pop(0)
+            self._condition.wait_for(lambda: self._runnable() is not None)
+            chosen = self._runnable()
+            self._waiting.remove(chosen)
+            first = chosen[2]
             if not first.alive:
                 dropped.append(first)
                 continue
+            self._local_running |= first.local
             batch = [first]
             if first.batch_key is not None:
                 for entry in list(self._waiting):
@@ -183,10 +197,12 @@ class WorkQueue:
                 continue
             self.ran.append((batch[0].priority, len(batch)))
             try:
-                results = batch[0].run(batch)
-            except Exception as error:  # noqa: BLE001 - handed to the waiters, who raise it
-                for work in batch:
-                    work.resolve(error=error)
-            else:
-                for work, result in zip(batch, results):
-                    work.resolve(result)
+                results, error = batch[0].run(batch), None
+            except Exception as failure:  # noqa: BLE001 - handed to the waiters, who raise it
+                results, error = [None] * len(batch), failure
+            if batch[0].local:
+                with self._condition:
+                    self._local_running = False
+                    self._condition.notify_all()  # local work may run again
+            for work, result in zip(batch, results):
+                work.resolve(result, error)
