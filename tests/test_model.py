@@ -8,6 +8,7 @@ import torch
 
 from helpers import TINY, assert_same_arithmetic, tiny_model
 from vithybrid.model.backbone import StdConv2d
+from vithybrid.model.modeling import ATTENTION_KERNELS, cpu_inference_attention, eager_attention
 
 
 def test_wrong_input_size_names_the_expected_size():
@@ -155,7 +156,8 @@ def test_classification_computes_the_last_layer_for_cls_alone_with_the_same_logi
     with torch.no_grad():
         fast = model(x).logits
         full = model(x, output_hidden_states=True)
-        base = model.vit(x, cls_only=True).last_hidden_state
+        with model.vit.encoder.computing_cls_only():
+            base = model.vit(x).last_hidden_state
         with_maps = model(x, output_attentions=True)  # the maps stay whole, the last layer's outputs do not
     assert shapes == [(2, 1, TINY["hidden_size"]), (2, 17, TINY["hidden_size"]), (2, 1, TINY["hidden_size"]),
                       (2, 1, TINY["hidden_size"])]
@@ -172,23 +174,24 @@ def test_classification_computes_the_last_layer_for_cls_alone_with_the_same_logi
         model(x)
     hook.remove()
     assert shapes[-1] == (2, 17, TINY["hidden_size"])
+    assert not model.vit.encoder.cls_only  # the setting lasts one call
 
 
 @pytest.mark.parametrize("output_attentions", [True, False])
-@pytest.mark.parametrize("cls_only", [True, False])
+@pytest.mark.parametrize("queries", [17, 1])
 @pytest.mark.parametrize("masked", [True, False])
-def test_cpu_inference_attention_is_the_differentiable_attention(output_attentions, cls_only, masked):
+def test_cpu_inference_attention_is_the_eager_attention(output_attentions, queries, masked):
     attention = tiny_model().vit.encoder.layer[0].attention.attention.eval()
     x = torch.randn(3, 17, TINY["hidden_size"])
     head_mask = torch.rand(3, TINY["num_attention_heads"], 1, 1) if masked else None
     q, k, v = attention.qkv(x).unflatten(-1, (3, attention.num_heads, attention.head_dim)).permute(2, 0, 3, 1, 4)
-    q = q if output_attentions or not cls_only else q[:, :, :1]
-    expected_context, expected_probs = attention.differentiable_attention(q, k, v, head_mask, cls_only)
+    q = q[:, :, :queries]  # the CLS-only last layer asks for one query's row
+    expected_context, expected_probs = eager_attention(attention, q, k, v, head_mask, output_attentions, None)
     scores = torch.full((5,), float("nan"))  # too small: grown in place, and whatever it held is overwritten
     with torch.no_grad():
-        context, probs = attention.cpu_inference_attention(q.detach(), k.detach(), v.detach(), head_mask,
-                                                       output_attentions, cls_only, scores)
-    assert scores.numel() == TINY["num_attention_heads"] * q.shape[2] * 17
+        context, probs = cpu_inference_attention(attention, q.detach(), k.detach(), v.detach(), head_mask,
+                                                 output_attentions, scores)
+    assert scores.numel() == TINY["num_attention_heads"] * queries * 17
     torch.testing.assert_close(context, expected_context.detach(), atol=1e-6, rtol=0)
     if output_attentions:
         torch.testing.assert_close(probs, expected_probs.detach(), atol=1e-7, rtol=0)
@@ -197,14 +200,17 @@ def test_cpu_inference_attention_is_the_differentiable_attention(output_attentio
         assert probs is None
 
 
-def test_eager_path_picks_the_differentiable_attention_only_when_autograd_or_dropout_need_it():
+def test_eager_path_picks_the_plain_kernel_only_when_autograd_or_dropout_need_it(monkeypatch):
     model = tiny_model()
     model.set_attn_implementation("eager")
-    attention = model.vit.encoder.layer[0].attention.attention
+    first = model.vit.encoder.layer[0].attention.attention
     calls = []
-    for name in ("differentiable_attention", "cpu_inference_attention"):
-        original = getattr(attention, name)
-        setattr(attention, name, lambda *args, _name=name, _original=original: calls.append(_name) or _original(*args))
+    for name, kernel in dict(ATTENTION_KERNELS).items():
+        def recorded(module, *args, _name=name, _kernel=kernel):
+            if module is first:
+                calls.append(_name)
+            return _kernel(module, *args)
+        monkeypatch.setitem(ATTENTION_KERNELS, name, recorded)
     x = torch.randn(1, 3, 60, 60)
     with torch.no_grad():
         model(x)
@@ -213,8 +219,7 @@ def test_eager_path_picks_the_differentiable_attention_only_when_autograd_or_dro
     model.attention_with_gradients(x)  # gradients with respect to the attention itself
     with torch.no_grad():
         model.train()(x)  # dropout
-    assert calls == ["cpu_inference_attention", "differentiable_attention", "cpu_inference_attention",
-                     "differentiable_attention", "differentiable_attention"]
+    assert calls == ["cpu_inference", "eager", "cpu_inference", "eager", "eager"]
 
 
 def test_in_place_backbone_ops_leave_what_a_hook_kept_alone():
