@@ -32,6 +32,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from vithybrid import ViTHybridConfig, ViTHybridForImageClassification  # noqa: E402
+from vithybrid.optimize import keep_freed_memory  # noqa: E402
 from vithybrid.training.train import PRESETS  # noqa: E402
 
 MIB = 2 ** 20
@@ -143,4 +144,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # as the CLIs do: this process's choice, made at its entry point
     main()

@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 from speed import machine  # noqa: E402  (benchmarks/speed.py, beside this file)
 from vithybrid import ViTHybridConfig, ViTHybridForImageClassification  # noqa: E402
+from vithybrid.optimize import keep_freed_memory  # noqa: E402
 from vithybrid.timing import forward_ms  # noqa: E402
 from vithybrid.checkpoints.timm_format import ARCHITECTURES, IN21K_CHECKPOINTS, SUPPORTED_CHECKPOINTS, architecture_config  # noqa: E402
 
@@ -143,4 +144,5 @@ Written by `python benchmarks/checkpoints.py` ({setup}).
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # as the CLIs do: this process's choice, made at its entry point
     main()
