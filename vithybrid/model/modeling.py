@@ -315,7 +315,9 @@ class ViTHybridEncoder(nn.Module):
         """Within this block the encoder's output is the CLS token alone, (B, 1, hidden), for a caller that
         reads nothing else (a classifier, a pooler): the last layer skips the other tokens' output projection
         and MLP, and their queries unless attentions are asked for (6% of ViT-Hybrid-Base's work). Not when
-        hidden states are asked for, nor in training (so that dropout draws what the reference draws)."""
+        hidden states are asked for, nor in training (so that dropout draws what the reference draws). The
+        setting holds for the block, not per thread: a direct call of this encoder's model from another thread
+        meanwhile would get the CLS token alone too."""
         before, self.cls_only = self.cls_only, True
         try:
             yield self
