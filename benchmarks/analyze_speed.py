@@ -30,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 import pyarrow.dataset as pads  # noqa: E402
 
 from vithybrid import ViTHybridConfig, ViTHybridForImageClassification, ViTHybridImageProcessor  # noqa: E402
+from vithybrid.optimize import keep_freed_memory  # noqa: E402
 from vithybrid.analyze.__main__ import main  # noqa: E402
 
 BACKENDS = {"local": [], "ray, 1 actor": ["--ray", "--actors", "1"], "ray, 2 actors": ["--ray", "--actors", "2"]}
@@ -102,4 +103,5 @@ def main_benchmark() -> None:
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # as the CLIs do: this process's choice, made at its entry point
     main_benchmark()

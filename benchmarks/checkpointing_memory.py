@@ -30,6 +30,7 @@ from pathlib import Path
 import torch
 
 from vithybrid import ViTHybridConfig, ViTHybridForImageClassification
+from vithybrid.optimize import keep_freed_memory
 from vithybrid.training.train import PRESETS
 
 MIB = 2 ** 20
@@ -141,4 +142,5 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # as the CLIs do: this process's choice, made at its entry point
     main()

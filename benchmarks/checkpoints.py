@@ -37,6 +37,7 @@ from speed import machine  # benchmarks/speed.py, beside this file
 from vithybrid import ViTHybridConfig, ViTHybridForImageClassification
 from vithybrid.checkpoints.timm_format import (ARCHITECTURES, IN21K_CHECKPOINTS, SUPPORTED_CHECKPOINTS,
                                                architecture_config)
+from vithybrid.optimize import keep_freed_memory
 from vithybrid.timing import forward_ms
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -144,4 +145,5 @@ Written by `python benchmarks/checkpoints.py` ({setup}).
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # as the CLIs do: this process's choice, made at its entry point
     main()

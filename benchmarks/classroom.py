@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> None:
             print(report(result), flush=True)
             for line in result.wrong[:5]:
                 print("  wrong:", line)
-    print(f"one SDPA forward (batch 1, idle, median of 3): "
+    print("one SDPA forward (batch 1, idle, median of 3): "
           + ", ".join(f"{r.forward_s:.2f} s before the class of {r.students}" for r in results))
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=1))

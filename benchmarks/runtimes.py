@@ -102,12 +102,12 @@ def worker(spec: dict, threads: int) -> None:
     "out": file}, {"gemm": side}; answer one JSON line each on stdout."""
     import torch
 
-    from vithybrid.model.memory import retain_freed_memory_once
+    from vithybrid.optimize import keep_freed_memory
 
     torch.set_num_threads(threads)
-    # What our model does on its first CPU forward, done for every worker (timm's too), so that none pays page
-    # faults the others do not; the runtimes keep arenas of their own.
-    retain_freed_memory_once()
+    # Every PyTorch worker (timm's too) keeps freed memory, so that none pays page faults the others do not; the
+    # runtimes keep arenas of their own.
+    keep_freed_memory()
     runs = {name: build(name, spec, threads) for name in spec["variants"]}
     size = spec["image_size"]
     inputs = {b: torch.randn(b, 3, size, size, generator=torch.Generator().manual_seed(b)) for b in spec["batches"]}
@@ -310,7 +310,7 @@ def markdown(data: dict) -> str:
         f"{data['gemm_side']}^3 float32 matmul's ({data['gemm_gflops']:.0f} GFLOP/s, measured in the same run). "
         f"Logits against `{REFERENCE}` on a batch of {max(batches)}. OpenMP: libgomp's default (300,000 spins) "
         f"unless a row says `OMP passive` (OMP_WAIT_POLICY=PASSIVE) or `spin 10k` (GOMP_SPINCOUNT=10000); every "
-        f"PyTorch worker (timm's too) keeps freed memory, as our model does by default.", "", *rows, "",
+        f"PyTorch worker (timm's too) keeps freed memory (vithybrid.optimize.keep_freed_memory).", "", *rows, "",
         f"torch {meta['torch']}, onnxruntime {meta['onnxruntime']}, openvino {meta['openvino']}, nncf {meta['nncf']}, "
         f"onnx {meta['onnx']}. Load average {data['load'][0]:.1f} before, {data['load'][1]:.1f} after.{busy}",
         *data["notes"], "",

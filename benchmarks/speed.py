@@ -60,8 +60,7 @@ import torch
 
 import vithybrid
 from vithybrid import ViTHybridConfig, ViTHybridForImageClassification
-from vithybrid.model.memory import retain_freed_memory_once
-from vithybrid.optimize import quantize_int8
+from vithybrid.optimize import keep_freed_memory, quantize_int8
 from vithybrid.timing import SEED_A100
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -209,9 +208,9 @@ def measure(args: argparse.Namespace) -> dict:
         raise SystemExit(f"--dtypes: unknown {unknown}; choose from {list(DTYPES)}")
     if args.threads:
         torch.set_num_threads(args.threads)
-    # What our model does on its first CPU forward, done before any model runs, so that transformers' and timm's
-    # models in this process reuse freed memory too (and VITHYBRID_KEEP_FREED_MEMORY=0 is honoured).
-    freed_memory_kept = device.type == "cpu" and retain_freed_memory_once()
+    # Before any model runs, so that every model in this process reuses freed memory alike (and
+    # VITHYBRID_KEEP_FREED_MEMORY=0 is honoured).
+    freed_memory_kept = device.type == "cpu" and keep_freed_memory()
     batches = [1] if args.quick else args.batches
     repeats = 1 if args.quick else args.repeats
     warmup = args.warmup if args.warmup is not None else (3 if device.type == "cuda" else 1)
@@ -375,7 +374,7 @@ def markdown(data: dict) -> str:
               "noise figure well above 1 means the machine's speed changed during the runs. Load average "
               f"{m['load_before'][0]:.1f} before, {m['load_after'][0]:.1f} after: on a shared machine the figures "
               "are noisy.")
-    kept = ", freed memory kept for reuse (vithybrid.model.memory)" if m.get("freed_memory_kept") else ""
+    kept = ", freed memory kept for reuse (vithybrid.optimize.keep_freed_memory)" if m.get("freed_memory_kept") else ""
     machine_line = (f"Machine: {m['machine']} ({m['device']}), {m['cpus']} CPUs, {m['threads']} torch threads "
                     f"(OMP_WAIT_POLICY={m['omp_wait_policy']}{kept}). torch {m['torch']}, transformers {m['transformers']}, "
                     f"timm {m['timm']}, Python {m['python']}. Date: {m['date']}.")

@@ -8,6 +8,7 @@ import torch
 
 from helpers import TINY, assert_same_arithmetic, tiny_model
 from vithybrid.model.backbone import StdConv2d
+from vithybrid.model.modeling import ATTENTION_KERNELS, cpu_inference_attention, eager_attention
 
 
 def test_wrong_input_size_names_the_expected_size():
@@ -155,7 +156,8 @@ def test_classification_computes_the_last_layer_for_cls_alone_with_the_same_logi
     with torch.no_grad():
         fast = model(x).logits
         full = model(x, output_hidden_states=True)
-        base = model.vit(x, cls_only=True).last_hidden_state
+        with model.vit.encoder.computing_cls_only():
+            base = model.vit(x).last_hidden_state
         with_maps = model(x, output_attentions=True)  # the maps stay whole, the last layer's outputs do not
     assert shapes == [(2, 1, TINY["hidden_size"]), (2, 17, TINY["hidden_size"]), (2, 1, TINY["hidden_size"]),
                       (2, 1, TINY["hidden_size"])]
@@ -172,23 +174,24 @@ def test_classification_computes_the_last_layer_for_cls_alone_with_the_same_logi
         model(x)
     hook.remove()
     assert shapes[-1] == (2, 17, TINY["hidden_size"])
+    assert not model.vit.encoder.cls_only  # the setting lasts one call
 
 
 @pytest.mark.parametrize("output_attentions", [True, False])
-@pytest.mark.parametrize("cls_only", [True, False])
+@pytest.mark.parametrize("queries", [17, 1])
 @pytest.mark.parametrize("masked", [True, False])
-def test_cpu_inference_attention_is_the_differentiable_attention(output_attentions, cls_only, masked):
+def test_cpu_inference_attention_is_the_eager_attention(output_attentions, queries, masked):
     attention = tiny_model().vit.encoder.layer[0].attention.attention.eval()
     x = torch.randn(3, 17, TINY["hidden_size"])
     head_mask = torch.rand(3, TINY["num_attention_heads"], 1, 1) if masked else None
     q, k, v = attention.qkv(x).unflatten(-1, (3, attention.num_heads, attention.head_dim)).permute(2, 0, 3, 1, 4)
-    q = q if output_attentions or not cls_only else q[:, :, :1]
-    expected_context, expected_probs = attention.differentiable_attention(q, k, v, head_mask, cls_only)
+    q = q[:, :, :queries]  # the CLS-only last layer asks for one query's row
+    expected_context, expected_probs = eager_attention(attention, q, k, v, head_mask, output_attentions, None)
     scores = torch.full((5,), float("nan"))  # too small: grown in place, and whatever it held is overwritten
     with torch.no_grad():
-        context, probs = attention.cpu_inference_attention(q.detach(), k.detach(), v.detach(), head_mask,
-                                                       output_attentions, cls_only, scores)
-    assert scores.numel() == TINY["num_attention_heads"] * q.shape[2] * 17
+        context, probs = cpu_inference_attention(attention, q.detach(), k.detach(), v.detach(), head_mask,
+                                                 output_attentions, scores)
+    assert scores.numel() == TINY["num_attention_heads"] * queries * 17
     torch.testing.assert_close(context, expected_context.detach(), atol=1e-6, rtol=0)
     if output_attentions:
         torch.testing.assert_close(probs, expected_probs.detach(), atol=1e-7, rtol=0)
@@ -197,14 +200,17 @@ def test_cpu_inference_attention_is_the_differentiable_attention(output_attentio
         assert probs is None
 
 
-def test_eager_path_picks_the_differentiable_attention_only_when_autograd_or_dropout_need_it():
+def test_eager_path_picks_the_plain_kernel_only_when_autograd_or_dropout_need_it(monkeypatch):
     model = tiny_model()
     model.set_attn_implementation("eager")
-    attention = model.vit.encoder.layer[0].attention.attention
+    first = model.vit.encoder.layer[0].attention.attention
     calls = []
-    for name in ("differentiable_attention", "cpu_inference_attention"):
-        original = getattr(attention, name)
-        setattr(attention, name, lambda *args, _name=name, _original=original: calls.append(_name) or _original(*args))
+    for name, kernel in dict(ATTENTION_KERNELS).items():
+        def recorded(module, *args, _name=name, _kernel=kernel):
+            if module is first:
+                calls.append(_name)
+            return _kernel(module, *args)
+        monkeypatch.setitem(ATTENTION_KERNELS, name, recorded)
     x = torch.randn(1, 3, 60, 60)
     with torch.no_grad():
         model(x)
@@ -213,14 +219,12 @@ def test_eager_path_picks_the_differentiable_attention_only_when_autograd_or_dro
     model.attention_with_gradients(x)  # gradients with respect to the attention itself
     with torch.no_grad():
         model.train()(x)  # dropout
-    assert calls == ["cpu_inference_attention", "differentiable_attention", "cpu_inference_attention",
-                     "differentiable_attention", "differentiable_attention"]
+    assert calls == ["cpu_inference", "eager", "cpu_inference", "eager", "eager"]
 
 
 def test_in_place_backbone_ops_leave_what_a_hook_kept_alone():
-    """Inference adds the shortcut into the block's last norm output in place, but not when a forward hook on
-    that norm may have kept the tensor: what the hook saw stays what the norm returned, and the logits are the
-    same either way."""
+    """The backbone's in-place ReLUs touch only tensors no module returned: what a forward hook on a block's last
+    norm kept stays what the norm returned, and the logits are the same with the hook as without."""
     from vithybrid import ViTHybridForImageClassification
     from vithybrid.checkpoints.shipped import resolve_model
 
@@ -235,3 +239,125 @@ def test_in_place_backbone_ops_leave_what_a_hook_kept_alone():
         hook.remove()
     assert torch.equal(kept["tensor"], kept["copy"])  # the very tensor the hook kept, against its copy
     assert_same_arithmetic(hooked, plain)  # two forwards: buffers may land elsewhere and steer kernels
+
+
+# ---------------------------------------------------------------------------------------------- token_mask
+
+def cells_mask(*rows: list[int], cells: int = 16) -> torch.Tensor:
+    """A (len(rows), cells) bool mask keeping the listed cells of each image."""
+    mask = torch.zeros(len(rows), cells, dtype=torch.bool)
+    for i, kept in enumerate(rows):
+        mask[i, kept] = True
+    return mask
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_a_token_mask_that_keeps_every_token_changes_nothing(attn):
+    model = tiny_model()
+    model.set_attn_implementation(attn)
+    x = torch.randn(2, 3, 60, 60)
+    with torch.no_grad():
+        plain = model(x, output_attentions=True)
+        kept = model(x, output_attentions=True, token_mask=torch.ones(2, 16, dtype=torch.bool))
+    torch.testing.assert_close(kept.logits, plain.logits, atol=1e-5, rtol=0)
+    for a, b in zip(kept.attentions, plain.attentions, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_dropping_tokens_is_running_the_encoder_on_the_kept_tokens(attn):
+    """The masked forward against the layers run by hand on CLS and the kept tokens of the embeddings' output
+    (each with its own position embedding), with a different choice of cells per image."""
+    model = tiny_model()
+    model.set_attn_implementation(attn)
+    x = torch.randn(2, 3, 60, 60)
+    mask = cells_mask([0, 5, 6, 15], [1, 2, 9, 12])
+    with torch.no_grad():
+        out = model(x, token_mask=mask, output_attentions=True)
+        logits = model(x, token_mask=mask).logits  # SDPA where chosen: no maps asked for
+        z = model.vit.embeddings(x)
+        z = torch.cat([z[:, :1], torch.stack([z[0, 1:][[0, 5, 6, 15]], z[1, 1:][[1, 2, 9, 12]]])], dim=1)
+        maps = []
+        for layer in model.vit.encoder.layer:
+            z, probs = layer(z, None, True)
+            maps.append(probs)
+        expected = model.classifier(model.vit.layernorm(z)[:, 0])
+        unmasked = model(x).logits
+    torch.testing.assert_close(out.logits, expected, atol=1e-5, rtol=0)
+    torch.testing.assert_close(logits, expected, atol=1e-5, rtol=0)
+    assert not torch.allclose(out.logits, unmasked, atol=1e-3)  # the dropped tokens mattered
+    for ours, by_hand in zip(out.attentions, maps, strict=True):
+        assert ours.shape == (2, TINY["num_attention_heads"], 5, 5)
+        torch.testing.assert_close(ours, by_hand, atol=1e-6, rtol=0)
+
+
+def test_eager_and_sdpa_agree_on_a_masked_forward():
+    model = tiny_model()
+    x = torch.randn(3, 3, 60, 60)
+    mask = cells_mask([3, 4, 7], [0, 1, 2], [10, 11, 14])
+    with torch.no_grad():
+        model.set_attn_implementation("eager")
+        eager = model(x, token_mask=mask).logits
+        model.set_attn_implementation("sdpa")
+        sdpa = model(x, token_mask=mask).logits
+    torch.testing.assert_close(eager, sdpa, atol=1e-5, rtol=0)
+
+
+def test_a_token_mask_works_on_an_interpolated_grid_and_with_gradients_of_the_maps():
+    model = tiny_model()
+    x = torch.randn(2, 3, 130, 97)  # a 9x7 grid
+    mask = torch.rand(2, 63, generator=torch.Generator().manual_seed(0)).argsort(1) < 20  # 20 random cells each
+    result = model.attention_with_gradients(x, class_index=1, interpolate_pos_encoding=True, token_mask=mask)
+    with torch.no_grad():
+        out = model(x, interpolate_pos_encoding=True, token_mask=mask, output_attentions=True)
+    torch.testing.assert_close(result.logits, out.logits, atol=1e-5, rtol=0)
+    for attention, gradient, expected in zip(result.attentions, result.gradients, out.attentions, strict=True):
+        assert attention.shape == gradient.shape == (2, TINY["num_attention_heads"], 21, 21)
+        torch.testing.assert_close(attention, expected, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("mask, message", [
+    (torch.ones(2, 15, dtype=torch.bool), r"bool tensor of shape \(batch, rows \* cols\) = \(2, 16\) for this 4x4 "
+                                          r"token grid, got bool \(2, 15\)"),
+    (torch.ones(2, 16), r"got float32 \(2, 16\)"),
+    (torch.ones(1, 16, dtype=torch.bool), r"got bool \(1, 16\)"),
+    ([[True] * 16] * 2, r"got list"),
+    (cells_mask([1, 2], [3]), r"keeps \[2, 1\] tokens per image: every image in a batch must keep the same number"),
+])
+def test_a_bad_token_mask_gets_a_clear_error(mask, message):
+    with pytest.raises(ValueError, match=message):
+        tiny_model()(torch.randn(2, 3, 60, 60), token_mask=mask)
+
+
+# ---------------------------------------------------------------------------------------------- logit lens
+
+@pytest.mark.parametrize("attn", ["eager", "sdpa"])
+def test_the_logit_lens_ends_at_the_logits_and_reads_each_layer(attn):
+    """The last layer's reading is the logits; layer i's is the logits of the same model cut after layer i."""
+    model = tiny_model(num_hidden_layers=3)
+    model.set_attn_implementation(attn)
+    x = torch.randn(2, 3, 60, 60)
+    with torch.no_grad():
+        lens = model.logit_lens(x)
+        logits = model(x).logits
+        layers = model.vit.encoder.layer
+        cut = []
+        for i in range(len(layers)):
+            model.vit.encoder.layer = layers[:i + 1]
+            cut.append(model(x).logits)
+        model.vit.encoder.layer = layers
+    assert lens.shape == (2, 3, TINY["num_labels"])
+    torch.testing.assert_close(lens[:, -1], logits, atol=1e-5, rtol=0)
+    torch.testing.assert_close(lens, torch.stack(cut, dim=1), atol=1e-5, rtol=0)
+
+
+def test_the_logit_lens_on_a_non_square_grid_and_a_token_mask():
+    model = tiny_model()
+    x = torch.randn(2, 3, 130, 97)  # a 9x7 grid
+    mask = torch.ones(2, 63, dtype=torch.bool)
+    mask[:, :9] = False
+    with torch.no_grad():
+        lens = model.logit_lens(x, token_mask=mask, interpolate_pos_encoding=True)
+        logits = model(x, token_mask=mask, interpolate_pos_encoding=True).logits
+    assert lens.shape == (2, TINY["num_hidden_layers"], TINY["num_labels"])
+    torch.testing.assert_close(lens[:, -1], logits, atol=1e-5, rtol=0)

@@ -7,6 +7,7 @@ import json
 import sys
 
 from .checkpoints.hub import CheckpointError
+from .optimize import keep_freed_memory
 from .pipeline import DEFAULT_MODEL, open_image, pipeline
 
 
@@ -49,4 +50,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # this process's choice, as an entry point (see vithybrid.optimize)
     sys.exit(main())

@@ -2,7 +2,9 @@
 
 import sys
 
+from .optimize import keep_freed_memory
 from .runtimes.export import main
 
 if __name__ == "__main__":
+    keep_freed_memory()  # this process's choice, as an entry point (see vithybrid.optimize)
     sys.exit(main())

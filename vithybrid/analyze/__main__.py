@@ -14,6 +14,7 @@ import torch
 from ..atomic import check_writable, write_text
 from ..checkpoints.hub import CheckpointError
 from ..checkpoints.shipped import resolve_model
+from ..optimize import keep_freed_memory
 from ..pipeline import DEFAULT_MODEL
 from ..runtimes import RUNTIMES
 
@@ -254,4 +255,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # this process's choice, as an entry point (see vithybrid.optimize)
     sys.exit(main())

@@ -20,6 +20,8 @@ import torch
 
 import visualization
 import vithybrid
+
+from ..optimize import keep_freed_memory
 from .maps import DECODED_SCHEMA, Explainer, decode, load
 from .sources import SOURCE_SCHEMA
 
@@ -33,6 +35,7 @@ class ExplainerActor:
     folder, served with as many threads as the actor's CPUs give PyTorch (Ray sets OMP_NUM_THREADS)."""
 
     def __init__(self, model: str, maps: tuple[str, ...], top_k: int, device: str, runtime: str | None = None):
+        keep_freed_memory()  # the actor's process is this command's own, like its driver (python -m vithybrid.analyze)
         threads = torch.get_num_threads() if runtime else None
         self.explain = Explainer(*load(model, device, runtime, attentions=bool(maps), threads=threads), maps=maps,
                                  top_k=top_k)

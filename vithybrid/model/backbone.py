@@ -40,24 +40,13 @@ def static_padding(padding: str | None, kernel: int, stride: int, dilation: int)
     return (0, False) if padding == "VALID" else (symmetric, False)
 
 
-def may_overwrite(x: torch.Tensor, producer: nn.Module | None = None) -> bool:
-    """Whether an in-place op on `x`, a fresh activation, is invisible: autograd does not record it (inference),
-    no torch.jit.trace is recording a graph (whose check re-traces without gradients), and no forward hook of
-    `producer` (the module that returned x), nor a global one, can have kept x to read later."""
-    hooked = producer is not None and bool(producer._forward_hooks or nn.modules.module._global_forward_hooks)
-    return not (x.requires_grad or torch.jit.is_tracing() or hooked)
-
-
 def activate(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """module(x), where x is a fresh result no module returned; a ReLU works in place when it may, which saves a
-    fresh tensor and a pass over memory per backbone norm (with the in-place residual adds, 1-2% of the model on
-    a CPU). The MLP's GELU in place measured no faster, so it stays out of place."""
-    return x.relu_() if type(module) is nn.ReLU and may_overwrite(x) else module(x)
-
-
-def add_residual(x: torch.Tensor, shortcut: torch.Tensor, drop_path: nn.Module, producer: nn.Module) -> torch.Tensor:
-    """drop_path(x) + shortcut, in place into x (what `producer` just returned) when it may."""
-    return x.add_(shortcut) if may_overwrite(x, producer) and not drop_path.training else drop_path(x) + shortcut
+    """module(x), where x is a fresh result that no module returned (so no hook can have kept it); a ReLU works in
+    place when autograd does not record it (inference) and no torch.jit.trace is recording a graph (whose check
+    re-traces without gradients), which saves a fresh tensor and a pass over memory per backbone norm. The MLP's
+    GELU in place measured no faster, so it stays out of place."""
+    in_place = type(module) is nn.ReLU and not (x.requires_grad or torch.jit.is_tracing())
+    return x.relu_() if in_place else module(x)
 
 
 class StdConv2d(nn.Conv2d):
@@ -193,7 +182,7 @@ class BitBottleneckLayer(nn.Module):
         x = self.norm1(self.conv1(x))
         x = self.norm2(self.conv2(x))
         x = self.norm3(self.conv3(x))
-        return activate(self.activation, add_residual(x, shortcut, self.drop_path, self.norm3))
+        return activate(self.activation, self.drop_path(x) + shortcut)
 
 
 class BitPreActivationBottleneckLayer(nn.Module):
@@ -223,7 +212,7 @@ class BitPreActivationBottleneckLayer(nn.Module):
         x = self.conv1(preact)
         x = self.conv2(self.norm2(x))
         x = self.conv3(self.norm3(x))
-        return add_residual(x, shortcut, self.drop_path, self.conv3)
+        return self.drop_path(x) + shortcut
 
 
 class BitStage(nn.Module):

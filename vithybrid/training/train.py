@@ -33,6 +33,7 @@ from ..atomic import replacing
 from ..checkpoints.hub import CheckpointError
 from ..model.modeling import ViTHybridForImageClassification
 from ..model.processing import ViTHybridImageProcessor
+from ..optimize import keep_freed_memory
 from ..checkpoints.shipped import resolve_model
 
 # Architectures to train from scratch. "shapes" is the shipped model's; "tiny" is for quick checks.
@@ -335,4 +336,5 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    keep_freed_memory()  # this process's choice, as an entry point (see vithybrid.optimize)
     sys.exit(main())
