@@ -29,7 +29,8 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
 from explorer import DEFAULT_MODEL, FALLBACK_MODEL, Explorer, ModelShelf, WorkQueue  # noqa: E402
-from ui import api, class_map, header, lab, layers, raw, rollout, timing, tokens, uploads, walk  # noqa: E402
+from ui import (api, class_map, experiments, header, lab, layers, raw, rollout, timing, tokens, uploads,  # noqa: E402
+                walk)
 from ui.i18n import I18N, LOAD_JS, RTL_CSS  # noqa: E402
 from ui.theme import CSS as A11Y_CSS, THEME  # noqa: E402
 from vithybrid import CheckpointError  # noqa: E402
@@ -38,7 +39,7 @@ from vithybrid.runtimes import load_exported  # noqa: E402
 
 LOCAL_RAY = "local"  # --ray without an address
 EXAMPLES_DIR = Path(__file__).resolve().parent / "examples"
-TABS = [rollout, class_map, lab, raw, layers, tokens, walk, timing]  # page order; any order builds
+TABS = [rollout, class_map, lab, experiments, raw, layers, tokens, walk, timing]  # page order; any order builds
 CSS = ("#banner, #examples-note {border-left: 4px solid #f59e0b; padding: 8px 12px;} .compact {max-width: 520px} "
        "#photo-note {border-left: 4px solid #dc2626; padding: 8px 12px;} "
        # a phone: a shorter photo box, so that the answer under it is on the first screen after an upload

@@ -55,6 +55,7 @@ class Analysis:
     attentions: Float32Layers  # per layer (1, heads, N, N)
     maps: dict[str, torch.Tensor]  # vithybrid.explain's maps of the top class, (rows, cols) each, float32
     backbone: list[torch.Tensor]  # the channel-mean of each backbone map (stem, stages), then the token norms
+    lens: torch.Tensor  # (layers, classes) probabilities: the logit lens, the CLS token read after each layer
     class_maps: dict[int, torch.Tensor] = field(default_factory=dict)  # other classes' class maps
     cams: dict[tuple[int, str, str], torch.Tensor] = field(default_factory=dict)  # (class, method, stage) -> map
     pictures: dict[str, Image.Image] = field(default_factory=dict)  # pictures drawn once per photo
@@ -62,7 +63,7 @@ class Analysis:
     @property
     def nbytes(self) -> int:
         """About what this analysis holds in memory (the cache's measure)."""
-        tensors = [self.probabilities, *self.maps.values(), *self.backbone, *self.class_maps.values(),
+        tensors = [self.probabilities, self.lens, *self.maps.values(), *self.backbone, *self.class_maps.values(),
                    *self.cams.values()]
         images = [self.crop, *self.pictures.values()]
         return (self.attentions.nbytes + sum(t.numel() * t.element_size() for t in tensors)

@@ -237,7 +237,8 @@ class Explorer:
         top = self._top(found.logits[0])
         maps = {name: found.maps[name][0].cpu() for name in (ROLLOUT, CLASS_MAP, LAST_LAYER, GRAD_CAM)}
         analysis = Analysis(crop, geometry, self.grid, top, found.logits[0].float().softmax(-1).cpu(),
-                            stored(a.cpu() for a in found.attentions), maps, job.backbone)
+                            stored(a.cpu() for a in found.attentions), maps, job.backbone,
+                            found.lens[0].float().softmax(-1).cpu())
         analysis.cams[(top[0][0], "Grad-CAM", self.stage_names[-1])] = found.stage_cam[0].cpu()
         return analysis
 

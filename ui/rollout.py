@@ -4,6 +4,7 @@ import gradio as gr
 
 import visualization as viz
 
+from . import lens
 from .i18n import I18N
 from .page import Page
 
@@ -33,3 +34,4 @@ def build(page: Page) -> None:
 
     page.redraw(draw, [page.chosen, page.image, page.fusion, discard, page.cmap, page.alpha, on_original], [picture],
                 controls=[page.fusion, discard, page.cmap, page.alpha, on_original])
+    lens.build(page)  # when the model knows: the logit lens, below the rollout

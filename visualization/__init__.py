@@ -12,6 +12,8 @@ over the backbone-token grid and to images a person reads at a glance.
 - the ViT paper's Figure 7: `position_embedding_similarity`, `mean_attention_distance`, `filter_grid` and
   their drawings;
 - words for a map (its text alternative): `describe_map` (where its strong cells are, on how many cells);
+- hide and see: `hide_pixels` (paint over cells), `keep_mask` and `on_grid` (drop their tokens), `strongest_cells`,
+  `random_cells`, `draw_cells`;
 - which map to trust: `faithfulness_curves` (deletion and insertion, Petsiuk et al. 2018);
 - `MapCache`: model outputs per image, so that re-rendering never re-runs the model.
 
@@ -31,12 +33,15 @@ from .figures import backbone_figure, figure_image, small_multiples
 from .faithfulness import APP_FRACTIONS, VERDICTS, FaithfulnessRun, faithfulness_curves, faithfulness_figure
 from .figure7 import (attention_distance_figure, filter_grid, mean_attention_distance, position_embedding_similarity,
                       position_similarity_figure)
+from .hiding import (FILLS, cell_mask, draw_cells, hide_pixels, keep_mask, on_grid, random_cells,
+                     strongest_cells)
 from .grid import cell_edges, cell_to_token, expand_to_pixels, to_grid, token_at, token_box, token_to_cell
 from .relevance import class_relevance
 from .render import DEFAULT_CMAP, colorize, draw_token_grid, normalize, overlay, overlay_on_original, with_colorbar
 from .rollout import attention_rollout, cls_map, discard_weakest
 
-__all__ = ["AGREEMENT_SENTENCES", "APP_FRACTIONS", "CAM_METHODS", "HEAD_FUSIONS", "VERDICTS", "CropGeometry",
+__all__ = ["FILLS", "cell_mask", "draw_cells", "hide_pixels", "keep_mask", "on_grid", "random_cells",
+           "strongest_cells", "AGREEMENT_SENTENCES", "APP_FRACTIONS", "CAM_METHODS", "HEAD_FUSIONS", "VERDICTS", "CropGeometry",
            "FaithfulnessRun", "MapCache", "agreement_level", "attention_distance_figure", "attention_rollout",
            "backbone_cam", "backbone_figure", "cell_edges", "cell_to_token", "class_relevance", "cls_map", "colorize",
            "discard_weakest", "draw_token_grid", "expand_to_pixels", "faithfulness_curves", "faithfulness_figure",

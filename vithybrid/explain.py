@@ -9,7 +9,10 @@ chosen class's logit then gives the gradients of both at once (`PhotoPass.maps`)
 - rollout: attention rollout (Abnar & Zuidema 2020), heads averaged, nothing discarded;
 - class_map: class-specific relevance (Chefer, Gur & Wolf, ICCV 2021) from the attentions and their gradients;
 - last_layer_cls_attention: the last layer's CLS attention, heads averaged;
-- backbone_grad_cam: Grad-CAM (Selvaraju et al. 2017) on the token stage, as pytorch-grad-cam computes it.
+- backbone_grad_cam: Grad-CAM (Selvaraju et al. 2017) on the token stage, as pytorch-grad-cam computes it;
+
+and, from the forward alone, the logit lens: the CLS token after every layer read as the last one is
+(`model.read_out`, as `model.logit_lens` reads it), which shows when the answer forms.
 
 Grad-CAM is computed here, not through pytorch-grad-cam (`visualization.backbone_cam`, which the app keeps for
 the other CAM methods and stages): the library runs its own forward and backward through the whole model, a
@@ -42,6 +45,7 @@ class PhotoMaps:
     attentions: tuple[torch.Tensor, ...]  # per layer (B, heads, N, N), detached
     maps: dict[str, torch.Tensor]
     stage_cam: torch.Tensor  # (B, h, w): Grad-CAM on the token stage's own grid (the token grid when patches are 1x1)
+    lens: torch.Tensor  # (B, layers, classes): the logit lens, its last layer the logits
 
 
 def grad_cam(activations: torch.Tensor, gradients: torch.Tensor) -> torch.Tensor:
@@ -74,14 +78,20 @@ class PhotoPass:
             recorded["stage"] = output.detach().requires_grad_()
             return recorded["stage"]
 
-        hook = token_stage(model.vit.embeddings.patch_embeddings.backbone).register_forward_hook(start_graph_here)
+        cls_states = []  # after each layer (the last layer may compute the CLS token alone)
+        hooks = [token_stage(model.vit.embeddings.patch_embeddings.backbone).register_forward_hook(start_graph_here)]
+        hooks += [layer.register_forward_hook(lambda module, args, output: cls_states.append(output[0][:, 0].detach()))
+                  for layer in model.vit.encoder.layer]
         try:
             with torch.enable_grad():
                 output = model(pixel_values, output_attentions=True, return_dict=True)
         finally:
-            hook.remove()
+            for hook in hooks:
+                hook.remove()
         self._graph = (output.logits, output.attentions, recorded["stage"])
         self.logits: torch.Tensor = output.logits.detach()
+        with torch.no_grad():
+            self.lens: torch.Tensor = model.read_out(torch.stack(cls_states, dim=1)).float()
 
     def maps(self, class_index: int | torch.Tensor | None = None) -> PhotoMaps:
         """Every map, for `class_index` (one for all photos or one per photo; default: each photo's top class).
@@ -99,7 +109,7 @@ class PhotoPass:
         attentions = tuple(a.detach().float() for a in attentions)
         cam = grad_cam(stage.detach(), stage_gradients)
         return PhotoMaps(self.logits, index, attentions, every_map(attentions, [g.float() for g in gradients], cam,
-                                                                   self.grid), cam)
+                                                                   self.grid), cam, self.lens)
 
 
 def every_map(attentions, gradients, cam: torch.Tensor, grid_hw: tuple[int, int]) -> dict[str, torch.Tensor]:

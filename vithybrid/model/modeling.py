@@ -495,8 +495,12 @@ class ViTHybridForImageClassification(ViTHybridPreTrainedModel):
         token_mask: as in `forward`."""
         hidden_states = self.vit(pixel_values, output_hidden_states=True, token_mask=token_mask, return_dict=True,
                                  interpolate_pos_encoding=interpolate_pos_encoding).hidden_states
-        cls = torch.stack([state[:, 0] for state in hidden_states[1:]], dim=1)  # [0] is the encoder's input
-        return self.classifier(self.vit.layernorm(cls))
+        return self.read_out(torch.stack([state[:, 0] for state in hidden_states[1:]], dim=1))  # [0]: the input
+
+    def read_out(self, cls_states: torch.Tensor) -> torch.Tensor:
+        """Logits from CLS states taken anywhere in the encoder (..., hidden): the final layer norm, then the
+        classifier, as the last layer's CLS is read (the logit lens's reading of the earlier ones)."""
+        return self.classifier(self.vit.layernorm(cls_states))
 
     def attention_with_gradients(self, pixel_values: torch.Tensor, class_index: int | torch.Tensor | None = None,
                                  interpolate_pos_encoding: bool = False,
