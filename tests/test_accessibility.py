@@ -23,7 +23,8 @@ GRADIO_MARKUP = {"aria-prohibited-attr": ".empty.unpadded_box[aria-label]"}
 AWAITING_ALT_TEXT = {"rollout", "class-map", "lab-cam", "lab-classmap", "raw", "heads", "layers", "backbone",
                      "fig7-filters", "fig7-positions", "fig7-distances"}
 # Results that stay empty until a button asks for them (so nothing to wait for on those tabs).
-EMPTY_UNTIL_ASKED = ("lab-curves", "timing-chart")
+EMPTY_UNTIL_ASKED = ("lab-curves", "timing-chart", "hide-bars", *(f"hide-{way}{part}" for way in ("original", "pixels",
+                     "tokens") for part in ("", "-labels")))
 
 # A tab is settled when nothing in it is pending, every picture that will be drawn is, and every image has loaded.
 SETTLED = """([panel, emptyUntilAsked]) => {
