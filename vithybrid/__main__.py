@@ -7,7 +7,8 @@ import json
 import sys
 
 from .checkpoints.hub import CheckpointError
-from .pipeline import DEFAULT_MODEL, open_image, pipeline
+from .loading import DEFAULT_MODEL
+from .pipeline import open_image, pipeline
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,7 +13,7 @@ import torch
 
 from ..checkpoints.hub import CheckpointError
 from ..checkpoints.shipped import resolve_model
-from ..pipeline import DEFAULT_MODEL
+from ..loading import DEFAULT_MODEL
 from ..runtimes import RUNTIMES
 
 EXTRA = ("pandas", "pyarrow", "tqdm")  # the analyze extra; the core package does without them

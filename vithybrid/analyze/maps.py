@@ -19,8 +19,8 @@ import torch
 from PIL import Image
 
 import visualization as viz
-from ..checkpoints.shipped import resolve_model
 from ..images import aspect_crop_box, load_image
+from ..loading import load_pretrained
 from ..model.modeling import ViTHybridForImageClassification
 from ..model.processing import ViTHybridImageProcessor
 from ..runtimes import RUNTIMES, ExportedModelError, RuntimeModel, load_exported
@@ -38,9 +38,8 @@ def load(name: str, device: str = "cpu", runtime: str | None = None, int8: bool 
     if runtime is not None:
         model = load_exported(name, runtime, attentions=attentions, int8=int8, threads=threads)
         return model, model.processor
-    folder = resolve_model(name)
-    model = ViTHybridForImageClassification.from_pretrained(folder).to(device).eval().requires_grad_(False)
-    return model, ViTHybridImageProcessor.from_pretrained(folder)
+    model, processor = load_pretrained(name, device=device)
+    return model.requires_grad_(False), processor
 
 
 def file_size(path: str) -> tuple[int, int]:

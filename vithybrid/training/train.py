@@ -31,8 +31,8 @@ from .datasets import (SHAPES_AUGMENTATION, Augmentation, DataError, FolderDatas
                        scan_folder, split_files)
 from ..checkpoints.hub import CheckpointError
 from ..model.modeling import ViTHybridForImageClassification
-from ..model.processing import ViTHybridImageProcessor
-from ..checkpoints.shipped import resolve_model
+from ..loading import load_pretrained
+from ..model.processing import ViTHybridImageProcessor, default_processor
 
 # Architectures to train from scratch. "shapes" is the shipped model's; "tiny" is for quick checks.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -133,13 +133,6 @@ def architecture(name_or_path: str) -> ViTHybridConfig:
         raise TrainingError(f"{path} is not a valid ViT-Hybrid config: {error}") from error
 
 
-def default_processor(image_size: int) -> ViTHybridImageProcessor:
-    """The google checkpoint's pre-processing (shortest edge, center crop, mean = std = 0.5) at `image_size`."""
-    return ViTHybridImageProcessor(size={"shortest_edge": image_size},
-                                   crop_size={"height": image_size, "width": image_size},
-                                   image_mean=[0.5] * 3, image_std=[0.5] * 3)
-
-
 def with_labels(model: ViTHybridForImageClassification, labels: list[str]) -> ViTHybridForImageClassification:
     """The model with a classifier for `labels`: kept if the checkpoint has exactly these, else a new one."""
     if list(model.config.id2label.values()) != labels:
@@ -156,12 +149,7 @@ def build_model(args: argparse.Namespace, labels: list[str]) -> tuple[ViTHybridF
         config = architecture(args.config)
         config.id2label = dict(enumerate(labels))
         return ViTHybridForImageClassification(config), default_processor(config.image_size)
-    source = resolve_model(args.from_pretrained)
-    model = ViTHybridForImageClassification.from_pretrained(source, attn_implementation="sdpa")
-    try:
-        processor = ViTHybridImageProcessor.from_pretrained(source)
-    except CheckpointError:  # a checkpoint without preprocessor_config.json
-        processor = default_processor(model.config.image_size)
+    model, processor = load_pretrained(args.from_pretrained, attn_implementation="sdpa")
     return with_labels(model, labels), processor
 
 
