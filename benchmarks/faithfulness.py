@@ -25,8 +25,7 @@ from tqdm import tqdm  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import visualization as viz  # noqa: E402
-from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor  # noqa: E402
-from vithybrid.checkpoints.shipped import resolve_model  # noqa: E402
+from vithybrid import load_pretrained  # noqa: E402
 from vithybrid.model.backbone import token_stage  # noqa: E402
 from vithybrid.training.shapes import sample  # noqa: E402
 
@@ -59,9 +58,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="write the mean areas here")
     args = parser.parse_args(argv)
 
-    folder = resolve_model(args.model)
-    model = ViTHybridForImageClassification.from_pretrained(folder).requires_grad_(False)
-    processor = ViTHybridImageProcessor.from_pretrained(folder)
+    model, processor = load_pretrained(args.model)
+    model.requires_grad_(False)
     fractions = np.linspace(0, 1, args.steps + 1)
     runs = []
     for index in tqdm(range(args.images), desc="deletion and insertion"):

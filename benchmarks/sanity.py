@@ -28,8 +28,7 @@ from matplotlib.figure import Figure  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import visualization as viz  # noqa: E402
 from faithfulness import MAPS, explanation_maps  # noqa: E402
-from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor  # noqa: E402
-from vithybrid.checkpoints.shipped import resolve_model  # noqa: E402
+from vithybrid import load_pretrained  # noqa: E402
 from vithybrid.training.shapes import sample  # noqa: E402
 
 PASS_BELOW = 0.5  # a map passes when its rank correlation with the trained map falls below this
@@ -65,9 +64,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="write the correlations here")
     args = parser.parse_args(argv)
 
-    folder = resolve_model(args.model)
-    model = ViTHybridForImageClassification.from_pretrained(folder).requires_grad_(False)
-    processor = ViTHybridImageProcessor.from_pretrained(folder)
+    model, processor = load_pretrained(args.model)
+    model.requires_grad_(False)
     images = [processor(sample(args.seed, i, model.config.image_size).image)["pixel_values"]
               for i in range(args.images)]
     trained = [explanation_maps(model, pixels) for pixels in images]

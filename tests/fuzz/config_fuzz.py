@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import logging
 import random
 import sys
 import tempfile
@@ -73,8 +74,9 @@ def run_case(checkpoint: Path, folder: Path, config: dict) -> str | None:
     return None
 
 
-def fuzz(checkpoint: Path, work: Path, cases: int, seed: int) -> list[tuple[dict, str]]:
-    """Run `cases` mutations of checkpoint's config.json; returns the failures (config, what happened)."""
+def fuzz(checkpoint: Path, work: Path, cases: int, seed: int, report=None) -> list[tuple[dict, str]]:
+    """Run `cases` mutations of checkpoint's config.json; returns the failures (config, what happened), each
+    also passed to `report` as it is found."""
     base = json.loads((checkpoint / "config.json").read_text())
     rng = random.Random(seed)
     failures = []
@@ -83,6 +85,8 @@ def fuzz(checkpoint: Path, work: Path, cases: int, seed: int) -> list[tuple[dict
         problem = run_case(checkpoint, work / "case", config)
         if problem:
             failures.append((config, problem))
+            if report:
+                report(config, problem)
     return failures
 
 
@@ -93,15 +97,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--model", default="shapes", help="a checkpoint folder with model.safetensors")
     parser.add_argument("--keep", type=Path, help="write each failing config.json into this folder")
     args = parser.parse_args(argv)
-    with tempfile.TemporaryDirectory() as work:
-        start = time.perf_counter()
-        failures = fuzz(Path(resolve_model(args.model)), Path(work), args.cases, args.seed)
-        seconds = time.perf_counter() - start
-    for i, (config, problem) in enumerate(failures):
-        print(f"{problem}\n  {json.dumps(config)}")
+    logging.getLogger("vithybrid").setLevel(logging.ERROR)  # the warnings of configs that load are not findings
+
+    def report(config: dict, problem: str) -> None:
+        print(f"{problem}\n  {json.dumps(config)}", flush=True)
         if args.keep:
             args.keep.mkdir(parents=True, exist_ok=True)
-            (args.keep / f"config-{args.seed}-{i}.json").write_text(json.dumps(config, indent=2))
+            (args.keep / f"config-{args.seed}-{len(list(args.keep.iterdir()))}.json").write_text(json.dumps(config))
+
+    with tempfile.TemporaryDirectory() as work:
+        start = time.perf_counter()
+        failures = fuzz(Path(resolve_model(args.model)), Path(work), args.cases, args.seed, report)
+        seconds = time.perf_counter() - start
     print(f"{args.cases} cases, {len(failures)} failures, {seconds / args.cases * 1000:.0f} ms per case")
     return 1 if failures else 0
 
