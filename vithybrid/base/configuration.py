@@ -35,8 +35,6 @@ COMMON = {
 # Written by transformers, meaningless here: dropped on reading.
 IGNORED_KEYS = ("transformers_version", "_commit_hash", "_attn_implementation_autoset")
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
-
-
 MAX_LABELS = 1_000_000  # ImageNet-21k has 21,843 classes
 
 

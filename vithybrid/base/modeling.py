@@ -78,7 +78,7 @@ def match_keys(state: dict[str, torch.Tensor], model: nn.Module, prefix: str) ->
         problems = ([f"missing {len(missing)} weights: {_listing(missing)}"] if missing else []) + \
                    ([f"unexpected {len(unexpected)} weights: {_listing(unexpected)}"] if unexpected else [])
         raise CheckpointError(f"The weights do not fit the architecture in config.json: {'; '.join(problems)}. "
-                                  f"The weights file and config.json must come from the same model.")
+                              f"The weights file and config.json must come from the same model.")
     return state, fresh, dropped
 
 
@@ -230,8 +230,8 @@ class PreTrainedModel(nn.Module):
         if mismatched and not ignore_mismatched_sizes:
             shapes = "; ".join(f"{k}: checkpoint {tuple(a)}, model {tuple(b)}" for k, a, b in mismatched[:8])
             raise CheckpointError(f"Weight shapes do not match the architecture in config.json: {shapes}. The "
-                                      f"weights file and config.json must come from the same model (or pass "
-                                      f"ignore_mismatched_sizes=True to train new ones, e.g. for other num_labels).")
+                                  f"weights file and config.json must come from the same model (or pass "
+                                  f"ignore_mismatched_sizes=True to train new ones, e.g. for other num_labels).")
         for key, _, _ in mismatched:
             del state[key]
         model._initialize_fresh(fresh + [key for key, _, _ in mismatched])
