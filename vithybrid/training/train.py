@@ -128,7 +128,9 @@ def architecture(name_or_path: str) -> ViTHybridConfig:
         raise TrainingError(f"--config {name_or_path!r} is neither a preset ({', '.join(PRESETS)}) nor a "
                             f"config.json file.")
     try:
-        return ViTHybridConfig.from_json_file(path)
+        config = ViTHybridConfig.from_json_file(path)
+        config.validate()  # what building the model checks, said before training starts
+        return config
     except (OSError, ValueError, TypeError) as error:
         raise TrainingError(f"{path} is not a valid ViT-Hybrid config: {error}") from error
 
