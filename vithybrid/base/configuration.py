@@ -78,6 +78,8 @@ class PretrainedConfig:
         id2label, label2id, num_labels = (kwargs.pop(k, None) for k in ("id2label", "label2id", "num_labels"))
         if id2label is not None and not isinstance(id2label, dict):
             raise ConfigError(f"id2label must be a dict of class index: label, got {id2label!r}")
+        if label2id is not None and not isinstance(label2id, dict):
+            raise ConfigError(f"label2id must be a dict of label: class index, got {label2id!r}")
         if id2label is None and num_labels is not None:
             check_int("num_labels", num_labels, minimum=0, maximum=MAX_LABELS)
         if id2label is not None:

@@ -37,8 +37,8 @@ def config_from_file(path: Path, config_class: type[PretrainedConfig]) -> Pretra
     model_type = data.get("model_type", config_class.model_type)
     if model_type != config_class.model_type:
         raise CheckpointError(f"{path} describes a {model_type!r} model, not a ViT-Hybrid "
-                              f"({config_class.model_type!r}) one. Pick a ViT-Hybrid checkpoint, such as "
-                              f"{DEFAULT_MODEL}.")
+                              f"({config_class.model_type!r}) one (its model_type). Pick a ViT-Hybrid checkpoint, "
+                              f"such as {DEFAULT_MODEL}.")
     try:
         return config_class(**data)
     except (TypeError, ValueError) as error:

@@ -53,23 +53,23 @@ class BitConfig(PretrainedConfig):
     def _aligned_outputs(self) -> tuple[list[str], list[int]]:
         """out_features and out_indices name the same stages; either one alone fixes the other."""
         features, indices = self.out_features, self.out_indices
+        stages = len(self.stage_names)
+        if indices is not None and (not isinstance(indices, (list, tuple)) or not indices or any(
+                isinstance(i, bool) or not isinstance(i, int) or not -stages <= i < stages for i in indices)):
+            raise ConfigError(f"backbone_config.out_indices: {indices!r} are not indices of {self.stage_names}")
         if features is None and indices is None:
             features = [self.stage_names[-1]]
-        if features is not None:
-            if not isinstance(features, (list, tuple)) or not features:
-                raise ConfigError(f"backbone_config.out_features must be a list of stage names, got {features!r}")
-            unknown = [f for f in features if f not in self.stage_names]
-            if unknown:
-                raise ConfigError(f"backbone_config.out_features: {unknown} not among {self.stage_names}")
-            from_features = [self.stage_names.index(f) for f in features]
-            if indices is not None and list(indices) != from_features:
-                raise ConfigError(f"backbone_config.out_features {features} and out_indices {indices} disagree")
-            return list(features), from_features
-        stages = len(self.stage_names)
-        if not isinstance(indices, (list, tuple)) or not indices or \
-                any(isinstance(i, bool) or not isinstance(i, int) or not -stages <= i < stages for i in indices):
-            raise ConfigError(f"backbone_config.out_indices: {indices!r} are not indices of {self.stage_names}")
-        return [self.stage_names[i] for i in indices], list(indices)
+        if features is None:
+            return [self.stage_names[i] for i in indices], list(indices)
+        if not isinstance(features, (list, tuple)) or not features:
+            raise ConfigError(f"backbone_config.out_features must be a list of stage names, got {features!r}")
+        unknown = [f for f in features if f not in self.stage_names]
+        if unknown:
+            raise ConfigError(f"backbone_config.out_features: {unknown} not among {self.stage_names}")
+        from_features = [self.stage_names.index(f) for f in features]
+        if indices is not None and list(indices) != from_features:
+            raise ConfigError(f"backbone_config.out_features {features} and out_indices {indices} disagree")
+        return list(features), from_features
 
     def check_choices(self) -> None:
         """The named settings, which transformers checks on construction too."""
