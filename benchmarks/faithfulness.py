@@ -23,8 +23,7 @@ import torch
 from tqdm import tqdm
 
 import visualization as viz
-from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor
-from vithybrid.checkpoints.shipped import resolve_model
+from vithybrid import load_pretrained
 from vithybrid.explain import MAP_NAMES, photo_maps
 from vithybrid.training.shapes import sample
 
@@ -46,9 +45,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="write the mean areas here")
     args = parser.parse_args(argv)
 
-    folder = resolve_model(args.model)
-    model = ViTHybridForImageClassification.from_pretrained(folder).requires_grad_(False)
-    processor = ViTHybridImageProcessor.from_pretrained(folder)
+    model, processor = load_pretrained(args.model)
+    model.requires_grad_(False)
     fractions = np.linspace(0, 1, args.steps + 1)
     runs = []
     for index in tqdm(range(args.images), desc="deletion and insertion"):

@@ -26,8 +26,7 @@ from matplotlib.figure import Figure
 
 import visualization as viz
 from faithfulness import explanation_maps
-from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor
-from vithybrid.checkpoints.shipped import resolve_model
+from vithybrid import load_pretrained
 from vithybrid.explain import MAP_NAMES as MAPS
 from vithybrid.training.shapes import sample
 
@@ -64,9 +63,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", type=Path, help="write the correlations here")
     args = parser.parse_args(argv)
 
-    folder = resolve_model(args.model)
-    model = ViTHybridForImageClassification.from_pretrained(folder).requires_grad_(False)
-    processor = ViTHybridImageProcessor.from_pretrained(folder)
+    model, processor = load_pretrained(args.model)
+    model.requires_grad_(False)
     images = [processor(sample(args.seed, i, model.config.image_size).image)["pixel_values"]
               for i in range(args.images)]
     trained = [explanation_maps(model, pixels) for pixels in images]

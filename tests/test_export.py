@@ -324,6 +324,23 @@ def test_a_fixed_batch_export_says_so(tmp_path):
         RuntimeModel.from_pretrained(tmp_path)(torch.zeros(3, 3, 64, 64))
 
 
+def test_a_checkpoint_without_processor_config_exports_with_the_one_its_config_implies(tmp_path, capsys):
+    from vithybrid.model.processing import default_processor
+    from vithybrid.runtimes.export import main
+
+    tiny_model().save_pretrained(tmp_path / "saved")  # model.save_pretrained alone: no preprocessor_config.json
+    assert main([str(tmp_path / "saved"), str(tmp_path / "out"), "--no-attentions"]) == 0
+    notes = [line for line in capsys.readouterr().err.splitlines() if "preprocessor_config.json" in line]
+    assert len(notes) == 1 and "the processor its config implies" in notes[0] and "image_size 60" in notes[0]
+    assert "the processor its config implies" in json.loads((tmp_path / "out" / "export.json").read_text())[
+        "processor_note"]
+    implied = ViTHybridImageProcessor.from_pretrained(tmp_path / "out").to_dict()
+    assert implied == default_processor(60).to_dict()
+    assert (implied["size"], implied["crop_size"], implied["image_mean"], implied["resample"]) == \
+        ({"shortest_edge": 60}, {"height": 60, "width": 60}, [0.5] * 3, Image.BICUBIC)
+    assert "processor_note" not in export_model("shapes", tmp_path / "shapes", "onnx", attentions=False)
+
+
 def test_openvino_not_installed(shapes_export, monkeypatch, tmp_path, capsys):
     from vithybrid.runtimes.export import main
 

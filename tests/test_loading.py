@@ -158,7 +158,7 @@ def test_invalid_config_json(tmp_path):
     with pytest.raises(CheckpointError, match="is not valid JSON"):
         ViTHybridForImageClassification.from_pretrained(tmp_path)
     (tmp_path / "config.json").write_text(json.dumps({"hidden_size": 30, "num_attention_heads": 4}))
-    with pytest.raises(CheckpointError, match="not a valid ViT-Hybrid config: hidden_size"):
+    with pytest.raises(CheckpointError, match="not a valid ViTHybridConfig: hidden_size"):
         ViTHybridForImageClassification.from_pretrained(tmp_path)
 
 
@@ -256,3 +256,15 @@ def test_saved_weights_are_readable_like_any_other_file(tmp_path):
         os.umask(previous)
     modes = {path.name: path.stat().st_mode & 0o777 for path in tmp_path.iterdir()}
     assert modes["model.safetensors"] == modes["config.json"] == 0o644
+
+
+def test_transformers_model_attributes_that_its_common_tests_read():
+    """transformers' ModelTesterMixin reads these of every model (test_model_common_attributes, test_tied_weights_keys,
+    test_keep_in_fp32_modules, test_gradient_checkpointing_backward_compatibility)."""
+    for model_class in (ViTHybridModel, ViTHybridForImageClassification):
+        assert model_class._tied_weights_keys is None and model_class._keep_in_fp32_modules is None
+        config = tiny_model().config
+        config.gradient_checkpointing = True  # an old config's key: turns checkpointing on, and is dropped
+        model = model_class(config)
+        assert model.get_output_embeddings() is None and isinstance(model.get_input_embeddings(), torch.nn.Module)
+        assert model.is_gradient_checkpointing and not hasattr(model.config, "gradient_checkpointing")

@@ -85,3 +85,17 @@ def test_config_round_trip_and_errors(tmp_path):
         ViTHybridImageProcessor.from_pretrained(tmp_path.parent)
     with pytest.raises(ValueError, match="Expected an image of shape"):
         processor(np.zeros((2, 2, 2, 2, 2), np.uint8))
+
+
+def test_four_channel_arrays_keep_their_channels_as_transformers():
+    """transformers' processor test (test_call_numpy_4_channels): do_convert_rgb converts PIL images only."""
+    processor = ViTHybridImageProcessor(size=32, crop_size=32)
+    rgba = np.concatenate([np.asarray(gradient_image(50, 40)), np.full((40, 50, 1), 255, np.uint8)], axis=-1)
+    out = processor(rgba.transpose(2, 0, 1), input_data_format="channels_first", image_mean=0, image_std=1)
+    assert out["pixel_values"].shape == (1, 4, 32, 32)
+    torch.testing.assert_close(out["pixel_values"][0, 3], torch.ones(32, 32))  # the alpha channel, rescaled
+    torch.testing.assert_close(out["pixel_values"][0, :3], processor(rgba[..., :3], image_mean=0, image_std=1)[
+        "pixel_values"][0], atol=1 / 255, rtol=0)  # the colours as an RGB array gives them (Pillow resizes alike)
+    assert processor(Image.fromarray(rgba))["pixel_values"].shape == (1, 3, 32, 32)  # a PIL image is converted
+    with pytest.raises(ValueError, match="one value per channel: the image has 4"):
+        processor(rgba)  # three means for four channels

@@ -6,7 +6,8 @@ from .model.config import BitConfig, ViTHybridConfig
 from .checkpoints.hub import CheckpointError
 from .model.modeling import ViTHybridForImageClassification, ViTHybridModel
 from .model.processing import ViTHybridImageProcessor
-from .checkpoints.shipped import resolve_model
+from .checkpoints.shipped import DEFAULT_MODEL, resolve_model
+from .loading import load_pretrained
 
 
 def register_with_transformers() -> None:
@@ -22,5 +23,6 @@ def register_with_transformers() -> None:
     register()
 
 
-__all__ = ["BatchFeature", "BitConfig", "CheckpointError", "ViTHybridConfig", "ViTHybridForImageClassification",
-           "ViTHybridImageProcessor", "ViTHybridModel", "register_with_transformers", "resolve_model"]
+__all__ = ["DEFAULT_MODEL", "BatchFeature", "BitConfig", "CheckpointError", "ViTHybridConfig",
+           "ViTHybridForImageClassification", "ViTHybridImageProcessor", "ViTHybridModel", "load_pretrained",
+           "register_with_transformers", "resolve_model"]

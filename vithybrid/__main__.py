@@ -7,8 +7,9 @@ import json
 import sys
 
 from .checkpoints.hub import CheckpointError
+from .loading import DEFAULT_MODEL
 from .optimize import keep_freed_memory
-from .pipeline import DEFAULT_MODEL, open_image, pipeline
+from .pipeline import open_image, pipeline
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,13 +8,11 @@ from typing import Sequence
 import torch
 
 from .images import load_image
+from .loading import DEFAULT_MODEL, load_pretrained
 from .model.modeling import ViTHybridForImageClassification
 from .model.processing import ImageLike, ViTHybridImageProcessor
 from .optimize import quantize_int8
-from .checkpoints.shipped import resolve_model
 from .runtimes import RuntimeModel, load_exported
-
-DEFAULT_MODEL = "google/vit-hybrid-base-bit-384"
 Input = str | Path | ImageLike
 
 
@@ -62,9 +60,8 @@ def pipeline(model: str | Path | ViTHybridForImageClassification | RuntimeModel 
     if isinstance(model, RuntimeModel):
         processor = processor or model.processor
     elif not isinstance(model, ViTHybridForImageClassification):
-        folder = resolve_model(model)
-        model = ViTHybridForImageClassification.from_pretrained(folder, **from_pretrained_kwargs)
-        processor = processor or ViTHybridImageProcessor.from_pretrained(folder)
+        model, checkpoint_processor = load_pretrained(model, **from_pretrained_kwargs)
+        processor = processor or checkpoint_processor
     if processor is None:
         raise ValueError("Pass the image processor together with a loaded model: pipeline(model, processor).")
     if int8 and runtime is None:

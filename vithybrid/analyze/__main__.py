@@ -14,8 +14,8 @@ import torch
 from ..atomic import check_writable, write_text
 from ..checkpoints.hub import CheckpointError
 from ..checkpoints.shipped import resolve_model
+from ..loading import DEFAULT_MODEL
 from ..optimize import keep_freed_memory
-from ..pipeline import DEFAULT_MODEL
 from ..runtimes import RUNTIMES
 
 EXTRA = ("pandas", "pyarrow", "tqdm")  # the analyze extra; the core package does without them

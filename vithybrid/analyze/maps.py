@@ -18,9 +18,9 @@ import torch
 
 import visualization as viz
 
-from ..checkpoints.shipped import resolve_model
 from ..explain import CLASS_MAP, ROLLOUT, photo_maps
 from ..images import ImageError, aspect_crop_box, displayed_size, load_image
+from ..loading import load_pretrained
 from ..model.modeling import ViTHybridForImageClassification
 from ..model.processing import ViTHybridImageProcessor
 from ..runtimes import RUNTIMES, ExportedModelError, RuntimeModel, load_exported
@@ -39,9 +39,8 @@ def load(name: str, device: str = "cpu", runtime: str | None = None, int8: bool 
     if runtime is not None:
         model = load_exported(name, runtime, attentions=attentions, int8=int8, threads=threads)
         return model, model.processor
-    folder = resolve_model(name)
-    model = ViTHybridForImageClassification.from_pretrained(folder).to(device).eval().requires_grad_(False)
-    return model, ViTHybridImageProcessor.from_pretrained(folder)
+    model, processor = load_pretrained(name, device=device)
+    return model.requires_grad_(False), processor
 
 
 FILE_FIELDS = [*zip(SOURCE_SCHEMA.names, SOURCE_SCHEMA.types), ("error", pa.string()), ("width", pa.int32()),

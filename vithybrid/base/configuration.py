@@ -11,10 +11,13 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from .checkpoint import HUB_KEYWORDS, reader
 
 logger = logging.getLogger(__name__)
 
@@ -32,11 +35,20 @@ COMMON = {
 # Written by transformers, meaningless here: dropped on reading.
 IGNORED_KEYS = ("transformers_version", "_commit_hash", "_attn_implementation_autoset")
 PROBLEM_TYPES = ("regression", "single_label_classification", "multi_label_classification")
+MAX_LABELS = 1_000_000  # ImageNet-21k has 21,843 classes
 
 
 def dtype_name(dtype: torch.dtype | str | None) -> str | None:
     """torch.float16 -> "float16", as config.json spells a dtype."""
     return str(dtype).removeprefix("torch.") if dtype is not None else None
+
+
+def torch_dtype(name: str) -> torch.dtype:
+    """"float16" -> torch.float16 (a ConfigError for a name that is not a torch dtype)."""
+    dtype = getattr(torch, name, None)
+    if not isinstance(dtype, torch.dtype):
+        raise ConfigError(f"torch_dtype must name a torch dtype such as 'float32', got {name!r}")
+    return dtype
 
 
 class PretrainedConfig:
@@ -45,6 +57,7 @@ class PretrainedConfig:
 
     model_type = ""
     FIELDS: dict[str, Any] = {}
+    SIZE_FIELDS: tuple[str, ...] = ()  # the keys that decide how big a model is (named in errors)
 
     def __init__(self, **kwargs: Any):
         kwargs.pop("model_type", None)
@@ -55,13 +68,25 @@ class PretrainedConfig:
         for name, default in {**COMMON, **self.FIELDS}.items():
             setattr(self, name, copy.deepcopy(kwargs.pop(name, default)))
         if isinstance(self.torch_dtype, str):
-            self.torch_dtype = getattr(torch, self.torch_dtype)
-        self.pruned_heads = {int(layer): heads for layer, heads in self.pruned_heads.items()}
+            self.torch_dtype = torch_dtype(self.torch_dtype)
+        if not isinstance(self.pruned_heads, dict):
+            raise ConfigError(f"pruned_heads must be a dict of layer: heads, got {self.pruned_heads!r}")
+        # JSON keys are strings; transformers turns them back into layer numbers (only when reading a dict)
+        self.pruned_heads = {int(k) if str(k).isdigit() else k: heads for k, heads in self.pruned_heads.items()}
         if self.problem_type not in (None, *PROBLEM_TYPES):
-            raise ValueError(f"problem_type must be one of {PROBLEM_TYPES} or None, got {self.problem_type!r}")
+            raise ConfigError(f"problem_type must be one of {PROBLEM_TYPES} or None, got {self.problem_type!r}")
         id2label, label2id, num_labels = (kwargs.pop(k, None) for k in ("id2label", "label2id", "num_labels"))
+        if id2label is not None and not isinstance(id2label, dict):
+            raise ConfigError(f"id2label must be a dict of class index: label, got {id2label!r}")
+        if label2id is not None and not isinstance(label2id, dict):
+            raise ConfigError(f"label2id must be a dict of label: class index, got {label2id!r}")
+        if id2label is None and num_labels is not None:
+            check_int("num_labels", num_labels, minimum=0, maximum=MAX_LABELS)
         if id2label is not None:
-            self.id2label = {int(i): label for i, label in id2label.items()}  # JSON keys are strings
+            try:
+                self.id2label = {int(i): label for i, label in id2label.items()}  # JSON keys are strings
+            except (TypeError, ValueError):
+                raise ConfigError(f"id2label's keys must be class indices, got {list(id2label)[:8]}") from None
             if num_labels is not None and num_labels != len(self.id2label):
                 logger.warning("num_labels=%s but id2label has %d entries: keeping id2label", num_labels,
                                len(self.id2label))
@@ -156,16 +181,25 @@ class PretrainedConfig:
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any):
         """config.json of a folder, a shipped model ("shapes") or a Hub repo; hub keywords (revision,
         cache_dir, subfolder, ...) find it, the other keywords override its keys (see from_dict)."""
-        from ..checkpoints.hub import HUB_KEYWORDS, load_config
-
         return_unused_kwargs = kwargs.pop("return_unused_kwargs", False)
         hub_kwargs = {k: kwargs.pop(k) for k in HUB_KEYWORDS if k in kwargs}
-        config = load_config(pretrained_model_name_or_path, cls, **hub_kwargs)
+        config = reader().read_config(pretrained_model_name_or_path, cls, **hub_kwargs)
         unused = override(config, kwargs)
         return (config, unused) if return_unused_kwargs else config
 
     def validate(self) -> None:
-        """Raise a ValueError naming the field of an impossible configuration (subclasses add checks)."""
+        """Raise a ConfigError naming the field of a configuration no model can be built from: wrong types,
+        impossible or absurd sizes (subclasses define the checks). Models run it before they allocate anything;
+        constructing a config checks less, as transformers' does."""
+
+    def parameter_count(self) -> int | None:
+        """How many parameters a model of this configuration holds, worked out from its sizes without building
+        it (subclasses that know; None: unknown). Run after validate()."""
+        return None
+
+    def size_summary(self) -> str:
+        """The fields that decide the size of the model, with their values, for error messages."""
+        return ", ".join(f"{name}={getattr(self, name)!r}" for name in self.SIZE_FIELDS)
 
     def __eq__(self, other: object) -> bool:
         """Same keys and values; unlike transformers, where a config was read from does not count."""
@@ -198,6 +232,43 @@ def override(config: PretrainedConfig, kwargs: dict[str, Any]) -> dict[str, Any]
         else:
             unused[key] = value
     if isinstance(config.torch_dtype, str) and config.torch_dtype != "auto":
-        config.torch_dtype = getattr(torch, config.torch_dtype)
-    config.validate()
+        config.torch_dtype = torch_dtype(config.torch_dtype)
     return unused
+
+
+class ConfigError(ValueError):
+    """A configuration no model can be built from; the message names the field."""
+
+
+def check_int(field: str, value: Any, minimum: int = 1, maximum: int | None = None) -> None:
+    """An integer (not a bool, not 12.0 or "12") within [minimum, maximum], else a ConfigError naming the field."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or (maximum and value > maximum):
+        bounds = f">= {minimum}" + (f" and <= {maximum:,}" if maximum else "")
+        raise ConfigError(f"{field} must be an integer {bounds}, got {value!r}")
+
+
+def check_ints(field: str, value: Any, minimum: int = 1, length: int | None = None) -> None:
+    """A list of integers >= minimum (of `length` entries if given)."""
+    if not isinstance(value, (list, tuple)) or (length is not None and len(value) != length):
+        raise ConfigError(f"{field} must be a list of {length or 'some'} integers, got {value!r}")
+    for i, item in enumerate(value):
+        check_int(f"{field}[{i}]", item, minimum)
+
+
+def check_number(field: str, value: Any, minimum: float = 0.0, maximum: float = math.inf) -> None:
+    """A finite real number (not a bool) within [minimum, maximum]."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not minimum <= value <= maximum or \
+            not math.isfinite(value):
+        upper = f" and <= {maximum}" if math.isfinite(maximum) else ""
+        raise ConfigError(f"{field} must be a number >= {minimum}{upper}, got {value!r}")
+
+
+def check_bool(field: str, value: Any) -> None:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{field} must be true or false, got {value!r}")
+
+
+def check_choice(field: str, value: Any, choices: Any) -> None:
+    """One of `choices` (a str among them: a list or a dict given in JSON is refused, not hashed)."""
+    if not isinstance(value, (str, type(None))) or value not in choices:
+        raise ConfigError(f"{field} must be one of {sorted(c for c in choices if c is not None)}, got {value!r}")

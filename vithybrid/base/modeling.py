@@ -18,13 +18,33 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors.torch import save_file
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..checkpoints import hub
+from .checkpoint import HUB_KEYWORDS, CheckpointError, reader
 from .configuration import PretrainedConfig, override
 
 logger = logging.getLogger(__name__)
+
+WEIGHTS_NAMES = ("model.safetensors", "pytorch_model.bin")  # in order of preference
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+# How much bigger than its weights a config's model may be: weights the checkpoint lacks are initialized fresh
+# (a base checkpoint's classifier, a new head for other num_labels: a 1000-class head on a 1024-wide model is
+# about 1M). Beyond that the config is wrong, and building it could allocate for minutes (num_hidden_layers
+# 1000000 in a config.json).
+SIZE_FACTOR, SIZE_SLACK = 2, 1_000_000
+
+
+def current_umask() -> int:
+    """The process's umask, read without changing it where Linux tells it (os.umask can only set it)."""
+    try:
+        status = Path("/proc/self/status").read_text()
+        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
+    except (OSError, StopIteration):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
 
 
 def _listing(keys: list[str]) -> str:
@@ -57,8 +77,8 @@ def match_keys(state: dict[str, torch.Tensor], model: nn.Module, prefix: str) ->
     if missing or unexpected:
         problems = ([f"missing {len(missing)} weights: {_listing(missing)}"] if missing else []) + \
                    ([f"unexpected {len(unexpected)} weights: {_listing(unexpected)}"] if unexpected else [])
-        raise hub.CheckpointError(f"The weights do not fit the architecture in config.json: {'; '.join(problems)}. "
-                                  f"The weights file and config.json must come from the same model.")
+        raise CheckpointError(f"The weights do not fit the architecture in config.json: {'; '.join(problems)}. "
+                              f"The weights file and config.json must come from the same model.")
     return state, fresh, dropped
 
 
@@ -72,6 +92,8 @@ class PreTrainedModel(nn.Module):
     _no_split_modules: list[str] = []
     _keys_to_ignore_on_load_missing: list[str] = []  # patterns of weights a checkpoint may lack (initialized)
     _supports_sdpa = True
+    _tied_weights_keys: list[str] | None = None  # no weights are tied (an image classifier has no output embeddings)
+    _keep_in_fp32_modules: list[str] | None = None  # every module takes the dtype asked for
 
     def __init__(self, config: PretrainedConfig, *args: Any, **kwargs: Any):
         super().__init__()
@@ -85,9 +107,14 @@ class PreTrainedModel(nn.Module):
         raise NotImplementedError
 
     def init_weights(self, root: nn.Module | None = None) -> None:
-        """Random initialization of every module under `root` (default: the whole model)."""
+        """Random initialization of every module under `root` (default: the whole model). The last step of
+        building a model, so it also does what transformers' post_init does for old configs: one that holds
+        `gradient_checkpointing: true` turns it on (the key is then dropped)."""
         for module in (root or self).modules():
             self._init_weights(module)
+        if self.supports_gradient_checkpointing and getattr(self.config, "gradient_checkpointing", False):
+            self.gradient_checkpointing_enable()
+            delattr(self.config, "gradient_checkpointing")
 
     @property
     def base_model(self) -> nn.Module:
@@ -95,6 +122,10 @@ class PreTrainedModel(nn.Module):
 
     def get_input_embeddings(self) -> nn.Module:
         return self.base_model.get_input_embeddings()
+
+    def get_output_embeddings(self) -> nn.Module | None:
+        """None: no output layer shares weights with the input embeddings (as transformers' default says)."""
+        return None
 
     @property
     def dtype(self) -> torch.dtype:
@@ -154,10 +185,10 @@ class PreTrainedModel(nn.Module):
         to override (num_labels=3, output_attentions=True, torchscript=True, ...), the rest to the model's
         constructor (add_pooling_layer=False).
         """
-        from ..checkpoints import timm_format
-
-        hub_kwargs = {k: kwargs.pop(k) for k in hub.HUB_KEYWORDS if k in kwargs}
-        if isinstance(config, PretrainedConfig):
+        source = reader()
+        hub_kwargs = {k: kwargs.pop(k) for k in HUB_KEYWORDS if k in kwargs}
+        given = isinstance(config, PretrainedConfig)
+        if given:
             config = copy.deepcopy(config)  # the caller's stays as it is
             model_kwargs = override(config, kwargs)
         else:
@@ -165,28 +196,42 @@ class PreTrainedModel(nn.Module):
                 config if config is not None else pretrained_model_name_or_path, return_unused_kwargs=True,
                 **hub_kwargs, **kwargs)
         model_kwargs.pop("torch_dtype", None)
-        if pretrained_model_name_or_path is not None:
-            config.name_or_path = pretrained_model_name_or_path
+        name = pretrained_model_name_or_path
+        if name is not None:
+            config.name_or_path = name
         if torch_dtype == "auto":
             torch_dtype = config.torch_dtype or torch.float32
-        dtype = hub.DTYPES[torch_dtype] if isinstance(torch_dtype, str) else (torch_dtype or torch.float32)
-        if state_dict is None:
-            state_dict = hub.read_state_dict(hub.locate_weights(pretrained_model_name_or_path, use_safetensors,
-                                                                **hub_kwargs))
+        dtype = DTYPES[torch_dtype] if isinstance(torch_dtype, str) else (torch_dtype or torch.float32)
+        # Check the config before anything is allocated: its types and sizes, then its size against the weights.
+        try:
+            config.validate()
+        except ValueError as error:
+            if given:
+                raise
+            raise CheckpointError(f"{config.name_or_path}: config.json is not a valid {type(config).__name__}: "
+                                  f"{error}") from error
+        weights = None if state_dict is not None else source.locate_weights(name, use_safetensors, **hub_kwargs)
+        held = sum(t.numel() for t in state_dict.values()) if weights is None else source.parameters_in(weights)
+        implied = config.parameter_count()
+        if implied is not None and implied > SIZE_FACTOR * held + SIZE_SLACK:
+            raise CheckpointError(f"{config.name_or_path}: config.json describes a model of {implied:,} parameters "
+                                  f"({config.size_summary()}), but {weights or 'state_dict'} holds {held:,} values. "
+                                  f"config.json and the weights must come from the same model.")
+        if weights is not None:
+            state_dict = source.read_state_dict(weights)
 
         with torch.device("meta"):  # no memory and no random init for weights that are about to be replaced
             model = cls(config, *model_args, **model_kwargs)
-        if timm_format.is_timm_state_dict(state_dict):  # timm's names -> ours
-            state_dict = timm_format.hub_state_dict(state_dict, config)
+        state_dict = source.model_state_dict(state_dict, config)  # another format's names (timm's) -> ours
         prefixed = any(k.startswith(cls.base_model_prefix + ".") for k in state_dict)
         state, fresh, dropped = match_keys(state_dict, model, cls.base_model_prefix)
         own = model.state_dict()
         mismatched = [(k, v.shape, own[k].shape) for k, v in state.items() if v.shape != own[k].shape]
         if mismatched and not ignore_mismatched_sizes:
             shapes = "; ".join(f"{k}: checkpoint {tuple(a)}, model {tuple(b)}" for k, a, b in mismatched[:8])
-            raise hub.CheckpointError(f"Weight shapes do not match the architecture in config.json: {shapes}. The "
-                                      f"weights file and config.json must come from the same model (or pass "
-                                      f"ignore_mismatched_sizes=True to train new ones, e.g. for other num_labels).")
+            raise CheckpointError(f"Weight shapes do not match the architecture in config.json: {shapes}. The "
+                                  f"weights file and config.json must come from the same model (or pass "
+                                  f"ignore_mismatched_sizes=True to train new ones, e.g. for other num_labels).")
         for key, _, _ in mismatched:
             del state[key]
         model._initialize_fresh(fresh + [key for key, _, _ in mismatched])
@@ -224,17 +269,15 @@ class PreTrainedModel(nn.Module):
         self.config.torch_dtype = self.dtype
         self.config.save_pretrained(directory)
         state = {k: v.detach().contiguous().cpu() for k, v in (state_dict or self.state_dict()).items()}
-        for stale in hub.WEIGHTS_NAMES:  # the other format's file would be read instead of this one
+        for stale in WEIGHTS_NAMES:  # the other format's file would be read instead of this one
             (directory / stale).unlink(missing_ok=True)
         if safe_serialization:
-            from safetensors.torch import save_file
-
-            save_file(state, directory / hub.WEIGHTS_NAMES[0], metadata={"format": "pt"})
+            save_file(state, directory / WEIGHTS_NAMES[0], metadata={"format": "pt"})
         else:
-            torch.save(state, directory / hub.WEIGHTS_NAMES[1])
+            torch.save(state, directory / WEIGHTS_NAMES[1])
         # safetensors writes through a private temporary file (mode 0600); give the weights the mode any
         # other file gets here, so that a shared or served folder can read them.
-        os.chmod(directory / hub.WEIGHTS_NAMES[0 if safe_serialization else 1], 0o666 & ~hub.current_umask())
+        os.chmod(directory / WEIGHTS_NAMES[0 if safe_serialization else 1], 0o666 & ~current_umask())
 
 
 def model_is_base(model: nn.Module) -> bool:

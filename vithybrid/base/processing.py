@@ -19,6 +19,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .checkpoint import HUB_KEYWORDS, CheckpointError, reader
+
 PROCESSOR_NAME = "preprocessor_config.json"
 FIRST, LAST = "channels_first", "channels_last"  # transformers' ChannelDimension values (a str enum)
 ImageLike = Image.Image | np.ndarray | torch.Tensor
@@ -207,6 +209,9 @@ class BaseImageProcessor:
         hwc = hwc if np.issubdtype(hwc.dtype, np.floating) else hwc.astype(np.float32)
         channels = hwc.shape[-1]
         mean, std = (np.array([v] * channels if np.isscalar(v) else v, dtype=hwc.dtype) for v in (mean, std))
+        if channels != 1 and (len(mean) != channels or len(std) != channels):  # one channel: a gray image, spread
+            raise ValueError(f"image_mean and image_std need one value per channel: the image has {channels}, they "
+                             f"have {len(mean)} and {len(std)}")
         return from_hwc((hwc - mean) / std, data_format or input_data_format)
 
     # Settings as a dict, JSON and preprocessor_config.json.
@@ -259,23 +264,19 @@ class BaseImageProcessor:
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path: str | Path, **kwargs: Any):
-        """preprocessor_config.json of a checkpoint folder, a shipped model or a Hub repo (hub keywords as
-        from_pretrained's: revision, cache_dir, subfolder, ...); other kwargs as from_dict's."""
-        from ..checkpoints.hub import HUB_KEYWORDS, CheckpointError, locate, read_json
-
+        """preprocessor_config.json of a checkpoint folder, a shipped model or a Hub repo (or the settings its
+        format keeps elsewhere, as timm's config.json does); hub keywords as from_pretrained's: revision,
+        cache_dir, subfolder, ...; other kwargs as from_dict's. NoProcessorConfig if the checkpoint has none."""
         hub_kwargs = {k: kwargs.pop(k) for k in HUB_KEYWORDS if k in kwargs}
-        path = locate(pretrained_model_name_or_path, PROCESSOR_NAME, **hub_kwargs)
-        settings = read_json(path) if path is not None else \
-            cls.settings_without_file(pretrained_model_name_or_path, **hub_kwargs)
+        settings = reader().processor_settings(pretrained_model_name_or_path, **hub_kwargs)
         if settings is None:
-            raise CheckpointError(f"{str(pretrained_model_name_or_path)!r} has no {PROCESSOR_NAME}.")
+            raise NoProcessorConfig(f"{str(pretrained_model_name_or_path)!r} has no {PROCESSOR_NAME}.")
         try:
             return cls.from_dict(settings, **kwargs)
         except (ValueError, TypeError) as error:
-            raise CheckpointError(f"{path or pretrained_model_name_or_path} is not a valid image processor config: "
-                                  f"{error}") from error
+            raise CheckpointError(f"{pretrained_model_name_or_path}: {PROCESSOR_NAME} is not a valid image "
+                                  f"processor config: {error}") from error
 
-    @classmethod
-    def settings_without_file(cls, pretrained_model_name_or_path: str | Path, **hub_kwargs: Any) -> dict | None:
-        """Settings for a checkpoint that has no preprocessor_config.json, if the subclass knows them."""
-        return None
+
+class NoProcessorConfig(CheckpointError):
+    """The checkpoint has no image processor settings (a folder that model.save_pretrained alone wrote)."""

@@ -14,14 +14,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from . import hub
-from .hub import CONFIG_NAME, CheckpointError, locate, read_config, read_json
+from ..base.configuration import CONFIG_NAME
+from ..base.modeling import DTYPES as TORCH_DTYPES
+from ..base.processing import PROCESSOR_NAME
+from ..model.config import ViTHybridConfig
 from ..model.modeling import ViTHybridForImageClassification, ViTHybridModel
-from ..model.processing import CONFIG_NAME as PROCESSOR_NAME
 from ..model.processing import ViTHybridImageProcessor
+from .hub import CheckpointError, locate, read_json
+from .reader import config_from_file
 from .timm_format import architecture_name, is_timm_config
 
-DTYPES = ("auto", *hub.DTYPES)
+DTYPES = ("auto", *TORCH_DTYPES)
 
 
 def transformers_notes(processor: ViTHybridImageProcessor | None) -> list[str]:
@@ -44,7 +47,7 @@ def convert(source: str | Path, output_dir: str | Path, dtype: str = "auto", ove
         raise CheckpointError(f"{str(source)!r} has no config.json: it is not a checkpoint.")
     data = read_json(config_path)
     timm = is_timm_config(data)
-    config = read_config(config_path)
+    config = config_from_file(config_path, ViTHybridConfig)
     model_class = ViTHybridModel if "ViTHybridModel" in (config.architectures or []) else \
         ViTHybridForImageClassification
     model = model_class.from_pretrained(source, torch_dtype=dtype, **hub_kwargs)

@@ -8,11 +8,12 @@ torch.load(weights_only=True). Every failure is a CheckpointError that says what
 from __future__ import annotations
 
 import json
-import logging
+import math
 import os
 import pickle
 import re
 import socket
+import struct
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -20,37 +21,19 @@ from urllib.parse import urlparse
 import torch
 from safetensors.torch import load_file
 
-from .shipped import resolve_model
+from ..base.checkpoint import CheckpointError
+from ..base.configuration import CONFIG_NAME
+from ..base.modeling import WEIGHTS_NAMES
+from .shipped import DEFAULT_MODEL, resolve_model
 
-logger = logging.getLogger(__name__)
-
-CONFIG_NAME = "config.json"
-WEIGHTS_NAMES = ("model.safetensors", "pytorch_model.bin")  # in order of preference
-# from_pretrained keywords that find files (passed to huggingface_hub), as transformers names them
-HUB_KEYWORDS = ("revision", "cache_dir", "local_files_only", "token", "force_download", "subfolder")
 REPO_ID = re.compile(r"^[\w-][\w.-]*(/[\w-][\w.-]*)?$")  # "name" or "owner/name"
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-
-
-def current_umask() -> int:
-    """The process's umask, read without changing it where Linux tells it (os.umask can only set it)."""
-    try:
-        status = Path("/proc/self/status").read_text()
-        return int(next(line.split()[1] for line in status.splitlines() if line.startswith("Umask:")), 8)
-    except (OSError, StopIteration):
-        mask = os.umask(0o022)
-        os.umask(mask)
-        return mask
-
-
-class CheckpointError(OSError):
-    """A checkpoint could not be found, read or matched to the model; the message says what to do."""
+MAX_HEADER = 100_000_000  # bytes of a safetensors header (the format's own limit)
 
 
 def hub_reachable(timeout: float = 3.0) -> bool:
     """Whether the Hub's host answers at all (so that an offline start does not wait on retries).
     Behind a proxy a direct connection says nothing, so then the answer is yes and the download decides."""
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # deferred here and below: only Hub ids need it, and it is slow to import
 
     if any(os.environ.get(name) for name in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy",
                                               "ALL_PROXY", "all_proxy")):
@@ -102,7 +85,7 @@ def locate(name_or_path: str | Path, filename: str, subfolder: str = "", **hub_k
     name = str(name_or_path)
     if folder.exists() or not REPO_ID.match(name):
         raise CheckpointError(f"{name!r} is neither a checkpoint folder nor a Hub model id like "
-                              f"'google/vit-hybrid-base-bit-384'.")
+                              f"'{DEFAULT_MODEL}'.")
     return _hub_file(name, filename, **({"subfolder": subfolder} if subfolder else {}), **hub_kwargs)
 
 
@@ -127,34 +110,6 @@ def read_json(path: Path) -> dict[str, Any]:
         raise CheckpointError(f"{path} is not valid JSON ({error}).") from error
 
 
-def read_config(path: Path, config_class: type | None = None):
-    """Our (transformers') config.json, or timm's for one of its hybrid ViTs (see timm_format)."""
-    from ..model.config import ViTHybridConfig
-    from . import timm_format
-
-    config_class = config_class or ViTHybridConfig
-    data = read_json(path)
-    if timm_format.is_timm_config(data):
-        return timm_format.vithybrid_config(data, path)
-    model_type = data.get("model_type", config_class.model_type)
-    if model_type != config_class.model_type:
-        raise CheckpointError(f"{path} describes a {model_type!r} model, not a ViT-Hybrid ('vit-hybrid') one. "
-                              f"Pick a ViT-Hybrid checkpoint, such as google/vit-hybrid-base-bit-384.")
-    try:
-        return config_class(**data)
-    except (TypeError, ValueError) as error:
-        raise CheckpointError(f"{path} is not a valid ViT-Hybrid config: {error}") from error
-
-
-def load_config(name_or_path: str | Path, config_class: type | None = None, **hub_kwargs: Any):
-    """The config of a checkpoint."""
-    path = locate(name_or_path, CONFIG_NAME, **hub_kwargs)
-    if path is None:
-        raise CheckpointError(f"{str(name_or_path)!r} has no config.json. A checkpoint holds config.json and "
-                              f"model.safetensors (or pytorch_model.bin), as save_pretrained writes them.")
-    return read_config(path, config_class)
-
-
 def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     """Tensors of a weights file. A pickle is read with weights_only=True, so it cannot run code."""
     try:
@@ -168,3 +123,22 @@ def read_state_dict(path: Path) -> dict[str, torch.Tensor]:
     except Exception as error:  # safetensors and torch.load raise many types for a damaged file
         raise CheckpointError(f"Could not read {path}: the file is corrupt or truncated ({error}). Delete it and "
                               f"download or save it again.") from error
+
+
+def parameters_in(path: Path) -> int:
+    """At most how many values a weights file holds, without loading it: the tensor shapes in a safetensors
+    header; for a pickle, its size in bytes (no value takes less than a byte)."""
+    if path.suffix != ".safetensors":
+        return path.stat().st_size
+    try:
+        with open(path, "rb") as f:
+            (length,) = struct.unpack("<Q", f.read(8))
+            if length > MAX_HEADER:
+                raise ValueError(f"a header of {length:,} bytes")
+            header = json.loads(f.read(length))
+        return sum(math.prod(int(size) for size in entry["shape"]) for key, entry in header.items()
+                   if key != "__metadata__")
+    except (OSError, struct.error, ValueError, TypeError, KeyError, AttributeError) as error:
+        raise CheckpointError(f"Could not read {path}: the file is corrupt or truncated ({error}). Delete it and "
+                              f"download or save it again.") from error
+

@@ -41,6 +41,7 @@ import torch
 from ..model.backbone import feature_map_shape
 from ..model.config import BitConfig, ViTHybridConfig
 from .hub import CheckpointError
+from .shipped import DEFAULT_MODEL
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,7 @@ ARCHITECTURES = {
 # timm's vit_base_r50_s16_384.orig_in21k_ft_in1k, in transformers' layout. vit_base_r26_s32_224 has no
 # published weights and vit_base_r50_s16_224 only ImageNet-21k features.
 SUPPORTED_CHECKPOINTS = (
-    "google/vit-hybrid-base-bit-384",
+    DEFAULT_MODEL,
     "timm/vit_tiny_r_s16_p8_224.augreg_in21k_ft_in1k",
     "timm/vit_tiny_r_s16_p8_384.augreg_in21k_ft_in1k",
     "timm/vit_small_r26_s32_224.augreg_in21k_ft_in1k",

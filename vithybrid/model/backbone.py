@@ -10,6 +10,8 @@ Module and parameter names match transformers' BitBackbone, so checkpoints load 
 
 from __future__ import annotations
 
+import functools
+import json
 import math
 
 import numpy as np
@@ -18,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .activations import activation
-from .config import BitConfig
+from .bit_config import BitConfig
 
 
 def same_padding(x: torch.Tensor, kernel: int, stride: int, dilation: int = 1, value: float = 0.0) -> torch.Tensor:
@@ -158,6 +160,29 @@ class BitDownsampleConv(nn.Module):
         return self.norm(self.conv(x))
 
 
+def stage_widths(config: BitConfig) -> list[tuple[int, int]]:
+    """(output, bottleneck) channels of each stage's blocks."""
+    outs = [make_div(size * config.width_factor) for size in config.hidden_sizes[:len(config.depths)]]
+    return [(out, make_div(out * 0.25)) for out in outs]
+
+
+def parameter_count(config: BitConfig) -> int:
+    """The backbone's parameters, counted from the config as the modules below are built (no building: a
+    config is bounded by its size before anything is allocated)."""
+    preact = config.layer_type == "preactivation"
+    count = config.num_channels * config.embedding_size * 49 + (0 if preact else 2 * config.embedding_size)
+    channels = config.embedding_size
+    for depth, (out, mid) in zip(config.depths, stage_widths(config)):
+        for block in range(depth):
+            inputs = channels if block == 0 else out
+            count += inputs * mid + 9 * mid * mid + mid * out + 4 * mid  # conv1-3, two norms of mid channels
+            count += 2 * inputs if preact else 2 * out  # the third norm: on the input (pre-act) or the output
+            if block == 0:  # the projection shortcut
+                count += inputs * out + (0 if preact else 2 * out)
+        channels = out
+    return count + (2 * channels if preact else 0)  # the final norm of a pre-activation backbone
+
+
 class BitBottleneckLayer(nn.Module):
     """ResNet v1.5 bottleneck (stride on the 3x3): conv-norm-act x3, add the shortcut, then activate."""
 
@@ -242,8 +267,7 @@ class BitEncoder(nn.Module):
         rates = np.linspace(0, config.drop_path_rate, sum(config.depths)).tolist()
         self.stages = nn.ModuleList()
         channels, current_stride, dilation = config.embedding_size, 4, 1
-        for i, depth in enumerate(config.depths):
-            out_channels = make_div(config.hidden_sizes[i] * config.width_factor)
+        for i, (depth, (out_channels, _)) in enumerate(zip(config.depths, stage_widths(config))):
             stride = 1 if i == 0 else 2
             if current_stride >= config.output_stride:
                 dilation, stride = dilation * stride, 1
@@ -288,6 +312,14 @@ class BitBackbone(nn.Module):
 
 def feature_map_shape(config: BitConfig, height: int, width: int) -> torch.Size:
     """Shape of the backbone's output for one image of this size, worked out without computing anything."""
+    return _feature_map_shape(config.to_json_string(use_diff=False), height, width)
+
+
+@functools.lru_cache(maxsize=256)
+def _feature_map_shape(config_json: str, height: int, width: int) -> torch.Size:
+    # Kept: tracing the backbone on the meta device takes tens of milliseconds, and every config is measured
+    # when it is made and again when a model is built from it.
+    config = BitConfig(**json.loads(config_json))
     with torch.device("meta"):
         backbone = BitBackbone(config)
         try:

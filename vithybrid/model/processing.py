@@ -11,19 +11,17 @@ from __future__ import annotations
 
 import copy
 import logging
-from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 from PIL import Image
 
-from ..base.processing import (FIRST, PROCESSOR_NAME, BaseImageProcessor, BatchFeature, ImageLike, channel_format,
+from ..base.processing import (FIRST, BaseImageProcessor, BatchFeature, ImageLike, channel_format,
                                crop_or_pad, from_hwc, resized_size, size_dict, to_pil)
 
 logger = logging.getLogger(__name__)
 
-CONFIG_NAME = PROCESSOR_NAME
 CLIP_MEAN = [0.48145466, 0.4578275, 0.40821073]  # transformers' defaults for this processor
 CLIP_STD = [0.26862954, 0.26130258, 0.27577711]
 CROP_OFFSET_ROUNDINGS = ("floor", "round")
@@ -78,9 +76,11 @@ class ViTHybridImageProcessor(BaseImageProcessor):
         return left, top, left + crop_w, top + crop_h
 
     def preprocess_one(self, image: ImageLike, input_data_format: str | None = None) -> np.ndarray:
-        """One image -> (H, W, C) pixel values, by this processor's settings."""
+        """One image -> (H, W, C) pixel values, by this processor's settings. do_convert_rgb converts PIL images,
+        as transformers' does: an array or tensor keeps its channels (a 4-channel array gives 4 channels)."""
+        convert = self.do_convert_rgb and isinstance(image, Image.Image)
         image = to_pil(image, input_data_format)
-        if self.do_convert_rgb and image.mode != "RGB":
+        if convert and image.mode != "RGB":
             image = image.convert("RGB")
         if self.do_resize:
             image = image.resize(self.resized_size(*image.size), resample=self.resample)
@@ -134,14 +134,11 @@ class ViTHybridImageProcessor(BaseImageProcessor):
             del output["crop_offset_rounding"]
         return output
 
-    @classmethod
-    def settings_without_file(cls, pretrained_model_name_or_path: str | Path, **hub_kwargs: Any) -> dict | None:
-        """A timm checkpoint has no preprocessor_config.json: the pretrained_cfg in its config.json
-        (timm's eval transform) gives the settings."""
-        from ..checkpoints import timm_format
-        from ..checkpoints.hub import CONFIG_NAME as MODEL_CONFIG_NAME
-        from ..checkpoints.hub import locate, read_json
 
-        model_config = locate(pretrained_model_name_or_path, MODEL_CONFIG_NAME, **hub_kwargs)
-        data = read_json(model_config) if model_config is not None else {}
-        return timm_format.processor_options(data, model_config) if timm_format.is_timm_config(data) else None
+def default_processor(image_size: int) -> ViTHybridImageProcessor:
+    """The google checkpoint's pre-processing at `image_size`: the shortest edge resized to it (bicubic), a
+    center crop of image_size x image_size, rescaled by 1/255, normalized with mean = std = 0.5. What a
+    checkpoint without preprocessor_config.json (model.save_pretrained alone) is read with."""
+    return ViTHybridImageProcessor(size={"shortest_edge": image_size},
+                                   crop_size={"height": image_size, "width": image_size}, resample=Image.BICUBIC,
+                                   image_mean=[0.5] * 3, image_std=[0.5] * 3)

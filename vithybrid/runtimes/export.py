@@ -26,6 +26,7 @@ from torch import nn
 from ..atomic import check_writable, write_text
 from ..checkpoints.hub import CheckpointError, locate_weights
 from ..checkpoints.shipped import resolve_model
+from ..loading import load_processor
 from ..model.backbone import StdConv2d
 from ..model.modeling import ViTHybridForImageClassification
 from ..model.processing import ViTHybridImageProcessor
@@ -177,17 +178,20 @@ def export_model(model: str | Path | ViTHybridForImageClassification, out: str |
     `runtime` ("onnx" or "openvino"), then load it there and compare with PyTorch. Returns export.json's
     contents. batch: "dynamic" (any batch size) or a fixed number. image_size: the input size the graph
     takes (height, width), if not the checkpoint's own (position embeddings are resampled to its grid).
-    int8: the classifier graph quantized (the attention graph stays float32). Raises ExportError."""
+    int8: the classifier graph quantized (the attention graph stays float32). A checkpoint without
+    preprocessor_config.json is exported with the processor its config implies, which export.json's
+    "processor_note" says. Raises ExportError."""
     if runtime not in RUNTIMES:
         raise ValueError(f"runtime must be one of {tuple(RUNTIMES)}, got {runtime!r}")
     if batch != "dynamic" and not (isinstance(batch, int) and batch > 0):
         raise ValueError(f"batch must be 'dynamic' or a positive number, got {batch!r}")
     check_out(Path(out))
     import_runtime(runtime)
+    processor_note = None
     if not isinstance(model, ViTHybridForImageClassification):
-        folder = resolve_model(model)
-        model = ViTHybridForImageClassification.from_pretrained(folder)
-        processor = processor or ViTHybridImageProcessor.from_pretrained(folder)
+        name, model = model, ViTHybridForImageClassification.from_pretrained(model)
+        if processor is None:
+            processor, processor_note = load_processor(name, model.config)
     if processor is None:
         raise ValueError("Pass the image processor together with a loaded model: export_model(model, out, processor=...).")
     if model.training or model.dtype != torch.float32:  # exports are float32 eval graphs; leave the caller's model be
@@ -230,6 +234,7 @@ def export_model(model: str | Path | ViTHybridForImageClassification, out: str |
         check = torch.randn(3 if dynamic else batch, *example.shape[1:], generator=generator)  # not the example's batch
         info = {"runtime": runtime, "int8": int8, "batch": batch, "input_size": list(size),
                 "attentions": attentions, "opset": OPSET, "torch": torch.__version__,
+                **({"processor_note": processor_note} if processor_note else {}),
                 **compare(model, served, int8, check, interpolate)}
     except Exception:
         for path in written:
@@ -294,6 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     except OSError as error:  # OUT changed under the export, or the disk filled: one line too
         print(f"error: cannot export into {args.out}: {error.strerror or error}", file=sys.stderr)
         return 2
+    if "processor_note" in info:
+        print(f"note: {info['processor_note']}", file=sys.stderr)
     files = sorted(p.name for p in Path(args.out).iterdir() if p.suffix in (EXTENSIONS[args.format], ".bin", ".json"))
     print(f"wrote {args.out}: {', '.join(files)}")
     if args.int8:

@@ -32,9 +32,9 @@ from .datasets import (SHAPES_AUGMENTATION, Augmentation, DataError, FolderDatas
 from ..atomic import replacing
 from ..checkpoints.hub import CheckpointError
 from ..model.modeling import ViTHybridForImageClassification
-from ..model.processing import ViTHybridImageProcessor
+from ..loading import load_pretrained
+from ..model.processing import ViTHybridImageProcessor, default_processor
 from ..optimize import keep_freed_memory
-from ..checkpoints.shipped import resolve_model
 
 # Architectures to train from scratch. "shapes" is the shipped model's; "tiny" is for quick checks.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -130,16 +130,11 @@ def architecture(name_or_path: str) -> ViTHybridConfig:
         raise TrainingError(f"--config {name_or_path!r} is neither a preset ({', '.join(PRESETS)}) nor a "
                             f"config.json file.")
     try:
-        return ViTHybridConfig.from_json_file(path)
+        config = ViTHybridConfig.from_json_file(path)
+        config.validate()  # what building the model checks, said before training starts
+        return config
     except (OSError, ValueError, TypeError) as error:
         raise TrainingError(f"{path} is not a valid ViT-Hybrid config: {error}") from error
-
-
-def default_processor(image_size: int) -> ViTHybridImageProcessor:
-    """The google checkpoint's pre-processing (shortest edge, center crop, mean = std = 0.5) at `image_size`."""
-    return ViTHybridImageProcessor(size={"shortest_edge": image_size},
-                                   crop_size={"height": image_size, "width": image_size},
-                                   image_mean=[0.5] * 3, image_std=[0.5] * 3)
 
 
 def with_labels(model: ViTHybridForImageClassification, labels: list[str]) -> ViTHybridForImageClassification:
@@ -158,12 +153,7 @@ def build_model(args: argparse.Namespace, labels: list[str]) -> tuple[ViTHybridF
         config = architecture(args.config)
         config.id2label = dict(enumerate(labels))
         return ViTHybridForImageClassification(config), default_processor(config.image_size)
-    source = resolve_model(args.from_pretrained)
-    model = ViTHybridForImageClassification.from_pretrained(source, attn_implementation="sdpa")
-    try:
-        processor = ViTHybridImageProcessor.from_pretrained(source)
-    except CheckpointError:  # a checkpoint without preprocessor_config.json
-        processor = default_processor(model.config.image_size)
+    model, processor = load_pretrained(args.from_pretrained, attn_implementation="sdpa")
     return with_labels(model, labels), processor
 
 
