@@ -17,11 +17,6 @@ FAILING = ("critical", "serious")
 # an empty gr.Image (a result not asked for yet: the lab's curves, the timing chart) is a <div aria-label="...">
 # without a role, which ARIA does not allow to be named.
 GRADIO_MARKUP = {"aria-prohibited-attr": ".empty.unpadded_box[aria-label]"}
-# Pictures whose alternative text the tabs still have to set (gr.Image alt_text, from ui.describe): phase 2 of
-# issue 27, wired with the tabs' new events. Until then Gradio's button around each is unnamed ("button-name").
-# Remove each id once its tab sets alt_text; the token explorer's already do.
-AWAITING_ALT_TEXT = {"rollout", "class-map", "lab-cam", "lab-classmap", "raw", "heads", "layers", "backbone",
-                     "fig7-filters", "fig7-positions", "fig7-distances"}
 # Results that stay empty until a button asks for them (so nothing to wait for on those tabs).
 EMPTY_UNTIL_ASKED = ("lab-curves", "timing-chart")
 
@@ -53,8 +48,7 @@ def failures(violations, tab: str) -> list[str]:
     """The critical and serious violations that are ours, one line each: the tab, the rule, its impact, the targets."""
     lines = []
     for violation in violations:
-        nodes = [node for node in violation["nodes"] if not node["gradio"] and not (
-            violation["id"] == "button-name" and node["owner"] in AWAITING_ALT_TEXT)]
+        nodes = [node for node in violation["nodes"] if not node["gradio"]]
         if violation["impact"] in FAILING and nodes:
             lines.append(f"[{tab}] {violation['id']} ({violation['impact']}: {violation['help']}) on "
                          + ", ".join(f"{node['target']} (in #{node['owner']}: {node['why']})" for node in nodes))

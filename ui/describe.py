@@ -42,6 +42,29 @@ def describe(language: str, heatmap: torch.Tensor | np.ndarray) -> str:
     return map_sentence(language, viz.describe_map(heatmap))
 
 
+def focus_sentence(language: str, maps: Sequence[torch.Tensor | np.ndarray], unit: str) -> str:
+    """Small multiples (one map per head or per layer, `unit` "head" or "layer", numbered from 1) in words: the most
+    focused (the fewest strong cells), described, and the most spread out."""
+    if len(maps) == 1:
+        return describe(language, maps[0])
+    facts = [viz.describe_map(heatmap) for heatmap in maps]
+    if all(fact.flat for fact in facts):
+        return text(language, "describe.all_flat", total=len(facts), count=facts[0].cells)
+    order = sorted(range(len(facts)), key=lambda i: facts[i].cells if facts[i].flat else facts[i].strong_cells)
+    focused, spread = order[0], order[-1]
+
+    def name(index):
+        return text(language, "describe.head" if unit == "head" else "describe.layer", number=index + 1)
+
+    sentence = text(language, "describe.focused", name=name(focused), total=len(facts),
+                    sentence=map_sentence(language, facts[focused]))
+    fact = facts[spread]
+    if fact.flat:
+        return sentence + " " + text(language, "describe.spread_flat", name=name(spread), count=fact.cells)
+    return sentence + " " + text(language, "describe.spread", name=name(spread), strong=fact.strong_cells,
+                                 count=fact.cells)
+
+
 def percent(probability: float) -> str:
     return "<1%" if probability < 0.005 else f"{probability:.0%}"
 
