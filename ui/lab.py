@@ -75,7 +75,7 @@ def curves_words(run: viz.FaithfulnessRun, language: str) -> str:
     orders = [text(language, "lab.curves.order", number=number, name=text(language, MAP_KEYS[name]),
                    deletion=round(deletion, 3), insertion=round(insertion, 3))
               for number, (name, (deletion, insertion)) in enumerate(run.areas.items(), 1)]
-    return (text(language, "lab.curves.alt", orders=text(language, "describe.separator").join(orders)) + " " +
+    return (text(language, "lab.curves.alt", orders=text(language, "describe.list_separator").join(orders)) + " " +
             verdict_text(run, language).replace("**", ""))
 
 

@@ -27,7 +27,7 @@ def chart_words(rows: list[list[object]], language: str) -> str:
     """The chart's text alternative: its numbers (the table's rows: batch, eager ms, SDPA ms, speed-up)."""
     bars = [text(language, "timing.chart.bar", batch=batch, eager=eager, sdpa=sdpa, speedup=speedup)
             for batch, eager, sdpa, speedup in rows]
-    return text(language, "timing.chart.alt", bars=text(language, "describe.separator").join(bars))
+    return text(language, "timing.chart.alt", bars=text(language, "describe.list_separator").join(bars))
 
 
 def build(page: Page) -> None:
