@@ -65,7 +65,7 @@ def backbone_words(language: str, facts: ModelFacts, analysis) -> str:
     sizes = [(height, width, 3)] + [(h, w, c) for c, h, w in facts.maps] + [(rows, cols, facts.hidden_size)]
     steps = [text(language, "walk.picture.step", step=step, name=name, size="x".join(map(str, size)))
              for step, (name, size) in enumerate(zip(names, sizes), 1)]
-    return text(language, "walk.picture.alt", steps=text(language, "describe.separator").join(steps),
+    return text(language, "walk.picture.alt", steps=text(language, "describe.list_separator").join(steps),
                 sentence=describe(language, analysis.backbone[-1]))
 
 
