@@ -341,7 +341,8 @@ class Explorer:
                               session)
 
     def environment(self) -> str:
-        device = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else platform.processor() or "CPU"
+        on_gpu = self.device.type == "cuda"
+        device = torch.cuda.get_device_name(self.device) if on_gpu else platform.processor() or "CPU"
         numbers = {"none": str(self.dtype).split('.')[-1], "int8": "int8 linear layers",
                    "compile": f"{str(self.dtype).split('.')[-1]}, torch.compile"}[self.speed]
         return f"{device} ({self.device.type}), {numbers}, torch {torch.__version__}, {torch.get_num_threads()} threads"

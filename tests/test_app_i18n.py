@@ -253,6 +253,8 @@ def test_arabic_in_a_real_browser_right_to_left_and_the_switch(playwright, app_u
         expect(page.get_by_role("tab", name="تراكم الانتباه")).to_be_visible()
         expect(page.locator("#model")).to_contain_text("النموذج")
         assert direction(page.locator("#intro .prose").first) == "rtl"
+        # a control's help line too, inside the block Gradio marks dir="ltr" (its full stop at its end, on the left)
+        assert direction(page.locator("#cmap .info-text")) == "rtl"
         page.locator("#inp input[type=file]").set_input_files(str(STAR))
         expect(page.locator("#labels")).to_contain_text("star", timeout=30_000)  # class names as the checkpoint's
         expect(page.locator("#rollout img")).to_have_attribute("src", re.compile("."), timeout=30_000)
@@ -271,6 +273,7 @@ def test_arabic_in_a_real_browser_right_to_left_and_the_switch(playwright, app_u
         expect(page.get_by_role("tab", name="Rollout")).to_be_visible()
         expect(page.locator("#how")).to_contain_text("The CLS token")
         assert direction(page.locator("#intro .prose").first) == "ltr"
+        assert direction(page.locator("#cmap .info-text")) == "ltr"
         page.reload()  # the choice is remembered
         expect(page.locator("#intro")).to_contain_text("Drop a photo", timeout=30_000)
         expect(page.get_by_role("tab", name="Rollout")).to_be_visible(timeout=10_000)

@@ -11,7 +11,7 @@ import visualization as viz
 from conftest import ROOT
 
 sys.path.insert(0, str(ROOT))
-from ui.describe import EXAMPLE_KEYS, describe, example_labels, top_sentence  # noqa: E402
+from ui.describe import EXAMPLE_KEYS, describe, example_labels, focus_sentence, top_sentence  # noqa: E402
 
 
 def hot(grid, *cells, background=0.0):
@@ -94,10 +94,23 @@ def test_the_sentences_in_english_and_arabic():
     assert "several places" in describe("en", hot((24, 24), (0, 0), (0, 23), (23, 12)))
 
 
+def test_small_multiples_name_the_most_focused_map_and_the_most_spread_out():
+    spread = np.ones((8, 8))
+    spread[:2] = 0.0  # strong on 48 of 64 cells
+    dim, bright = hot((8, 8), (0, 7)) * 0.5, hot((8, 8), (7, 0))  # one strong cell each: the brighter is named
+    assert focus_sentence("en", [spread, dim, bright], "head") == (
+        "Most focused of the 3: Head 3. Strongest at the lower left of the photo, on 1 of 64 cells (strongest cell: "
+        "row 8, column 1); weak elsewhere. Most spread out: Head 1, with 48 strong cells of 64.")
+    arabic = focus_sentence("ar", [spread, np.zeros((8, 8)), bright], "layer")
+    assert arabic.startswith("الأشد تركيزًا من بين 3: الطبقة 3.") and "الأكثر انتشارًا: الطبقة 2" in arabic  # flat
+    assert focus_sentence("en", [np.zeros((4, 4))] * 2, "layer").startswith("All 2 maps are flat")
+    assert focus_sentence("en", [bright], "head") == describe("en", bright)
+
+
 def test_the_top5_as_one_sentence_most_likely_first():
     top = {"tiger cat": 0.09, "tabby cat": 0.82, "lynx": 0.004, "Egyptian cat": 0.04}
     assert top_sentence("en", top) == "Most likely tabby cat, 82%; then tiger cat 9%, Egyptian cat 4%, lynx <1%."
-    assert top_sentence("ar", top) == "الأرجح tabby cat، 82%؛ ثم tiger cat 9%، Egyptian cat 4%، lynx <1%."
+    assert top_sentence("ar", top) == "الأرجح tabby cat، 82%؛ ثم tiger cat 9%، Egyptian cat 4%، lynx أقل من 1%."
     assert top_sentence("en", {"star": 1.0}) == "Most likely star, 100%."
     assert top_sentence("en", {}) == ""
 
@@ -113,3 +126,22 @@ def test_every_example_has_a_name_in_both_languages():
         assert len(set(names)) == len(files) and all(names)
     assert example_labels("en", [ROOT / "examples" / "shape_star.png"]) == ["Star (shape)"]
     assert example_labels("en", ["/somewhere/my_dog.jpg"]) == ["my dog"]  # added without a name: its file's
+
+
+def test_the_timing_chart_and_the_lab_curves_say_their_numbers():
+    from ui.lab import curves_words
+    from ui.timing import chart_words
+
+    assert chart_words([[1, 12.5, 10.0, "1.25x"], [2, 30.0, 15.0, "2.00x"]], "en") == (
+        "Milliseconds per run, eager against SDPA: batch 1: 12.5 against 10.0 (1.25x faster); batch 2: 30.0 against "
+        "15.0 (2.00x faster).")
+    assert "الدفعة 2: 30.0 مقابل 15.0" in chart_words([[2, 30.0, 15.0, "2.00x"]], "ar")
+    curves = {"rollout": np.zeros(3), "random": np.zeros(3)}
+    measuring = viz.FaithfulnessRun(np.linspace(0, 1, 3), curves, curves, done=2, total=6)
+    assert curves_words(measuring, "en") == "Deletion and insertion curves: 2 of 6 images scored so far."
+    finished = viz.FaithfulnessRun(np.linspace(0, 1, 3), curves, curves, done=6, total=6,
+                                   areas={"rollout": (0.1, 0.8), "random": (0.4, 0.5)})
+    assert curves_words(finished, "en").startswith(
+        "Deletion and insertion curves, numbered as in the table: 1. Attention rollout: deletion area 0.1, insertion area "
+        "0.8; 2. Random order: deletion area 0.4, insertion area 0.5. Most faithful here: Attention rollout (deletion")
+    assert "**" not in curves_words(finished, "en") and "مساحة الحذف 0.1" in curves_words(finished, "ar")

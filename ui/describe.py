@@ -42,8 +42,33 @@ def describe(language: str, heatmap: torch.Tensor | np.ndarray) -> str:
     return map_sentence(language, viz.describe_map(heatmap))
 
 
-def percent(probability: float) -> str:
-    return "<1%" if probability < 0.005 else f"{probability:.0%}"
+def focus_sentence(language: str, maps: Sequence[torch.Tensor | np.ndarray], unit: str) -> str:
+    """Small multiples (one map per head or per layer, `unit` "head" or "layer", numbered from 1) in words: the most
+    focused (the fewest strong cells), described, and the most spread out."""
+    if len(maps) == 1:
+        return describe(language, maps[0])
+    facts = [viz.describe_map(heatmap) for heatmap in maps]
+    if all(fact.flat for fact in facts):
+        return text(language, "describe.all_flat", total=len(facts), count=facts[0].cells)
+    # Fewest strong cells first; of as many, the brightest on the pictures' shared colour scale.
+    order = sorted(range(len(facts)), key=lambda i: (facts[i].cells if facts[i].flat else facts[i].strong_cells,
+                                                     -float(np.max(np.asarray(maps[i])))))
+    focused, spread = order[0], order[-1]
+
+    def name(index):
+        return text(language, "describe.head" if unit == "head" else "describe.layer", number=index + 1)
+
+    sentence = text(language, "describe.focused", name=name(focused), total=len(facts),
+                    sentence=map_sentence(language, facts[focused]))
+    fact = facts[spread]
+    if fact.flat:
+        return sentence + " " + text(language, "describe.spread_flat", name=name(spread), count=fact.cells)
+    return sentence + " " + text(language, "describe.spread", name=name(spread), strong=fact.strong_cells,
+                                 count=fact.cells)
+
+
+def percent(language: str, probability: float) -> str:
+    return text(language, "describe.below_one_percent") if probability < 0.005 else f"{probability:.0%}"
 
 
 def top_sentence(language: str, top: Mapping[str, float]) -> str:
@@ -54,9 +79,9 @@ def top_sentence(language: str, top: Mapping[str, float]) -> str:
         return ""
     (label, probability), others = ranked[0], ranked[1:]
     if not others:
-        return text(language, "describe.top", label=label, percent=percent(probability))
-    listed = text(language, "describe.separator").join(f"{name} {percent(p)}" for name, p in others)
-    return text(language, "describe.top_then", label=label, percent=percent(probability), others=listed)
+        return text(language, "describe.top", label=label, percent=percent(language, probability))
+    listed = text(language, "describe.separator").join(f"{name} {percent(language, p)}" for name, p in others)
+    return text(language, "describe.top_then", label=label, percent=percent(language, probability), others=listed)
 
 
 # What each example shows, in words: gr.Examples(example_labels=...) shows these names instead of thumbnails that a

@@ -46,7 +46,7 @@ def probability_bars(before: float, after: dict[str, float]):
     axes.set_xlim(0, 1)
     axes.invert_yaxis()
     for bar, value in zip(bars, values):
-        axes.annotate(percent(value), (value, bar.get_y() + bar.get_height() / 2), va="center", fontsize=8)
+        axes.annotate(f"{value:.0%}", (value, bar.get_y() + bar.get_height() / 2), va="center", fontsize=8)
     return viz.figure_image(figure)
 
 
@@ -56,16 +56,17 @@ def result_text(language: str, chosen, shown: Shown) -> str:
     lines = []
     if shown.pixels is not None:
         lines.append(text(language, "hide.result", count=len(shown.pixels.cells), label=name,
-                          before=percent(shown.before), pixels=percent(float(shown.pixels.probabilities[shown.label])),
-                          tokens=percent(float(shown.tokens.probabilities[shown.label]))))
+                          before=percent(language, shown.before),
+                          pixels=percent(language, float(shown.pixels.probabilities[shown.label])),
+                          tokens=percent(language, float(shown.tokens.probabilities[shown.label]))))
     if shown.comparison is not None:
         ranked, random = shown.comparison.ranked, shown.comparison.random
         after_ranked = float(ranked.probabilities[shown.label])
         after_random = float(random.probabilities[shown.label])
         lines.append(text(language, "hide.compare", count=len(ranked.cells),
                           map=text(language, MAP_KEYS[shown.comparison.ranking]),
-                          how=text(language, HOW_KEYS[ranked.how]), label=name, before=percent(shown.before),
-                          ranked=percent(after_ranked), random=percent(after_random)) + " " +
+                          how=text(language, HOW_KEYS[ranked.how]), label=name, before=percent(language, shown.before),
+                          ranked=percent(language, after_ranked), random=percent(language, after_random)) + " " +
                      text(language, "hide.verdict.map" if after_ranked < after_random else "hide.verdict.random"))
     return "\n\n".join(lines)
 

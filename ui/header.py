@@ -17,7 +17,7 @@ from explorer import FALLBACK_MODEL, Explorer, ModelShelf
 from vithybrid.checkpoints.timm_format import SUPPORTED_CHECKPOINTS
 from vithybrid.images import ImageError
 
-from .describe import example_labels
+from .describe import example_labels, top_sentence
 from .i18n import CODES, I18N, LANGUAGES, SWITCH_JS, language_of, text
 from .page import PRIVATE, Page, class_name, file_message, log, open_photo, session
 
@@ -35,6 +35,7 @@ class Header:
     model: gr.Dropdown
     photo_note: gr.Markdown
     labels: gr.Label
+    labels_text: gr.Markdown  # the top-5 in one sentence: the chart's text alternative, shown
     shapes_note: gr.Markdown
 
 
@@ -61,6 +62,12 @@ def labels_shown(chosen: Explorer, top: list[tuple[int, str, float]], language: 
     return {class_name(chosen, index, language): p for index, _, p in top}
 
 
+def labels_and_words(chosen: Explorer, top: list[tuple[int, str, float]], language: str) -> tuple[dict, str]:
+    """The top-5 for gr.Label and the same in one sentence, shown under it: the chart's text alternative."""
+    shown = labels_shown(chosen, top, language)
+    return shown, top_sentence(language, shown)
+
+
 def build(explorer: Explorer, shelf: ModelShelf, photo_input: type[gr.Image], examples: Path,
           extra_models: Sequence[str] = ()) -> tuple[Page, Header]:
     """Lay out the header (`photo_input`: the photo's component class) and return the page the tabs build on."""
@@ -81,6 +88,7 @@ def build(explorer: Explorer, shelf: ModelShelf, photo_input: type[gr.Image], ex
             photo_note = gr.Markdown(visible=False, elem_id="photo-note")
         with gr.Column(scale=1, min_width=320):  # beside the photo; on a phone right below it, before the examples
             labels = gr.Label(num_top_classes=5, label=I18N("labels.label"), elem_id="labels")
+            labels_text = gr.Markdown(elem_id="labels-text")
             gr.Markdown(I18N("labels.note"), elem_classes="compact")
     shapes_note = gr.Markdown(text("en", "examples.shapes_only"), visible=explorer.name == FALLBACK_MODEL,
                               elem_id="examples-note")
@@ -99,7 +107,7 @@ def build(explorer: Explorer, shelf: ModelShelf, photo_input: type[gr.Image], ex
     page = Page(explorer, shelf, chosen, image, cmap, alpha, fusion)
     page.on_text(lambda language, chosen: gr.update(sample_labels=example_labels(language, files)), [],
                  [shown_examples.dataset])  # the examples' names in the session's language
-    return page, Header(intro, language, notice, model, photo_note, labels, shapes_note)
+    return page, Header(intro, language, notice, model, photo_note, labels, labels_text, shapes_note)
 
 
 def wire(demo: gr.Blocks, page: Page, header: Header) -> None:
@@ -115,10 +123,10 @@ def wire(demo: gr.Blocks, page: Page, header: Header) -> None:
         """The top-5 of a cached photo in a newly picked language (nothing runs)."""
         image = page.photo(path)
         analysis = None if image is None else chosen.cached(image)
-        return gr.update() if analysis is None else labels_shown(chosen, analysis.top, language)
+        return (gr.update(), gr.update()) if analysis is None else labels_and_words(chosen, analysis.top, language)
 
     page.on_text(page_texts, [], [header.intro, header.notice, header.shapes_note, header.language])
-    page.on_text(labels_text, [page.image], [header.labels])
+    page.on_text(labels_text, [page.image], [header.labels, header.labels_text])
     # Texts in the session's language: on load, after a language pick (the page's own strings switch in the
     # browser first, see SWITCH_JS), and after a model switch.
     text_inputs, text_outputs, write = page.combined(
@@ -171,9 +179,9 @@ def wire(demo: gr.Blocks, page: Page, header: Header) -> None:
     def show_labels(name, path, request: gr.Request):
         image = page.photo(path)
         if image is None:
-            return None
+            return None, ""
         chosen = page.model_of(name)
-        return labels_shown(chosen, chosen.labels(image, session()), language_of(request))
+        return labels_and_words(chosen, chosen.labels(image, session()), language_of(request))
 
     # A new photo or a new model: the labels as soon as a forward has them, then every tab's pictures from the
     # photo's analysis. The photo removed (its x): its note goes with it. Not in check_photo: clearing a broken
@@ -181,7 +189,8 @@ def wire(demo: gr.Blocks, page: Page, header: Header) -> None:
     page.image.clear(lambda: gr.update(value="", visible=False), None, header.photo_note, **PRIVATE)
     for trigger in (page.image.change, shown.success):
         analysed = trigger(check_photo, [page.chosen, page.image], [page.image, header.photo_note], **PRIVATE).then(
-            show_labels, [page.chosen, page.image], header.labels, show_progress="minimal", **PRIVATE)
+            show_labels, [page.chosen, page.image], [header.labels, header.labels_text], show_progress="minimal",
+            **PRIVATE)
         for fn, inputs, outputs in page.renders:
             analysed = analysed.then(fn, inputs, outputs, **PRIVATE)
 

@@ -92,8 +92,10 @@ LOAD_JS = """async () => {
 }""" % COOKIE
 
 # Right to left wherever the page's language is (Gradio sets <html lang> to the locale it shows). Not for tables:
-# Gradio's dataframe draws its header and body apart, and only the header would flip.
-RTL_CSS = " ".join(f'html[lang|="{code}"] .gradio-container, html[lang|="{code}"] .prose {{direction: rtl; '
+# Gradio's dataframe draws its header and body apart, and only the header would flip. A control's label and help
+# line too: Gradio gives every block dir="ltr", which put a help line's full stop at its start.
+RTL_CSS = " ".join(f'html[lang|="{code}"] .gradio-container, html[lang|="{code}"] .prose, '
+                   f'html[lang|="{code}"] .info-text, html[lang|="{code}"] [data-testid=block-info] {{direction: rtl; '
                    f'text-align: right;}} '
                    f'html[lang|="{code}"] .gradio-container img, '
                    f'html[lang|="{code}"] input[type=range] {{direction: ltr;}}' for code in sorted(RIGHT_TO_LEFT))

@@ -16,6 +16,7 @@ import pandas as pd
 import visualization as viz
 from vithybrid.explain import CLASS_MAP, GRAD_CAM, LAST_LAYER, ROLLOUT
 
+from .describe import describe
 from .i18n import I18N, language_of, text
 from .page import PRIVATE, Page, session
 
@@ -67,6 +68,17 @@ def verdict_text(run: viz.FaithfulnessRun, language: str) -> str:
     return text(language, VERDICT_KEYS[key], **fields)
 
 
+def curves_words(run: viz.FaithfulnessRun, language: str) -> str:
+    """The curves' text alternative: how far the measuring is, or each order's areas and the verdict."""
+    if not run.finished:
+        return text(language, "lab.curves.measuring", done=run.done, total=run.total)
+    orders = [text(language, "lab.curves.order", number=number, name=text(language, MAP_KEYS[name]),
+                   deletion=round(deletion, 3), insertion=round(insertion, 3))
+              for number, (name, (deletion, insertion)) in enumerate(run.areas.items(), 1)]
+    return (text(language, "lab.curves.alt", orders=text(language, "describe.list_separator").join(orders)) + " " +
+            verdict_text(run, language).replace("**", ""))
+
+
 def build(page: Page) -> None:
     gr.Markdown(I18N("lab.help"))
     class_index = build_halves(page)
@@ -74,15 +86,30 @@ def build(page: Page) -> None:
 
 
 def usable(page: Page, name, path, class_index, stage):
-    """(model, photo, analysis, class, stage), or None without a usable photo. The class and the stage fall back to
-    the top class and the token stage when unset or the previous model's (a switch may be landing)."""
+    """(model, photo, analysis, class, stage), or None without a usable photo (see resolved)."""
     found = page.analysis(name, path)
     if found is None:
         return None
     chosen, image, analysis = found
+    return chosen, image, analysis, *resolved(chosen, analysis, class_index, stage)
+
+
+def resolved(chosen, analysis, class_index, stage) -> tuple[int, str | None]:
+    """The class and the stage to show: the top class and the token stage (None) when unset or the previous model's
+    (a switch may be landing)."""
     if class_index is None or int(class_index) >= chosen.model.config.num_labels:
         class_index = analysis.top[0][0]
-    return chosen, image, analysis, int(class_index), stage if stage in chosen.stage_names else None
+    return int(class_index), stage if stage in chosen.stage_names else None
+
+
+def words(language, chosen, analysis, opened, class_index, method, stage) -> list[str | None]:
+    """The two halves' maps in words, from those computed (None for one not computed: it is drawn with its words)."""
+    if not opened:
+        return [None, None]
+    class_index, stage = resolved(chosen, analysis, class_index, stage)
+    cam = analysis.cams.get((class_index, method, stage or chosen.stage_names[-1]))
+    class_map = analysis.class_map(class_index)
+    return [None if heatmap is None else describe(language, heatmap) for heatmap in (cam, class_map)]
 
 
 def agreement_text(language, chosen, image, class_index, method, stage) -> str:
@@ -105,25 +132,29 @@ def build_halves(page: Page) -> gr.Dropdown:
         stage = gr.Dropdown(stages, value=stages[-1][1], label=I18N("lab.stage.label"), info=I18N("lab.stage.info"),
                             elem_id="lab-stage")
     with gr.Row():
-        cam = gr.Image(label=I18N("lab.cam.label"), elem_id="lab-cam", height=380, interactive=False)
-        class_map = gr.Image(label=I18N("classmap.label"), elem_id="lab-classmap", height=380, interactive=False)
+        with gr.Column():
+            cam = page.picture(I18N("lab.cam.label"), "lab-cam", height=380)
+        with gr.Column():
+            class_map = page.picture(I18N("classmap.label"), "lab-classmap", height=380)
     agreement = gr.Markdown(elem_id="lab-agreement")
     opened = gr.State(False)  # whether this session has opened the tab
 
     def draw(opened, name, path, class_index, method, stage, cmap, alpha, request: gr.Request):
         found = usable(page, name, path, class_index, stage) if opened else None
         if found is None:
-            return None, None, ""
+            return cam.show(None, None) + class_map.show(None, None) + [""]
         chosen, image, analysis, class_index, stage = found
+        language = language_of(request)
 
-        def picture(heatmap):
-            return viz.with_colorbar(viz.overlay(analysis.crop, heatmap, cmap=cmap, alpha=alpha), cmap)
+        def picture(shown, heatmap):
+            return shown.show(viz.with_colorbar(viz.overlay(analysis.crop, heatmap, cmap=cmap, alpha=alpha), cmap),
+                              describe(language, heatmap))
 
-        class_picture = picture(chosen.class_map(image, class_index, session()))
-        words = agreement_text(language_of(request), chosen, image, class_index, method, stage)
+        class_picture = picture(class_map, chosen.class_map(image, class_index, session()))
+        agreed = [agreement_text(language, chosen, image, class_index, method, stage)]
         if needs_extra(chosen, method, stage):
-            return None, class_picture, words
-        return picture(chosen.backbone_cam(image, class_index, method, stage, session())), class_picture, words
+            return cam.show(None, None) + class_picture + agreed
+        return picture(cam, chosen.backbone_cam(image, class_index, method, stage, session())) + class_picture + agreed
 
     def rewrite(language, chosen, opened, path, class_index, method, stage):
         """The agreement sentence in a newly picked language (from the cached maps)."""
@@ -131,7 +162,7 @@ def build_halves(page: Page) -> gr.Dropdown:
         return "" if found is None else agreement_text(language, chosen, found[1], found[3], method, found[4])
 
     inputs = [opened, page.chosen, page.image, class_index, method, stage, page.cmap, page.alpha]
-    outputs = [cam, class_map, agreement]
+    outputs = cam.outputs + class_map.outputs + [agreement]
     page.class_picker(class_index)
     page.redraw(draw, inputs, outputs, controls=[page.cmap, page.alpha])
     # A new model: its token stage, and no class yet (the previous model's class would have the texts, written
@@ -139,6 +170,7 @@ def build_halves(page: Page) -> gr.Dropdown:
     page.on_model(lambda name: (gr.update(choices=stage_choices(page.model_of(name)),
                                           value=page.model_of(name).stage_names[-1]), None), [], [stage, class_index])
     page.on_text(rewrite, [opened, page.image, class_index, method, stage], [agreement])
+    page.describe([cam, class_map], words, [opened, class_index, method, stage])
     # Drawn when the session first opens the tab (a State's change: once); later visits find it drawn.
     page.tab.select(lambda: True, None, opened, **PRIVATE)
     opened.change(draw, inputs, outputs, **PRIVATE)
@@ -155,7 +187,7 @@ def build_faithfulness(page: Page, class_index: gr.Dropdown) -> None:
         run = gr.Button(I18N("lab.run"), variant="primary", elem_id="lab-run")
         cancel = gr.Button(I18N("lab.cancel"), elem_id="lab-cancel")
     status = gr.Markdown(elem_id="lab-status")
-    curves = gr.Image(label=I18N("lab.curves.label"), elem_id="lab-curves", interactive=False)
+    curves = page.picture(I18N("lab.curves.label"), "lab-curves", caption=False)  # the status is its caption
     gr.Markdown(I18N("lab.curves.caption"))
     areas = gr.Dataframe(areas_table(None, "en"), label=I18N("lab.areas.label"), elem_id="lab-areas",
                          interactive=False)
@@ -167,22 +199,26 @@ def build_faithfulness(page: Page, class_index: gr.Dropdown) -> None:
         chosen, image, _, class_index, _ = usable(page, name, path, class_index, None)
         for result in chosen.faithfulness(image, class_index, session=session()):
             if not result.finished:
-                yield curves_picture(result), text(language, "lab.progress", done=result.done, total=result.total), \
-                    gr.update(), None
-        yield curves_picture(result), verdict_text(result, language), areas_table(result, language), result
+                yield (*curves.show(curves_picture(result), curves_words(result, language)),
+                       text(language, "lab.progress", done=result.done, total=result.total), gr.update(), None)
+        yield (*curves.show(curves_picture(result), curves_words(result, language)), verdict_text(result, language),
+               areas_table(result, language), result)
 
     def cleared(request: gr.Request):
         return None, "", areas_table(None, language_of(request)), None
 
     def retranslate(language, chosen, run):
-        """The finished run's verdict and table (or the empty table's headers) in a newly picked language."""
-        return (gr.update() if run is None else verdict_text(run, language)), areas_table(run, language)
+        """The finished run's verdict, table (or the empty table's headers) and curves' words in a newly picked
+        language."""
+        if run is None:
+            return gr.update(), areas_table(None, language), gr.update()
+        return verdict_text(run, language), areas_table(run, language), *curves.describe(curves_words(run, language))
 
     def stopped(request: gr.Request):
         return text(language_of(request), "lab.cancelled")
 
-    page.on_photo(cleared, [], [curves, status, areas, finished])  # the curves were another photo's
-    page.on_text(retranslate, [finished], [status, areas])
-    measuring = run.click(measure, [page.chosen, page.image, class_index], [curves, status, areas, finished],
+    page.on_photo(cleared, [], [curves.image, status, areas, finished])  # the curves were another photo's
+    page.on_text(retranslate, [finished], [status, areas, curves.image])
+    measuring = run.click(measure, [page.chosen, page.image, class_index], [curves.image, status, areas, finished],
                           show_progress="minimal", **PRIVATE)
     cancel.click(stopped, None, status, cancels=[measuring], **PRIVATE)

@@ -36,10 +36,10 @@ def lens_words(language: str, chosen, analysis) -> tuple[str, str]:
     settled = len(guesses) - next((i for i, g in enumerate(reversed(guesses)) if g != answer), len(guesses))
     half = next(i for i, p in enumerate(final) if p >= final[-1] / 2)
     sentence = text(language, "lens.sentence", label=class_name(chosen, answer, language), first=settled + 1,
-                    half=half + 1, layers=len(final), final=percent(float(final[-1])))
+                    half=half + 1, layers=len(final), final=percent(language, float(final[-1])))
     header = "| " + text(language, "lens.layer") + " | " + " | ".join(str(i + 1) for i in range(len(guesses))) + " |"
     row = "| " + text(language, "lens.guess") + " | " + " | ".join(
-        f"{class_name(chosen, g, language).split(' (')[0]} ({percent(float(analysis.lens[i, g]))})"
+        f"{class_name(chosen, g, language).split(' (')[0]} ({percent(language, float(analysis.lens[i, g]))})"
         for i, g in enumerate(guesses)) + " |"
     return sentence, "\n".join([header, "|---" * (len(guesses) + 1) + "|", row])
 

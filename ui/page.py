@@ -21,6 +21,8 @@ from .i18n import I18N, session_language, text
 
 log = logging.getLogger("vithybrid.app")
 Hook = tuple[Callable, list, list]  # (function, input components, output components)
+# words(language, chosen model, the photo's analysis, *values): one sentence per picture, or None to leave one as is
+Words = Callable[..., Sequence[str | None]]
 PRIVATE = dict(api_visibility="private")  # events of the page, not of the public API
 
 
@@ -49,6 +51,31 @@ def session() -> str:
 
     request = LocalContext.request.get(None)
     return getattr(request, "session_hash", None) or LIBRARY
+
+
+@dataclass(frozen=True)
+class Picture:
+    """A picture and its text alternative (WCAG 1.1.1): the words are the image's alternative text and, with a
+    caption, also shown under it, for every reader."""
+
+    image: gr.Image
+    caption: gr.Markdown | None = None
+
+    @property
+    def outputs(self) -> list:
+        return [self.image] + ([self.caption] if self.caption is not None else [])
+
+    def show(self, picture, words: str | None) -> list:
+        """The outputs' values: `picture` (None clears it, and its caption) described by `words`."""
+        if picture is None:
+            return [None] + ([""] if self.caption is not None else [])
+        return [gr.update(value=picture, alt_text=words)] + ([words] if self.caption is not None else [])
+
+    def describe(self, words: str | None) -> list:
+        """The outputs' values for new words about the same picture (None: leave both as they are)."""
+        if words is None:
+            return [gr.update()] * len(self.outputs)
+        return [gr.update(alt_text=words)] + ([words] if self.caption is not None else [])
 
 
 @dataclass
@@ -101,6 +128,29 @@ class Page:
             return results
 
         return inputs, outputs, run
+
+    # -- pictures with words ---------------------------------------------------------------------------------
+    @staticmethod
+    def picture(label, elem_id: str, caption: bool = True, **options) -> Picture:
+        """A result picture (gr.Image `options`) and, with `caption`, a caption under it (elem_id `{elem_id}-text`)
+        for its words; in a gr.Row, build it inside a gr.Column so that the caption stays under its picture."""
+        image = gr.Image(label=label, elem_id=elem_id, interactive=False, **options)
+        return Picture(image, gr.Markdown(elem_id=f"{elem_id}-text", elem_classes="caption") if caption else None)
+
+    def describe(self, pictures: Sequence[Picture], words: Words, inputs: Sequence = ()) -> None:
+        """Write `pictures`' words again in a newly picked language, words(language, chosen, analysis, *inputs)
+        from the photo's cached analysis: nothing runs the model (a photo not analysed yet keeps its words until
+        its pictures are drawn, with their words)."""
+        outputs = [component for picture in pictures for component in picture.outputs]
+
+        def rewrite(language, chosen, path, *values):
+            image = self.photo(path)
+            analysis = None if image is None else chosen.cached(image)
+            sentences = [None] * len(pictures) if analysis is None else words(language, chosen, analysis, *values)
+            written = [value for picture, sentence in zip(pictures, sentences) for value in picture.describe(sentence)]
+            return written if len(written) > 1 else written[0]
+
+        self.on_text(rewrite, [self.image, *inputs], outputs)
 
     # -- what every handler needs -------------------------------------------------------------------------
     def model_of(self, name: str, on_load: Callable[[], None] | None = None, language: str | None = None) -> Explorer:

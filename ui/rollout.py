@@ -5,10 +5,15 @@ import gradio as gr
 import visualization as viz
 
 from . import lens
-from .i18n import I18N
+from .describe import describe
+from .i18n import I18N, session_language
 from .page import Page
 
 TITLE, ELEM_ID = "tab.rollout", "tab-rollout"
+
+
+def words(language, chosen, analysis, fusion, discard) -> list[str]:
+    return [describe(language, analysis.rollout(fusion, discard))]
 
 
 def build(page: Page) -> None:
@@ -18,20 +23,21 @@ def build(page: Page) -> None:
                             elem_id="discard")
         on_original = gr.Checkbox(label=I18N("on_original.label"), info=I18N("on_original.info"),
                                   elem_id="on-original")
-    picture = gr.Image(label=I18N("rollout.label"), elem_id="rollout", height=420, interactive=False)
+    picture = page.picture(I18N("rollout.label"), "rollout", height=420)
 
     def draw(name, path, fusion, discard, cmap, alpha, on_original):
         found = page.analysis(name, path)
         if found is None:
-            return None
+            return picture.show(None, None)
         _, image, analysis = found
         heatmap = analysis.rollout(fusion, discard)
         if on_original:
             drawn = viz.overlay_on_original(image, heatmap, analysis.geometry, cmap=cmap, alpha=alpha)
         else:
             drawn = viz.overlay(analysis.crop, heatmap, cmap=cmap, alpha=alpha)
-        return viz.with_colorbar(drawn, cmap)
+        return picture.show(viz.with_colorbar(drawn, cmap), describe(session_language(), heatmap))
 
-    page.redraw(draw, [page.chosen, page.image, page.fusion, discard, page.cmap, page.alpha, on_original], [picture],
-                controls=[page.fusion, discard, page.cmap, page.alpha, on_original])
+    page.redraw(draw, [page.chosen, page.image, page.fusion, discard, page.cmap, page.alpha, on_original],
+                picture.outputs, controls=[page.fusion, discard, page.cmap, page.alpha, on_original])
+    page.describe([picture], words, [page.fusion, discard])
     lens.build(page)  # when the model knows: the logit lens, below the rollout

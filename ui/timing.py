@@ -23,6 +23,13 @@ def seed_table() -> list[list[object]]:
     return [[b, eager, sdpa, f"{eager / sdpa:.2f}x"] for b, eager, sdpa in SEED_A100]
 
 
+def chart_words(rows: list[list[object]], language: str) -> str:
+    """The chart's text alternative: its numbers (the table's rows: batch, eager ms, SDPA ms, speed-up)."""
+    bars = [text(language, "timing.chart.bar", batch=batch, eager=eager, sdpa=sdpa, speedup=speedup)
+            for batch, eager, sdpa, speedup in rows]
+    return text(language, "timing.chart.alt", bars=text(language, "describe.list_separator").join(bars))
+
+
 def build(page: Page) -> None:
     on_gpu = page.explorer.device.type == "cuda"
     gr.Markdown(I18N("timing.help"))
@@ -40,7 +47,7 @@ def build(page: Page) -> None:
                                 interactive=False)
         seed = gr.Dataframe(table(seed_table(), "en"), label=I18N("timing.seed"), interactive=False, elem_id="seed",
                             visible=page.explorer.facts.full_size)
-    chart = gr.Image(label=I18N("timing.chart"), elem_id="timing-chart", interactive=False)
+    chart = page.picture(I18N("timing.chart"), "timing-chart", caption=False)  # the table says the same
     info = gr.Markdown(elem_id="timing-info")
 
     def time_both(name, path, batches, repeats, request: gr.Request, progress=gr.Progress()):
@@ -55,7 +62,8 @@ def build(page: Page) -> None:
             progress(i / len(steps), desc=text(language, "timing.progress", batch=batch, repeats=repeats))
             rows.append(chosen.time_paths(image, batch, int(repeats), session()))
             shown = [[r.batch, round(r.eager_ms, 1), round(r.sdpa_ms, 1), f"{r.speedup:.2f}x"] for r in rows]
-            yield table(shown, language), timing_chart(rows), gr.update(), shown
+            yield table(shown, language), *chart.show(timing_chart(rows), chart_words(shown, language)), gr.update(), \
+                shown
         difference = chosen.logit_difference(image, session())
         result = text(language, "timing.result", model=name, environment=chosen.environment(),
                       difference=f"{difference:.2e}")
@@ -69,11 +77,12 @@ def build(page: Page) -> None:
         same = facts.full_size
         note_text = text(language, "timing.same_model") if same else \
             text(language, "timing.other_model", model=chosen.name, parameters=facts.parameters_m)
-        return table(rows or [], language), gr.update(value=table(seed_table(), language), visible=same), note_text
+        return (table(rows or [], language), gr.update(value=table(seed_table(), language), visible=same), note_text,
+                *chart.describe(chart_words(rows, language) if rows else None))
 
     timed = gr.State(None)  # the rows of this session's last timing of the loaded model
-    page.on_model(lambda name: (None, "", None), [], [chart, info, timed])
-    page.on_text(compare, [timed], [measured, seed, note])
-    timing = run.click(time_both, [page.chosen, page.image, batches, repeats], [measured, chart, info, timed],
+    page.on_model(lambda name: (None, "", None), [], [chart.image, info, timed])
+    page.on_text(compare, [timed], [measured, seed, note, chart.image])
+    timing = run.click(time_both, [page.chosen, page.image, batches, repeats], [measured, chart.image, info, timed],
                        **PRIVATE)
     cancel.click(None, cancels=[timing], **PRIVATE)
