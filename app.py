@@ -29,8 +29,8 @@ import gradio as gr  # noqa: E402
 import torch  # noqa: E402
 
 from explorer import DEFAULT_MODEL, FALLBACK_MODEL, Explorer, ModelShelf, WorkQueue  # noqa: E402
-from ui import (api, class_map, experiments, header, lab, layers, raw, rollout, timing, tokens, uploads,  # noqa: E402
-                walk)
+from ui import (api, class_map, experiments, header, lab, layers, raw, rollout, save, timing, tokens,  # noqa: E402
+                uploads, walk)
 from ui.i18n import I18N, LOAD_JS, RTL_CSS  # noqa: E402
 from ui.theme import CSS as A11Y_CSS, THEME  # noqa: E402
 from vithybrid import CheckpointError  # noqa: E402
@@ -74,6 +74,7 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
             for tab in TABS:
                 with gr.Tab(I18N(tab.TITLE), elem_id=tab.ELEM_ID) as page.tab:
                     tab.build(page)
+        save.build(page)
         header.wire(demo, page, top)
         api.add_endpoints(page)
     return demo

@@ -155,3 +155,42 @@ def test_the_logit_lens_is_shown_with_the_rollout(playwright, app_url, explorer,
         assert "layer" in page.locator("#lens-text").inner_text()
     finally:
         context.close()
+
+
+@pytest.mark.parametrize("locale", ["en-US", "ar"])
+def test_the_saved_page_opens_offline_with_its_pictures(playwright, app_url, explorer, star, locale, tmp_path):
+    """After a hide-and-see run, "Save what you found" gives one HTML file; opened with the network off, every
+    picture is there (inlined), in the session's language and direction, with the hide-and-see result."""
+    import urllib.request
+
+    from playwright.sync_api import expect
+
+    context, page = open_page(playwright, app_url, locale)
+    try:
+        expect(page.locator("html")).to_have_attribute("lang", locale[:2], timeout=30_000)
+        page.locator("#inp input[type=file]").set_input_files(str(STAR))
+        expect(page.locator("#labels")).to_contain_text("star", timeout=60_000)
+        page.locator("#tab-hide-button").click()
+        expect(page.locator("#hide-pick img")).to_be_visible(timeout=60_000)  # the tab drawn for this photo
+        page.locator("#hide-experiment").click()
+        expect(page.locator("#hide-text")).to_contain_text("%", timeout=60_000)
+        page.locator("#save").click()
+        link = page.locator("#saved a").first
+        expect(link).to_be_attached(timeout=60_000)
+        saved = tmp_path / "saved.html"
+        with urllib.request.urlopen(link.get_attribute("href"), timeout=60) as response:
+            saved.write_bytes(response.read())
+        context.set_offline(True)
+        offline = context.new_page()
+        offline.goto(saved.as_uri())
+        language = locale[:2]
+        expect(offline.locator("html")).to_have_attribute("lang", language)
+        expect(offline.locator("html")).to_have_attribute("dir", "rtl" if language == "ar" else "ltr")
+        pictures = offline.locator("img")
+        assert pictures.count() >= 6  # photo, rollout, class map, Grad-CAM, logit lens, the hidden trials
+        assert offline.evaluate("() => [...document.images].every(i => i.complete && i.naturalWidth > 0)")
+        body = offline.locator("body").inner_text()
+        assert ("نجمة" in body) if language == "ar" else ("star" in body)
+        assert "shapes" in body and ("random" in body or "عشوائية" in body)
+    finally:
+        context.close()

@@ -75,6 +75,7 @@ def build(page: Page) -> None:
     gr.Markdown(I18N("hide.help"))
     cells = gr.State([])  # the picked cells (grid tokens 1 .. rows * cols)
     shown = gr.State(None)  # Shown
+    page.findings["hide"] = shown  # the saved page shows it too (ui.save)
     with gr.Row():
         with gr.Column(scale=3, min_width=300):
             picker = gr.Image(label=I18N("hide.pick.label"), elem_id="hide-pick", height=380, interactive=False)
@@ -178,9 +179,10 @@ def build(page: Page) -> None:
 
     answer_outputs = [pictures[k] for k in ("original", "original labels", "pixels", "pixels labels", "tokens",
                                             "tokens labels")]
-    page.redraw(picked, [page.chosen, page.image, cells, page.cmap], [picker])
+    # A new photo: the last results go, then the grid is drawn (a result asked for once the grid shows stays).
     page.on_photo(lambda: ([], "", None, None, *[None] * len(answer_outputs)), [],
                   [cells, words, bars, shown, *answer_outputs])
+    page.redraw(picked, [page.chosen, page.image, cells, page.cmap], [picker])
     page.on_model(lambda name: [], [], [cells])
     page.on_text(rewrite, [shown], [words])
     inputs = [page.chosen, page.image, cells, page.cmap]

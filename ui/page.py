@@ -91,6 +91,7 @@ class Page:
     resets: list[Hook] = field(default_factory=list)
     texts: list[Hook] = field(default_factory=list)
     tab: gr.Tab | None = None  # the tab being built (for a tab that draws only once opened)
+    findings: dict[str, gr.State] = field(default_factory=dict)  # what tabs found, for the saved page (ui.save)
 
     # -- the hooks ----------------------------------------------------------------------------------------
     def on_photo(self, fn: Callable, inputs: Sequence, outputs: Sequence) -> None:
