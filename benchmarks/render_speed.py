@@ -1,6 +1,6 @@
 """How long re-rendering every picture takes once the model's outputs are cached (issue 3: <= 150 ms).
 
-What the app caches per image (visualization.MapCache): the eager attentions of the full-size model
+What the app caches per image (explorer.cache): the eager attentions of the full-size model
 (12 layers, 12 heads, 577 tokens: a 24x24 grid plus CLS), random here, and the class-specific map,
 which depends on nothing a re-render changes (only the class does, and a new class needs a new
 forward and backward anyway), so `class_relevance` runs once right after that model call. Every

@@ -8,7 +8,6 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # idle threads sleep: much 
 
 import shutil  # noqa: E402
 import socket  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -133,7 +132,6 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def explorer():
-    sys.path.insert(0, str(ROOT))
     from explorer import Explorer
 
     return Explorer("shapes")

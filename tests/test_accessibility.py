@@ -4,14 +4,12 @@ words what its map shows, in the session's language; the token explorer by keybo
 colormap offered."""
 
 import re
-import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import ROOT, open_page
 
-sys.path.insert(0, str(ROOT))
 AXE = Path(__file__).parent / "vendor" / "axe-core" / "axe.min.js"
 STAR = ROOT / "examples" / "shape_star.png"
 FAILING = ("critical", "serious")

@@ -84,7 +84,6 @@ def test_one_row_per_file_with_errors_for_unreadable_ones(source, local_out):
 
 def test_maps_are_the_apps_maps(local_out):
     """Rows equal what the app's Explorer computes for the same image and model (one image at a time)."""
-    sys.path.insert(0, str(ROOT))
     import visualization as viz
     from explorer import Explorer
 

@@ -14,7 +14,6 @@ from gradio_client import Client, handle_file
 
 from conftest import ROOT, free_port, open_page
 
-sys.path.insert(0, str(ROOT))
 LOCALES = ROOT / "locales"
 UI_SOURCES = [ROOT / "app.py", *sorted((ROOT / "ui").glob("*.py"))]
 STAR = ROOT / "examples" / "shape_star.png"

@@ -1,7 +1,6 @@
 """Text alternatives computed from the numbers (issue 27): a map's facts (visualization.describe_map) on maps whose
 answer is known, the sentences in both languages, the top-5 as a sentence, and a name for every example."""
 
-import sys
 
 import numpy as np
 import pytest
@@ -10,7 +9,6 @@ import torch
 import visualization as viz
 from conftest import ROOT
 
-sys.path.insert(0, str(ROOT))
 from ui.describe import EXAMPLE_KEYS, describe, example_labels, focus_sentence, top_sentence  # noqa: E402
 
 

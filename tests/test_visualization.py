@@ -12,7 +12,7 @@ from matplotlib import colormaps
 from PIL import Image
 
 from helpers import tiny_model
-from visualization import (CropGeometry, MapCache, attention_rollout, backbone_figure, cell_to_token, class_relevance,
+from visualization import (CropGeometry, attention_rollout, backbone_figure, cell_to_token, class_relevance,
                            cls_map, discard_weakest, draw_token_grid, expand_to_pixels, head_stack, image_key,
                            layer_stack, normalize, overlay, overlay_on_original, raw_attention, shortest_edge_size,
                            small_multiples, to_grid, token_at, token_box, token_to_cell)
@@ -416,45 +416,6 @@ def test_backbone_figure_shows_every_stage_of_a_real_backbone():
 
 
 # --- cache ---
-
-def test_cache_runs_the_model_once_per_image_whatever_is_re_rendered():
-    model = tiny_model()
-    calls = []
-    model.register_forward_hook(lambda *args: calls.append(1))
-    processor = ViTHybridImageProcessor(size=60, crop_size=60, image_mean=[0.5] * 3, image_std=[0.5] * 3)
-    photos = [Image.fromarray(np.random.default_rng(seed).integers(0, 256, (60, 80, 3), dtype=np.uint8))
-              for seed in range(3)]
-    cache = MapCache(max_entries=2)
-    grid_hw = model.config.grid_size
-
-    def explain(photo):
-        return cache.get(image_key(photo), lambda: model.attention_with_gradients(processor(photo)["pixel_values"]))
-
-    def render_everything(photo):
-        result = explain(photo)
-        for fusion in FUSIONS:
-            for discard in (0.0, 0.5):
-                overlay(photo, cls_map(attention_rollout(result.attentions, fusion, discard), grid_hw)[0])
-        for layer in range(len(result.attentions)):
-            for head in range(model.config.num_attention_heads):
-                for cmap, alpha in (("jet", 0.3), ("viridis", 0.8)):
-                    overlay(photo, raw_attention(result.attentions, grid_hw, layer, 0, head)[0], cmap, alpha)
-        overlay(photo, cls_map(class_relevance(result.attentions, result.gradients), grid_hw)[0])
-
-    render_everything(photos[0])
-    render_everything(photos[0])
-    assert len(calls) == 1
-    render_everything(photos[1])
-    render_everything(photos[0])
-    assert len(calls) == 2
-    render_everything(photos[2])  # evicts photos[1], the least recently used
-    assert len(calls) == 3 and len(cache) == 2 and image_key(photos[1]) not in cache
-    render_everything(photos[0])
-    render_everything(photos[2])
-    assert len(calls) == 3
-    render_everything(photos[1])
-    assert len(calls) == 4
-
 
 def test_image_key_follows_content():
     pixels = np.random.default_rng(14).integers(0, 256, (8, 9, 3), dtype=np.uint8)

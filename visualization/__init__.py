@@ -15,7 +15,7 @@ over the backbone-token grid and to images a person reads at a glance.
 - hide and see: `hide_pixels` (paint over cells), `keep_mask` and `on_grid` (drop their tokens), `strongest_cells`,
   `random_cells`, `draw_cells`;
 - which map to trust: `faithfulness_curves` (deletion and insertion, Petsiuk et al. 2018);
-- `MapCache`: model outputs per image, so that re-rendering never re-runs the model.
+- `image_key`: a content key for a photo (the app's analysis cache uses it).
 
 Depends on torch, numpy, matplotlib and Pillow only (`backbone_cam` also on pytorch-grad-cam, imported when
 called: `pip install -e '.[explain]'` in a clone); never on `vithybrid` or Gradio. Tensors are
@@ -25,7 +25,7 @@ batched (B, ...) and grids are (rows, cols), never assumed square.
 from .attention import HEAD_FUSIONS, fuse_heads, head_stack, layer_stack, raw_attention
 from .cam import (AGREEMENT_SENTENCES, CAM_METHODS, agreement_level, backbone_cam, grad_cam_available, pool_to_grid,
                   rank_correlation)
-from .cache import MapCache, image_key
+from .cache import image_key
 from .crop import CropGeometry, shortest_edge_size
 from .describe import REGIONS, RESTS, MapFacts, describe_map
 from .geometry import processor_geometry
@@ -42,7 +42,7 @@ from .rollout import attention_rollout, cls_map, discard_weakest
 
 __all__ = ["FILLS", "cell_mask", "draw_cells", "hide_pixels", "keep_mask", "on_grid", "random_cells",
            "strongest_cells", "AGREEMENT_SENTENCES", "APP_FRACTIONS", "CAM_METHODS", "HEAD_FUSIONS", "VERDICTS", "CropGeometry",
-           "FaithfulnessRun", "MapCache", "agreement_level", "attention_distance_figure", "attention_rollout",
+           "FaithfulnessRun", "agreement_level", "attention_distance_figure", "attention_rollout",
            "backbone_cam", "backbone_figure", "cell_edges", "cell_to_token", "class_relevance", "cls_map", "colorize",
            "discard_weakest", "draw_token_grid", "expand_to_pixels", "faithfulness_curves", "faithfulness_figure",
            "figure_image", "filter_grid", "fuse_heads", "grad_cam_available", "head_stack", "image_key", "layer_stack",
