@@ -92,6 +92,19 @@ def assert_in_order(text: str, parts: list[str]) -> None:
         position = found + len(part)
 
 
+def hide_tab_on_the_star(playwright, app_url, locale):
+    """A page in `locale` with the star uploaded, on the Hide-and-see tab once it is drawn for the photo."""
+    from playwright.sync_api import expect
+
+    context, page = open_page(playwright, app_url, locale)
+    expect(page.locator("html")).to_have_attribute("lang", locale[:2], timeout=30_000)
+    page.locator("#inp input[type=file]").set_input_files(str(STAR))
+    expect(page.locator("#labels")).to_contain_text("star", timeout=60_000)
+    page.locator("#tab-hide-button").click()
+    expect(page.locator("#hide-pick img")).to_be_visible(timeout=60_000)
+    return context, page
+
+
 @pytest.mark.parametrize("locale", ["en-US", "ar"])
 def test_hide_and_see_in_a_real_browser(playwright, app_url, explorer, star, locale):
     """Pick cells by clicking and by row and column, hide them both ways, then run the one-click experiment: the
@@ -102,14 +115,9 @@ def test_hide_and_see_in_a_real_browser(playwright, app_url, explorer, star, loc
     from ui.describe import percent
 
     image, analysis = star
-    context, page = open_page(playwright, app_url, locale)
+    context, page = hide_tab_on_the_star(playwright, app_url, locale)
     try:
-        expect(page.locator("html")).to_have_attribute("lang", locale[:2], timeout=30_000)
-        page.locator("#inp input[type=file]").set_input_files(str(STAR))
-        expect(page.locator("#labels")).to_contain_text("star", timeout=60_000)
-        page.locator("#tab-hide-button").click()
         picker = page.locator("#hide-pick img")
-        expect(picker).to_be_visible(timeout=60_000)
         box = picker.bounding_box()
         rows, cols = explorer.grid
         before = picker.get_attribute("src")
@@ -165,13 +173,8 @@ def test_the_saved_page_opens_offline_with_its_pictures(playwright, app_url, exp
 
     from playwright.sync_api import expect
 
-    context, page = open_page(playwright, app_url, locale)
+    context, page = hide_tab_on_the_star(playwright, app_url, locale)
     try:
-        expect(page.locator("html")).to_have_attribute("lang", locale[:2], timeout=30_000)
-        page.locator("#inp input[type=file]").set_input_files(str(STAR))
-        expect(page.locator("#labels")).to_contain_text("star", timeout=60_000)
-        page.locator("#tab-hide-button").click()
-        expect(page.locator("#hide-pick img")).to_be_visible(timeout=60_000)  # the tab drawn for this photo
         page.locator("#hide-experiment").click()
         expect(page.locator("#hide-text")).to_contain_text("%", timeout=60_000)
         page.locator("#save").click()
