@@ -11,6 +11,7 @@ workers; only work sent elsewhere (a model served on Ray Serve replicas) runs al
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import itertools
 import threading
@@ -101,6 +102,7 @@ class WorkQueue:
         self._arrivals = itertools.count()
         self._condition = threading.Condition()
         self._threads: list[threading.Thread] = []
+        self._stopping = False
         self._local_running = False  # a worker runs local work (guarded by _condition)
         self.ran: deque[tuple[Priority, int]] = deque(maxlen=10_000)  # (priority, batch size) of recent runs, in order
 
@@ -112,6 +114,9 @@ class WorkQueue:
                                  for i in range(self.workers)]
                 for thread in self._threads:
                     thread.start()
+                # At exit the run under way ends before the interpreter does: torch torn down under a running
+                # backward aborts the process. Work still waiting is dropped.
+                atexit.register(self.stop)
             self._condition.notify()
         return work
 
@@ -166,7 +171,9 @@ class WorkQueue:
         while True:
             if dropped and self._runnable() is None:
                 return []  # first drop those: on_drop frees what they held
-            self._condition.wait_for(lambda: self._runnable() is not None)
+            self._condition.wait_for(lambda: self._stopping or self._runnable() is not None)
+            if self._stopping:
+                return []
             chosen = self._runnable()
             self._waiting.remove(chosen)
             first = chosen[2]
@@ -184,8 +191,16 @@ class WorkQueue:
                         batch.append(entry[2])
             return batch
 
+    def stop(self, timeout_s: float = 120) -> None:
+        """Let the runs under way finish, run nothing more, and wait for the queue's threads."""
+        with self._condition:
+            self._stopping = True
+            self._condition.notify_all()
+        for thread in self._threads:
+            thread.join(timeout_s)
+
     def _serve(self) -> None:
-        while True:
+        while not self._stopping:
             dropped: list[Work] = []
             with self._condition:
                 batch = self._next(dropped)

@@ -90,12 +90,13 @@ def keys_used() -> set[str]:
 
 def test_every_key_the_page_uses_is_translated_and_none_is_left_unused():
     from app import TABS
-    from ui import describe, lab
+    from ui import describe, experiments, lab
     from ui.timing import HEADER_KEYS
 
     made_at_run_time = {*lab.MAP_KEYS.values(), *lab.AGREEMENT_KEYS.values(), *lab.VERDICT_KEYS.values(),
                         *lab.HEADER_KEYS, *describe.PLACE_KEYS.values(), *describe.REST_KEYS.values(),
-                        *describe.EXAMPLE_KEYS.values()}
+                        *describe.EXAMPLE_KEYS.values(), *experiments.FILL_KEYS.values(),
+                        *experiments.HOW_KEYS.values(), *experiments.PICTURE_KEYS.values()}
     used = keys_used() | set(HEADER_KEYS) | made_at_run_time | {tab.TITLE for tab in TABS}
     english = set(translations()["en"])
     assert used <= english, used - english
@@ -288,6 +289,8 @@ def test_english_phone_layout_small_and_bad_files(playwright, app_url, tmp_path)
     from PIL import Image
     from playwright.sync_api import expect
 
+    from app import TABS
+
     context, page = open_page(playwright, app_url, locale="en-US", viewport=(390, 844))
     try:
         expect(page.locator("#intro")).to_contain_text("Drop a photo", timeout=30_000)
@@ -302,7 +305,7 @@ def test_english_phone_layout_small_and_bad_files(playwright, app_url, tmp_path)
         if shot:
             page.screenshot(path=shot, full_page=True)
         tabs = page.get_by_role("tab")
-        expect(tabs).to_have_count(8)
+        expect(tabs).to_have_count(len(TABS))
         for tab in tabs.all():
             expect(tab).to_be_visible()
         expect(page.locator("#examples-note")).to_contain_text("knows only shapes")

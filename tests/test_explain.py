@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from vithybrid.explain import CLASS_MAP, GRAD_CAM, LAST_LAYER, ROLLOUT
 import visualization as viz
 from conftest import missing
 from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor, resolve_model
@@ -476,7 +477,7 @@ def test_rollout_and_class_map_beat_random_on_fresh_shapes(tmp_path):
     assert result.returncode == 0, result.stderr
     data = json.loads(out.read_text())
     (random_deletion, random_insertion) = data["areas"]["random"]
-    for name in ("rollout", "class map"):
+    for name in (ROLLOUT, CLASS_MAP):
         deletion, insertion = data["areas"][name]
         assert deletion < random_deletion - 0.1 and insertion > random_insertion + 0.1, (name, data["areas"])
         assert data["beats_random"][name] >= 0.75, (name, data["beats_random"])
@@ -494,8 +495,8 @@ def test_sanity_check_cascade_on_shapes(tmp_path):
     assert steps[:3] == ["none (trained)", "classifier", "layer 4"] and steps[-1] == "stem"
     after_classifier, all_random = correlations[1], correlations[-1]
     # rollout and raw attention never read the classifier; the class-specific maps follow it
-    assert after_classifier["rollout"] > 0.999 and after_classifier["last-layer attention"] > 0.999
-    assert after_classifier["class map"] < 0.95 and after_classifier["Grad-CAM"] < 0.95
+    assert after_classifier[ROLLOUT] > 0.999 and after_classifier[LAST_LAYER] > 0.999
+    assert after_classifier[CLASS_MAP] < 0.95 and after_classifier[GRAD_CAM] < 0.95
     assert all(value < 0.5 for value in all_random.values()), all_random  # a random model's maps are other maps
     assert "| randomized down to | rollout |" in (tmp_path / "sanity.md").read_text()
     assert (tmp_path / "sanity.png").stat().st_size > 0 and (tmp_path / "sanity_maps.png").stat().st_size > 0

@@ -22,6 +22,7 @@ from .page import PRIVATE, Page, class_name, session
 TITLE, ELEM_ID = "tab.hide", "tab-hide"
 FILL_KEYS = {fill: f"hide.fill.{fill}" for fill in viz.FILLS}
 HOW_KEYS = {how: f"hide.how.{how}" for how in experiments.HOW}
+PICTURE_KEYS = {shown: f"hide.{shown}.label" for shown in ("original", *experiments.HOW)}  # the three rollouts
 
 
 @dataclass
@@ -103,7 +104,7 @@ def build(page: Page) -> None:
         pictures = {}
         for key, elem in (("original", "hide-original"), ("pixels", "hide-pixels"), ("tokens", "hide-tokens")):
             with gr.Column(min_width=240):
-                pictures[key] = gr.Image(label=I18N(f"hide.{key}.label"), elem_id=elem, height=300,
+                pictures[key] = gr.Image(label=I18N(PICTURE_KEYS[key]), elem_id=elem, height=300,
                                          interactive=False)
                 pictures[key + " labels"] = gr.Label(num_top_classes=5, label=I18N("labels.label"),
                                                      elem_id=f"{elem}-labels")

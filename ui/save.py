@@ -21,7 +21,7 @@ import visualization as viz
 from vithybrid.explain import CLASS_MAP, GRAD_CAM, ROLLOUT
 
 from .describe import describe, top_sentence
-from .experiments import HOW_KEYS, Shown, result_text
+from .experiments import HOW_KEYS, PICTURE_KEYS, Shown, result_text
 from .header import labels_shown
 from .i18n import I18N, RIGHT_TO_LEFT, language_of, text
 from .lab import MAP_KEYS
@@ -79,7 +79,7 @@ def explanation_page(language: str, chosen, image, analysis, cmap: str, alpha: f
     if hidden is not None:
         parts.append(f"<h2>{html.escape(text(language, 'tab.hide'))}</h2>"
                      f"<p>{rich(result_text(language, chosen, hidden))}</p>")
-        trials = [(trial, text(language, f"hide.{trial.how}.label")) for trial in (hidden.pixels, hidden.tokens)
+        trials = [(trial, text(language, PICTURE_KEYS[trial.how])) for trial in (hidden.pixels, hidden.tokens)
                   if trial is not None]
         if hidden.comparison is not None:
             ranked = hidden.comparison.ranked
