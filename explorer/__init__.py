@@ -10,9 +10,11 @@ model math (that is vithybrid's and visualization's):
 - shelf: the models loaded for every session.
 """
 
+from vithybrid import DEFAULT_MODEL  # the page's default model, the library's
+
 from .cache import AnalysisCache, default_budget_mb
 from .facts import ModelFacts, is_full_size
-from .runs import DEFAULT_MODEL, FALLBACK_MODEL, TOP_K, Explorer
+from .runs import FALLBACK_MODEL, TOP_K, Explorer
 from .shelf import ModelShelf
 from .work import LIBRARY, Priority, SessionLeft, WorkQueue
 

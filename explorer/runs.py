@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 import visualization as viz
-from vithybrid import CheckpointError, ViTHybridForImageClassification, ViTHybridImageProcessor
+from vithybrid import CheckpointError, load_pretrained
 from vithybrid.checkpoints.labels import translated_labels
 from vithybrid.checkpoints.shipped import resolve_model
 from vithybrid.explain import CLASS_MAP, GRAD_CAM, LAST_LAYER, ROLLOUT, PhotoMaps, PhotoPass, photo_maps
@@ -36,7 +36,6 @@ from .cache import AnalysisCache, default_budget_mb
 from .facts import ModelFacts, model_facts
 from .work import LIBRARY, Priority, Work, WorkDropped, WorkQueue
 
-DEFAULT_MODEL = "google/vit-hybrid-base-bit-384"
 FALLBACK_MODEL = "shapes"
 TOP_K = 5
 DISPLAY_SIZE = 384  # pictures of small models' crops are enlarged to this shorter side
@@ -64,10 +63,9 @@ class PhotoJob:
 def load_model(name: str, device: str = "cpu", dtype: torch.dtype = torch.float32):
     """(model, processor) of `name` (a Hub id, a folder, or "shapes"), frozen: as the Explorer and a model served
     for it (explorer.ray_serve) load it."""
-    folder = resolve_model(name)
-    model = ViTHybridForImageClassification.from_pretrained(folder, torch_dtype=dtype).to(device)
+    model, processor = load_pretrained(name, device=device, dtype=dtype)
     model.requires_grad_(False)  # inference only; gradients flow to the attention maps, not the weights
-    return model, ViTHybridImageProcessor.from_pretrained(folder)
+    return model, processor
 
 
 class Explorer:
