@@ -162,6 +162,7 @@ def main(argv: list[str] | None = None) -> None:
               f"crosses).", file=sys.stderr, flush=True)
     if args.ray is not None:
         serve_on_ray(explorer, args.ray, args.replicas)
+    explorer.warm_up()
     demo = build_demo(explorer, args.models)
     serve(demo, server_name=args.host, server_port=args.port, share=args.share)
 

@@ -114,6 +114,16 @@ class Explorer:
     def pixels(self, image: Image.Image) -> torch.Tensor:
         return self.processor(image)["pixel_values"].to(self.device, self.dtype)
 
+    def warm_up(self) -> None:
+        """Run each way this process runs the model once, on a grey picture (nothing is cached): a server's first
+        student then waits for a pass, not for the kernels' and allocator's first-time set-up (the first pass of
+        a fresh process takes about 1.5 times as long). Where a served model does the work, nothing runs here."""
+        if self.remote is not None:
+            return
+        pixels = self.pixels(Image.new("RGB", self.crop_hw[::-1], (128, 128, 128)))
+        self._labels_forward(pixels)
+        self._whole_pass(pixels)
+
     # -- a photo's labels and analysis ---------------------------------------------------------------------
     def labels(self, image: Image.Image, session: Hashable = LIBRARY) -> list[tuple[int, str, float]]:
         """The top-5 (class index, label, probability), best first: as soon as a forward has them."""

@@ -83,6 +83,14 @@ def reference_logits(tmp_path_factory):
     return run
 
 
+def expect_patiently() -> None:
+    """Browser expectations wait up to 30 s for their state (Playwright's default is 5 s): a bound for a starved
+    machine, not a speed the test asks for; a state that is reached returns at once."""
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=30_000)
+
+
 @pytest.fixture(scope="module")
 def browser():
     """A headless Chromium (a fresh profile, 1280x900, English); missing() without Chromium."""
@@ -90,6 +98,7 @@ def browser():
         missing("Chromium is not installed (apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
 
+    expect_patiently()
     with sync_playwright() as playwright, tempfile.TemporaryDirectory() as profile:
         context = playwright.chromium.launch_persistent_context(
             user_data_dir=profile, executable_path=CHROMIUM, headless=True, viewport={"width": 1280, "height": 900},
@@ -105,6 +114,7 @@ def playwright():
         missing("Chromium is not installed (apt-get install -y chromium)")
     from playwright.sync_api import sync_playwright
 
+    expect_patiently()
     with sync_playwright() as playwright:
         yield playwright
 

@@ -186,7 +186,7 @@ def test_the_token_explorer_by_keyboard_with_a_visible_focus(playwright, app_url
         page.keyboard.press("Control+A")
         page.keyboard.type("99")  # off the 8x8 grid: the last column
         expect(caption).to_contain_text("Token 16 of 64: row 2, column 8", timeout=30_000)
-        expect(col).to_have_value("8", timeout=10_000)
+        expect(col).to_have_value("8", timeout=30_000)
         # The caption and the map's alternative text say where the token looks, in words.
         expect(caption).to_contain_text("of the photo", timeout=30_000)
         alt = page.locator("#token-attention img").get_attribute("alt")

@@ -268,7 +268,7 @@ def test_arabic_in_a_real_browser_right_to_left_and_the_switch(playwright, app_u
         expect(page.locator("#backbone img")).to_have_attribute("src", re.compile("."), timeout=30_000)
 
         page.locator("#language").get_by_text("English", exact=True).click()  # the page's own switch
-        expect(page.locator("html")).to_have_attribute("lang", "en", timeout=10_000)
+        expect(page.locator("html")).to_have_attribute("lang", "en", timeout=30_000)
         expect(page.locator("#intro")).to_contain_text("Drop a photo", timeout=30_000)
         expect(page.get_by_role("tab", name="Rollout")).to_be_visible()
         expect(page.locator("#how")).to_contain_text("The CLS token")
@@ -276,7 +276,7 @@ def test_arabic_in_a_real_browser_right_to_left_and_the_switch(playwright, app_u
         assert direction(page.locator("#cmap .info-text")) == "ltr"
         page.reload()  # the choice is remembered
         expect(page.locator("#intro")).to_contain_text("Drop a photo", timeout=30_000)
-        expect(page.get_by_role("tab", name="Rollout")).to_be_visible(timeout=10_000)
+        expect(page.get_by_role("tab", name="Rollout")).to_be_visible(timeout=30_000)
         assert not page.errors, page.errors
     finally:
         context.close()

@@ -123,6 +123,14 @@ def test_a_student_alone_pays_one_pass_for_labels_and_maps(explorer):
     assert sizes == [1] and len(explorer.queue.ran) == 2 and rendered[2] == top  # the cache: no more runs
 
 
+def test_warming_up_runs_both_ways_once_and_keeps_nothing(explorer):
+    sizes, passes = forwards(explorer), []
+    explorer.model.vit.encoder.register_forward_hook(lambda *_: passes.append(torch.is_grad_enabled()))
+    explorer.warm_up()
+    assert sizes == [1, 1] and passes == [False, True]  # the labels' forward, then a pass (its graph)
+    assert len(explorer.cache) == 0 and explorer._open_pass is None and not explorer.queue.ran
+
+
 def test_under_load_every_waiting_students_labels_come_before_anyones_maps(explorer):
     """Six students upload while the model is busy: one batched forward answers all their labels before the
     first map is computed; each gets the answer for its own photo; then each photo's pass runs once."""

@@ -55,12 +55,14 @@ def mean_attention_distance(attentions: Sequence[torch.Tensor], grid_hw: tuple[i
     if not attentions or attentions[0].shape[-1] != rows * cols + 1:
         raise ValueError(f"need per-layer (B, heads, N, N) attentions with N = {rows * cols + 1} "
                          f"for a {rows}x{cols} grid")
-    distance = torch.cdist(cell_centres(grid_hw, image_hw), cell_centres(grid_hw, image_hw))  # (cells, cells)
+    centres = cell_centres(grid_hw, image_hw)
+    distance = torch.cdist(centres, centres).double()  # (cells, cells)
     per_layer = []
     for attention in attentions:
         grid = attention[:, :, 1:, 1:].double()
-        grid = grid / grid.sum(-1, keepdim=True)
-        per_layer.append((grid * distance).sum(-1).mean(-1))  # (B, heads)
+        # each query's weighted distance, then divided by its weights' sum (no renormalized copy of the weights)
+        expected = torch.einsum("bhqk,qk->bhq", grid, distance) / grid.sum(-1)
+        per_layer.append(expected.mean(-1))  # (B, heads)
     return torch.stack(per_layer, dim=1).to(torch.promote_types(attentions[0].dtype, torch.float32))
 
 
