@@ -279,7 +279,7 @@ def test_ray_explains_a_tables_rows_as_read_by_the_driver(source, tmp_path):
 # The real command, except that the model waits for Ctrl-C before its second batch: the interrupt lands mid-run
 # with exactly one image explained, whatever the machine's speed (a run left to race could end first).
 INTERRUPTIBLE = """
-import signal, sys
+import sys, time
 from vithybrid.analyze.__main__ import main
 from vithybrid.analyze.maps import Explainer
 
@@ -288,8 +288,10 @@ explain = Explainer.__call__
 def explain_one_then_wait(self, batch):
     if getattr(self, "explained_one", False):
         print("waiting for Ctrl-C", file=sys.stderr, flush=True)
+        # Short sleeps, not signal.pause(): the kernel may hand SIGINT to another of the process's threads (the
+        # DataLoader's, tqdm's), and then only a main thread that returns to Python runs the KeyboardInterrupt.
         while True:
-            signal.pause()  # only the KeyboardInterrupt ends this (any other signal's handler returns here)
+            time.sleep(0.05)
     self.explained_one = True
     return explain(self, batch)
 
