@@ -279,7 +279,11 @@ def test_ray_explains_a_tables_rows_as_read_by_the_driver(source, tmp_path):
 # The real command, except that the model waits for Ctrl-C before its second batch: the interrupt lands mid-run
 # with exactly one image explained, whatever the machine's speed (a run left to race could end first).
 INTERRUPTIBLE = """
-import sys, time
+import signal, sys, time
+# As a terminal starts it: Ctrl-C delivered and raised. A test run started in the background (`pytest &`, nohup)
+# passes SIGINT on ignored, and Python then installs no KeyboardInterrupt handler.
+signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
 from vithybrid.analyze.__main__ import main
 from vithybrid.analyze.maps import Explainer
 
@@ -289,7 +293,7 @@ def explain_one_then_wait(self, batch):
     if getattr(self, "explained_one", False):
         print("waiting for Ctrl-C", file=sys.stderr, flush=True)
         # Short sleeps, not signal.pause(): the kernel may hand SIGINT to another of the process's threads (the
-        # DataLoader's, tqdm's), and then only a main thread that returns to Python runs the KeyboardInterrupt.
+        # DataLoader's, tqdm's), and then only a main thread that returns to Python raises the KeyboardInterrupt.
         while True:
             time.sleep(0.05)
     self.explained_one = True
