@@ -183,19 +183,14 @@ def wire(demo: gr.Blocks, page: Page, header: Header) -> None:
         chosen = page.model_of(name)
         return labels_and_words(chosen, chosen.labels(image, session()), language_of(request))
 
-    def note_then_labels(name, path, request: gr.Request):
-        """The photo's note at once, then its labels: one event, so no round trip to the browser between them."""
-        yield *check_photo(name, path, request), gr.update(), gr.update()
-        yield gr.update(), gr.update(), *show_labels(name, path, request)
-
     # A new photo or a new model: the labels as soon as a forward has them, then every tab's pictures from the
     # photo's analysis. The photo removed (its x): its note goes with it. Not in check_photo: clearing a broken
     # picture fires `change` with no photo too, and that note must stay.
     page.image.clear(lambda: gr.update(value="", visible=False), None, header.photo_note, **PRIVATE)
     for trigger in (page.image.change, shown.success):
-        analysed = trigger(note_then_labels, [page.chosen, page.image],
-                           [page.image, header.photo_note, header.labels, header.labels_text],
-                           show_progress="minimal", show_progress_on=[header.labels], **PRIVATE)
+        analysed = trigger(check_photo, [page.chosen, page.image], [page.image, header.photo_note], **PRIVATE).then(
+            show_labels, [page.chosen, page.image], [header.labels, header.labels_text], show_progress="minimal",
+            **PRIVATE)
         for fn, inputs, outputs in page.renders:
             analysed = analysed.then(fn, inputs, outputs, **PRIVATE)
 
