@@ -117,7 +117,8 @@ class Explorer:
     def warm_up(self) -> None:
         """Run each way this process runs the model once, on a grey picture (nothing is cached): a server's first
         student then waits for a pass, not for the kernels' and allocator's first-time set-up (the first pass of
-        a fresh process takes about 1.5 times as long). Where a served model does the work, nothing runs here."""
+        a fresh process takes about 1.5 times as long). Call it before serving: it runs outside the work queue. Where a
+        served model does the work, nothing runs here."""
         if self.remote is not None:
             return
         pixels = self.pixels(Image.new("RGB", self.crop_hw[::-1], (128, 128, 128)))

@@ -13,10 +13,10 @@ import numpy as np
 import pytest
 import torch
 
-from vithybrid.explain import CLASS_MAP, GRAD_CAM, LAST_LAYER, ROLLOUT
 import visualization as viz
 from conftest import missing
 from vithybrid import ViTHybridForImageClassification, ViTHybridImageProcessor, resolve_model
+from vithybrid.explain import CLASS_MAP, GRAD_CAM, LAST_LAYER, ROLLOUT
 from vithybrid.training.shapes import sample
 
 FAITHFULNESS = Path(__file__).resolve().parents[1] / "benchmarks" / "faithfulness.py"
