@@ -87,15 +87,16 @@ def stored(attentions: Sequence[torch.Tensor]) -> Float32Layers:
 
 @contextlib.contextmanager
 def recording_backbone(model) -> Iterator[list[torch.Tensor]]:
-    """While the block runs a forward of one photo, collect what the guided walk draws: the channel-mean of each
-    backbone map (stem, stages) and the norm of each token, as (h, w) maps, in that order."""
+    """While the block runs a forward of a batch of photos, collect what the guided walk draws: the channel-mean of
+    each backbone map (stem, stages) and the norm of each token, as (B, h, w) maps, in that order (`of_photo`
+    picks one photo's)."""
     recorded: list[torch.Tensor] = []
     embeddings = model.vit.embeddings.patch_embeddings
     modules = [*backbone_stages(embeddings.backbone), embeddings.projection]
     reductions = [lambda maps: maps.mean(1)] * (len(modules) - 1) + [lambda tokens: tokens.norm(dim=1)]
 
     def record(reduce):
-        return lambda module, args, output: recorded.append(reduce(output[:1].detach().float())[0].cpu())
+        return lambda module, args, output: recorded.append(reduce(output.detach().float()).cpu())
 
     hooks = [module.register_forward_hook(record(reduce)) for module, reduce in zip(modules, reductions)]
     try:
@@ -105,9 +106,14 @@ def recording_backbone(model) -> Iterator[list[torch.Tensor]]:
             hook.remove()
 
 
+def of_photo(recorded: list[torch.Tensor], row: int) -> list[torch.Tensor]:
+    """One photo's (h, w) maps of what recording_backbone recorded of a batch."""
+    return [maps[row] for maps in recorded]
+
+
 def whole_pass(model, pixels: torch.Tensor) -> tuple[PhotoMaps, list[torch.Tensor]]:
     """A photo's whole pass (vithybrid.explain.PhotoPass: forward, then backward) and what recording_backbone
     records of its forward: in this process, or in a replica serving the model (explorer.ray_serve)."""
     with recording_backbone(model) as recorded:
         photo_pass = PhotoPass(model, pixels)
-    return photo_pass.maps(), recorded
+    return photo_pass.maps(), of_photo(recorded, 0)

@@ -110,13 +110,13 @@ def machine_memory_mb() -> float:
     return total / MB
 
 
-def default_budget_mb() -> float:
-    """$VITHYBRID_CACHE_MB, else a quarter of the memory: 4 GB on a 16 GB Space, about 40 analyses of the full-size
-    model (96 MB of float16 attention each)."""
-    configured = os.environ.get("VITHYBRID_CACHE_MB", "").strip()
+def default_budget_mb(variable: str = "VITHYBRID_CACHE_MB", share: float = MEMORY_SHARE) -> float:
+    """$`variable`, else `share` of the memory. The cache's default: a quarter, 4 GB on a 16 GB Space, about 40
+    analyses of the full-size model (96 MB of float16 attention each)."""
+    configured = os.environ.get(variable, "").strip()
     if configured:
         try:
             return float(configured)
         except ValueError:
-            raise ValueError(f"VITHYBRID_CACHE_MB must be a number of megabytes, got {configured!r}") from None
-    return MEMORY_SHARE * machine_memory_mb()
+            raise ValueError(f"{variable} must be a number of megabytes, got {configured!r}") from None
+    return share * machine_memory_mb()

@@ -4,11 +4,14 @@ in its priority, and every analysis through the cache (explorer.cache): a pictur
 the model.
 
 A photo's first request sets two pieces of work going, both waited for by every session that asks about the
-photo: its labels (Priority.LABELS) and its maps (Priority.MAPS). When the labels are the only ones waiting,
-their forward is the first half of the photo's pass (the logits of the forward that records what the maps need)
-and the maps are its backward; when other photos' labels wait too, all of them come from one batched forward
-(the fast model's) and each photo's pass runs later, whole. So a student alone pays one pass for labels and maps,
-and in a class every waiting student's labels come first; at most one pass's graph is held at a time.
+photo: its labels (Priority.LABELS) and its maps (Priority.MAPS). The labels of every photo waiting at that moment
+come from one batched forward, which is the first half of their pass (vithybrid.explain.PhotoPass: the logits of a
+forward that records what the maps need, as fast as a plain one); their maps are its one backward, run once no
+labels wait. So a student alone, and each student of a class, pays one pass for labels and maps, and every
+waiting student's labels come first. The graphs held between passes' two halves (about 0.2 GB per photo of the
+full-size model) stay within a budget (`passes_mb`); past it, a photo's labels come from a plain forward and its
+pass runs later, whole; so do they where the labels come from another model than the maps' (int8, compiled, an
+exported runtime, Ray).
 """
 
 from __future__ import annotations
@@ -31,8 +34,8 @@ from vithybrid.optimize import compile_model, quantize_int8
 from vithybrid.timing import TimingRow, max_logit_difference, time_batch
 
 from . import pictures
-from .analysis import Analysis, recording_backbone, stored, whole_pass
-from .cache import AnalysisCache, default_budget_mb
+from .analysis import Analysis, of_photo, recording_backbone, stored, whole_pass
+from .cache import MB, AnalysisCache, default_budget_mb
 from .facts import ModelFacts, model_facts
 from .work import LIBRARY, Priority, Work, WorkDropped, WorkQueue
 
@@ -44,6 +47,9 @@ SPEED_MODES = ("none", "int8", "compile")  # how the labels' batched forward run
 # curves are redrawn and a cancel takes effect.
 FAITHFULNESS_BATCH = 4
 SHARED_QUEUE = WorkQueue()  # one model run at a time on this machine, whichever model it is
+# The graphs of passes whose backward waits: $VITHYBRID_PASSES_MB, else this share of the memory (2 GB on a
+# 16 GB Space: ten photos of the full-size model).
+PASSES_VARIABLE, PASSES_SHARE = "VITHYBRID_PASSES_MB", 0.125
 
 
 @dataclass(eq=False)
@@ -56,7 +62,8 @@ class PhotoJob:
     sessions: set = field(default_factory=set)
     labels: Work | None = None
     maps: Work | None = None
-    photo_pass: PhotoPass | None = None  # the forward half, when the labels came from it
+    photo_pass: PhotoPass | None = None  # the forward half, when the labels came from it (its graph held)
+    row: int = 0  # this photo's in that pass's batch
     backbone: list[torch.Tensor] | None = None  # recorded during that forward
 
 
@@ -72,10 +79,13 @@ class Explorer:
     """A model shared by every user: its runs go through the work queue, its analyses through the cache."""
 
     def __init__(self, name: str, device: str = "cpu", dtype: torch.dtype = torch.float32, speed: str = "none",
-                 cache_mb: float | None = None, fallback: bool = True, queue: WorkQueue = SHARED_QUEUE):
+                 cache_mb: float | None = None, fallback: bool = True, queue: WorkQueue = SHARED_QUEUE,
+                 passes_mb: float | None = None):
         """Load `name` (a Hub id, a folder, or "shapes"). If it cannot load, run the shipped shapes model with
         the reason in `failed`; with fallback=False, raise the CheckpointError instead. `cache_mb`: the analysis
-        cache's budget (default: explorer.cache.default_budget_mb())."""
+        cache's budget (default: explorer.cache.default_budget_mb()); `passes_mb`: the budget of the graphs held
+        between passes' forward and backward (default: $VITHYBRID_PASSES_MB, else an eighth of the memory; one
+        pass may always be held)."""
         if speed not in SPEED_MODES:
             raise ValueError(f"speed must be one of {SPEED_MODES}, got {speed!r}")
         if speed == "int8" and device != "cpu":
@@ -91,6 +101,7 @@ class Explorer:
         self.folder = resolve_model(self.name)  # where its files are (class names in other languages, say)
         self.device, self.dtype, self.speed = torch.device(device), dtype, speed
         self.cache_mb = default_budget_mb() if cache_mb is None else cache_mb
+        self.passes_mb = default_budget_mb(PASSES_VARIABLE, PASSES_SHARE) if passes_mb is None else passes_mb
         # The model whose batched forward answers several waiting photos' labels at once, and is timed.
         self.fast_model = (quantize_int8(self.model) if speed == "int8" else
                            compile_model(self.model) if speed == "compile" else self.model)
@@ -101,7 +112,8 @@ class Explorer:
         self.grid = self.model.config.grid_size
         self.crop_hw = (self.processor.crop_size["height"], self.processor.crop_size["width"])
         self.backbone = self.model.vit.embeddings.patch_embeddings.backbone
-        self._open_pass: PhotoJob | None = None  # the photo whose pass's graph is held (its backward waits)
+        self._open: dict[PhotoPass, list[PhotoJob]] = {}  # passes whose graph is held (backward waiting): photos
+        self._photo_bytes: int | None = None  # one photo's share of a held graph, measured on the latest pass
         self._label_names: dict[str, list[str] | None] = {}
 
     def label_names(self, language: str) -> list[str] | None:
@@ -117,13 +129,15 @@ class Explorer:
     def warm_up(self) -> None:
         """Run each way this process runs the model once, on a grey picture (nothing is cached): a server's first
         student then waits for a pass, not for the kernels' and allocator's first-time set-up (the first pass of
-        a fresh process takes about 1.5 times as long). Call it before serving: it runs outside the work queue. Where a
-        served model does the work, nothing runs here."""
+        a fresh process takes about 1.5 times as long), and the budget of held graphs knows a photo's. Call it
+        before serving: it runs outside the work queue. Where a served model does the work, nothing runs here."""
         if self.remote is not None:
             return
         pixels = self.pixels(Image.new("RGB", self.crop_hw[::-1], (128, 128, 128)))
         self._labels_forward(pixels)
-        self._whole_pass(pixels)
+        photo_pass = PhotoPass(self.model, pixels)
+        self._photo_bytes = photo_pass.graph_bytes
+        photo_pass.maps()
 
     # -- a photo's labels and analysis ---------------------------------------------------------------------
     def labels(self, image: Image.Image, session: Hashable = LIBRARY) -> list[tuple[int, str, float]]:
@@ -181,17 +195,35 @@ class Explorer:
             self.queue.submit(job.maps)
         return found
 
+    def _room_for(self, photos: int) -> int:
+        """How many of `photos` may have their pass's graph held: none where the labels come from another model
+        than the maps', else as many as fit the budget beside the graphs held already, by the size a photo's took
+        last time (one photo always fits when none is held: a student alone; and only one before any was held)."""
+        if not (self.fast_model is self.model and self.runtime_model is None and self.remote is None):
+            return 0
+        held = sum(photo_pass.graph_bytes for photo_pass in list(self._open))
+        fit = 0 if self._photo_bytes is None else int((self.passes_mb * MB - held) // self._photo_bytes)
+        return min(photos, max(fit, 0 if held else 1))
+
     def _run_labels(self, works: list[Work]) -> list[list[tuple[int, str, float]]]:
-        """Labels of the waiting photos: the first half of the only one's pass, or one batched forward."""
+        """Labels of the waiting photos: one batched forward that is the first half of their pass (their maps'
+        work then runs as one, the pass's backward), for as many as the budget of held graphs allows; the others'
+        from one plain batched forward."""
         jobs = [work.payload for work in works]
-        if len(jobs) == 1 and self._open_pass is None and self.fast_model is self.model and \
-                self.runtime_model is None and self.remote is None:
-            job = jobs[0]
+        held = jobs[:self._room_for(len(jobs))]
+        tops = []
+        if held:
             with recording_backbone(self.model) as recorded:
-                job.photo_pass = PhotoPass(self.model, job.pixels)
-            job.backbone, self._open_pass = recorded, job
-            return [self._top(job.photo_pass.logits[0])]
-        return [self._top(row) for row in self._labels_forward(torch.cat([job.pixels for job in jobs]))]
+                photo_pass = PhotoPass(self.model, torch.cat([job.pixels for job in held]))
+            self._open[photo_pass], self._photo_bytes = held, photo_pass.graph_bytes // len(held)
+            for row, job in enumerate(held):
+                job.photo_pass, job.row, job.backbone = photo_pass, row, of_photo(recorded, row)
+                job.maps.batch_key = (id(self), "maps", id(photo_pass))  # (read when the queue takes the work)
+            tops += [self._top(logits) for logits in photo_pass.logits]
+        if len(held) < len(jobs):
+            plain = torch.cat([job.pixels for job in jobs[len(held):]])
+            tops += [self._top(row) for row in self._labels_forward(plain)]
+        return tops
 
     def _labels_forward(self, pixels: torch.Tensor) -> torch.Tensor:
         """(B, classes) logits from the fastest way this model runs."""
@@ -207,31 +239,40 @@ class Explorer:
         return whole_pass(self.model, pixels)
 
     def _run_maps(self, works: list[Work]) -> list[Analysis]:
-        """The photo's pass completed (its backward) or run whole; the analysis goes into the cache."""
-        job = works[0].payload
+        """The photos' pass completed (one backward for all of them) or one photo's run whole; the analyses go into
+        the cache."""
+        jobs = [work.payload for work in works]
+        photo_pass = jobs[0].photo_pass
         try:
-            if job.photo_pass is None:
-                found, job.backbone = self._whole_pass(job.pixels)
+            if photo_pass is None:
+                found, jobs[0].backbone = self._whole_pass(jobs[0].pixels)
+                analyses = [self._analysis(jobs[0], found)]
             else:
-                found = job.photo_pass.maps()
-            analysis = self._analysis(job, found)
+                rows = {job.row: job for job in jobs}
+                analyses = {row: self._analysis(rows[row], found)
+                            for row, found in enumerate(photo_pass.photo_by_photo()) if row in rows}
+                analyses = [analyses[job.row] for job in jobs]
         except BaseException:
-            self.cache.abandon(job.key, job)
+            for job in jobs:
+                self.cache.abandon(job.key, job)
             raise
         finally:
-            self._release(job)
-        self.cache.finish(job.key, analysis)
-        return [analysis]
+            for job in self._open.pop(photo_pass, jobs):  # the pass's other photos too: its graph is spent
+                job.photo_pass = None
+        for job, analysis in zip(jobs, analyses):
+            self.cache.finish(job.key, analysis)
+        return analyses
 
     def _drop(self, job: PhotoJob) -> None:
-        """Nobody waits for the photo's maps any more: free its graph and forget it."""
-        self._release(job)
+        """Nobody waits for the photo's maps any more: forget it, and free its pass's graph if no other photo of
+        the pass still needs it."""
+        photo_pass, job.photo_pass = job.photo_pass, None
+        photos = self._open.get(photo_pass, [])
+        if job in photos:
+            photos.remove(job)
+            if not photos:
+                self._open.pop(photo_pass, None)
         self.cache.abandon(job.key, job)
-
-    def _release(self, job: PhotoJob) -> None:
-        job.photo_pass = None
-        if self._open_pass is job:
-            self._open_pass = None
 
     def _top(self, logits: torch.Tensor) -> list[tuple[int, str, float]]:
         probabilities = logits.float().softmax(-1)

@@ -1,6 +1,7 @@
 """A whole class at once: every map from one pass (equal to the separate recipes and to pytorch-grad-cam), the work
-queue's order (labels first, batched; a closed tab's work dropped), and the cache that holds a class (its budget,
-float16 attention within the stated bound). Orders are recorded, never timed."""
+queue's order (labels first, batched, from their passes' forward while the held graphs fit their budget; a closed
+tab's work dropped), and the cache that holds a class (its budget, float16 attention within the stated bound).
+Orders are recorded, never timed."""
 
 import threading
 import time
@@ -44,12 +45,17 @@ def wait_until(condition, what: str, limit_s: float = 120) -> None:
 
 # ----------------------------------------------------------------------------------- one pass, every map
 
-@pytest.mark.parametrize("dtype, tolerance", [(torch.float64, 1e-6), (torch.float32, 1e-4)])
-def test_one_pass_gives_every_map_as_the_separate_recipes_do(dtype, tolerance):
+@pytest.mark.parametrize("dtype, tolerance, implementation", [(torch.float64, 1e-6, "sdpa"),
+                                                              (torch.float32, 1e-4, "sdpa"),
+                                                              (torch.float32, 1e-4, "eager")])
+def test_one_pass_gives_every_map_as_the_separate_recipes_do(dtype, tolerance, implementation):
     """Rollout, the class map of every top-5 class and last-layer attention equal the recipe the app used before
-    (attention_with_gradients + visualization); Grad-CAM equals pytorch-grad-cam's on the token stage."""
+    (attention_with_gradients + visualization), and so does every layer's attention (recomputed from the queries
+    and keys, every row of the last layer too); Grad-CAM equals pytorch-grad-cam's on the token stage. Whichever
+    attention the model is set to run."""
     grad_cam_library()
     model = tiny_model(seed=3).to(dtype).requires_grad_(False)
+    model.set_attn_implementation(implementation)
     pixels = torch.randn(2, 3, model.config.image_size, model.config.image_size, dtype=dtype)
     grid = model.config.grid_size
     stage = token_stage(model.vit.embeddings.patch_embeddings.backbone)
@@ -63,6 +69,9 @@ def test_one_pass_gives_every_map_as_the_separate_recipes_do(dtype, tolerance):
         for name, value in expected.items():
             torch.testing.assert_close(found.maps[name].to(dtype), value, atol=tolerance, rtol=tolerance, msg=name)
         torch.testing.assert_close(found.logits, old.logits)
+        for layer, (attention, expected_attention) in enumerate(zip(found.attentions, old.attentions)):
+            torch.testing.assert_close(attention.to(dtype), expected_attention, atol=tolerance, rtol=tolerance,
+                                       msg=f"layer {layer}")
         assert found.class_index.tolist() == [class_index] * 2
 
 
@@ -93,6 +102,33 @@ def test_the_labels_are_there_before_the_backward():
     assert set(maps.maps) == {ROLLOUT, CLASS_MAP, LAST_LAYER, GRAD_CAM}
     with pytest.raises(RuntimeError, match="runs once"):
         photo.maps()
+
+
+def test_photo_by_photo_gives_each_photos_maps_of_the_batch():
+    """photo_by_photo() (the Explorer's way through a batch's pass) gives, photo by photo, what maps() gives."""
+    model = tiny_model(seed=5).requires_grad_(False)
+    pixels = torch.randn(3, 3, model.config.image_size, model.config.image_size)
+    whole = PhotoPass(model, pixels).maps()
+    for row, photo in enumerate(PhotoPass(model, pixels).photo_by_photo()):
+        torch.testing.assert_close(photo.logits, whole.logits[row:row + 1])
+        torch.testing.assert_close(photo.lens, whole.lens[row:row + 1])
+        torch.testing.assert_close(photo.stage_cam, whole.stage_cam[row:row + 1])
+        for name in whole.maps:
+            torch.testing.assert_close(photo.maps[name], whole.maps[name][row:row + 1], msg=name)
+        for ours, batch in zip(photo.attentions, whole.attentions):
+            torch.testing.assert_close(ours, batch[row:row + 1])
+    assert row == 2
+
+
+def test_a_pass_counts_the_activations_its_graph_holds_not_the_weights():
+    """graph_bytes (what the Explorer's budget of held passes counts) grows with the batch, by about the same
+    amount per image: the weights the graph also refers to are not counted."""
+    model = tiny_model(seed=5).requires_grad_(False)
+    sizes = [PhotoPass(model, torch.randn(batch, 3, model.config.image_size, model.config.image_size)).graph_bytes
+             for batch in (1, 2, 4)]
+    assert 0 < sizes[0] < sizes[1] < sizes[2]
+    assert sizes[2] - sizes[1] == pytest.approx(2 * (sizes[1] - sizes[0]), rel=0.1)
+    assert sizes[0] == pytest.approx(sizes[1] - sizes[0], rel=0.1)  # nothing counted that is not per image
 
 
 # ------------------------------------------------------------------------------------------- the queue
@@ -128,39 +164,77 @@ def test_warming_up_runs_both_ways_once_and_keeps_nothing(explorer):
     explorer.model.vit.encoder.register_forward_hook(lambda *_: passes.append(torch.is_grad_enabled()))
     explorer.warm_up()
     assert sizes == [1, 1] and passes == [False, True]  # the labels' forward, then a pass (its graph)
-    assert len(explorer.cache) == 0 and explorer._open_pass is None and not explorer.queue.ran
+    assert len(explorer.cache) == 0 and not explorer._open and not explorer.queue.ran
 
 
-def test_under_load_every_waiting_students_labels_come_before_anyones_maps(explorer):
-    """Six students upload while the model is busy: one batched forward answers all their labels before the
-    first map is computed; each gets the answer for its own photo; then each photo's pass runs once."""
+def six_students_while_busy(explorer):
+    """Six students upload while the model is busy (a timing run, say). Returns (the queue's runs after the busy
+    turn as (priority, batch size), the batch sizes of the model's forwards, whether each came first as labels
+    or maps, in order); each student got the labels and maps of its own photo."""
     from explorer import Priority
 
     photos = shapes(6)
-    expected = [explorer._top(explorer.model(explorer.pixels(photo)).logits[0]) for photo in photos]
+    with torch.inference_mode():
+        expected = [explorer._top(explorer.model(explorer.pixels(photo)).logits[0]) for photo in photos]
     sizes = forwards(explorer)
     labels, maps, answered = {}, {}, []
 
     def student(i):
         labels[i] = explorer.labels(photos[i], session=f"student{i}")
-        answered.append(("labels", i))
+        answered.append("labels")
         maps[i] = explorer.analysis(photos[i], session=f"student{i}")
-        answered.append(("maps", i))
+        answered.append("maps")
 
-    with explorer.queue.turn(Priority.LONG):  # the model busy (a timing run, say)
+    with explorer.queue.turn(Priority.LONG):
         threads = [threading.Thread(target=student, args=(i,)) for i in range(6)]
         for thread in threads:
             thread.start()
         wait_until(lambda: explorer.queue.waiting == 12, "every photo's labels and maps waiting")
     for thread in threads:
         thread.join(120)
-    ran = list(explorer.queue.ran)[1:]  # after the turn
-    assert ran[0] == (Priority.LABELS, 6) and all(priority == Priority.MAPS for priority, _ in ran[1:])
-    assert len(ran) == 7 and sizes[0] == 6 and sizes[1:] == [1] * 6  # labels batched, one pass per photo
-    assert [kind for kind, _ in answered[:6]] == ["labels"] * 6  # all labels before any maps
     for i in range(6):
         assert [index for index, _, _ in labels[i]] == [index for index, _, _ in expected[i]]
         assert maps[i].top[0][0] == expected[i][0][0]
+    return list(explorer.queue.ran)[1:], sizes, answered
+
+
+def test_under_load_every_waiting_students_labels_come_before_anyones_maps(explorer):
+    """The labels of every waiting photo come from one batched forward, the first half of their pass, and all
+    their maps from its one backward: no photo is forwarded twice, and no graph is held after."""
+    from explorer import Priority
+
+    explorer.warm_up()  # a pass measured: the budget knows a photo's graph
+    ran, sizes, answered = six_students_while_busy(explorer)
+    assert ran == [(Priority.LABELS, 6), (Priority.MAPS, 6)]
+    assert sizes == [6] and answered[:6] == ["labels"] * 6 and not explorer._open
+
+
+def test_past_the_budget_of_held_passes_labels_come_from_a_plain_forward():
+    """With room for two held graphs, two photos' labels open their pass; the others' come from a plain forward
+    (no graph held) in the same labels' run, and their passes run whole after every label: one more forward
+    each."""
+    from explorer import Explorer, Priority, WorkQueue
+
+    explorer = Explorer("shapes", queue=WorkQueue(max_batch=8))
+    explorer.warm_up()
+    explorer.passes_mb = 2.5 * explorer._photo_bytes / 2 ** 20
+    grads = []
+    explorer.model.vit.encoder.register_forward_hook(lambda *_: grads.append(torch.is_grad_enabled()))
+    ran, sizes, answered = six_students_while_busy(explorer)
+    assert ran == [(Priority.LABELS, 6), (Priority.MAPS, 2)] + [(Priority.MAPS, 1)] * 4
+    grads = grads[6:]  # after the expected answers' own forwards
+    assert sizes == [2, 4, 1, 1, 1, 1] and grads == [True, False] + [True] * 4 and answered[:6] == ["labels"] * 6
+
+
+def test_where_batches_pay_the_waiting_labels_come_from_one_forward(explorer):
+    """Where the labels come from another model than the maps' (an exported runtime here; int8, compiled or Ray
+    alike), the labels of every waiting photo come from one batched forward, then each photo's pass runs whole."""
+    from explorer import Priority
+
+    explorer.runtime_model = explorer.model  # a runtime that answers as the model does
+    ran, sizes, answered = six_students_while_busy(explorer)
+    assert ran == [(Priority.LABELS, 6)] + [(Priority.MAPS, 1)] * 6
+    assert sizes == [6] + [1] * 6 and answered[:6] == ["labels"] * 6
 
 
 def test_a_closed_tab_frees_its_place(explorer):

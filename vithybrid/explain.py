@@ -1,10 +1,13 @@
 """Every map of a photo from one pass through the model: the one recipe behind the app's pictures and API,
 `python -m vithybrid.analyze` and the faithfulness and sanity benchmarks.
 
-One forward keeps what the maps need: every layer's attention probabilities (eager path) and the token stage's
-feature map (the backbone stage whose grid becomes the tokens), both as the start of an autograd graph. The
-logits are ready when the forward ends (`PhotoPass.logits`: a page shows the labels then); one backward of the
-chosen class's logit then gives the gradients of both at once (`PhotoPass.maps`):
+One forward keeps what the maps need, as the start of an autograd graph: the token stage's feature map (the
+backbone stage whose grid becomes the tokens) and, in every layer, the fused query/key/value projection and the
+attention's output. The forward runs the model's fastest attention (SDPA): the logits are ready when it ends as
+soon as a plain forward's (`PhotoPass.logits`: a page shows the labels then). One backward of the chosen class's
+logit then gives the gradients of the token stage and of every attention output at once (`PhotoPass.maps`); the
+attention probabilities are recomputed from the queries and keys (softmax(q k^T / sqrt(d)), as the eager kernel
+computes them), and their gradients follow from the outputs' (context = A v, so dA = d(context) v^T):
 
 - rollout: attention rollout (Abnar & Zuidema 2020), heads averaged, nothing discarded;
 - class_map: class-specific relevance (Chefer, Gur & Wolf, ICCV 2021) from the attentions and their gradients;
@@ -23,6 +26,7 @@ weights get no gradients.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -67,49 +71,92 @@ def scale_to_unit(maps: torch.Tensor) -> torch.Tensor:
 class PhotoPass:
     """The forward half of one pass over a batch of photos (`logits` right away), then `maps()`: one backward.
 
-    The graph between the two holds every layer's activations (about 0.5 GB per full-size image): call `maps`,
-    or drop the object, soon. `model` is a ViTHybridForImageClassification, best with frozen weights."""
+    The graph between the two holds every layer's activations (`graph_bytes`: about 0.2 GB per full-size image):
+    call `maps` (or `photo_by_photo`), or drop the object, soon. `model` is a ViTHybridForImageClassification, best
+    with frozen weights."""
 
     def __init__(self, model: nn.Module, pixel_values: torch.Tensor):
-        self.grid = model.config.grid_size
-        recorded = {}
+        self.grid, self.heads = model.config.grid_size, model.config.num_attention_heads
+        recorded, qkv, contexts, cls_states = {}, [], [], []
 
         def start_graph_here(module, args, output):  # the token stage's output becomes the graph's leaf
             recorded["stage"] = output.detach().requires_grad_()
             return recorded["stage"]
 
-        cls_states = []  # after each layer (the last layer may compute the CLS token alone)
         hooks = [token_stage(model.vit.embeddings.patch_embeddings.backbone).register_forward_hook(start_graph_here)]
-        hooks += [layer.register_forward_hook(lambda module, args, output: cls_states.append(output[0][:, 0].detach()))
-                  for layer in model.vit.encoder.layer]
+        for layer in model.vit.encoder.layer:
+            attention = layer.attention.attention
+            hooks += [attention.qkv.register_forward_hook(lambda module, args, output: qkv.append(output)),
+                      # the context, (B, N, hidden); (B, 1, hidden) where the last layer computes the CLS token alone
+                      attention.register_forward_hook(lambda module, args, output: contexts.append(output[0])),
+                      layer.register_forward_hook(lambda module, args, out: cls_states.append(out[0][:, 0].detach()))]
+        weights = {p.untyped_storage().data_ptr() for p in [*model.parameters(), *model.buffers()]}
+        saved: dict[int, int] = {}  # the storages of the activations the graph saves: address -> bytes
+
+        def saving(tensor: torch.Tensor) -> torch.Tensor:
+            storage = tensor.untyped_storage()
+            if storage.data_ptr() not in weights:
+                saved[storage.data_ptr()] = storage.nbytes()
+            return tensor
+
         try:
-            with torch.enable_grad():
-                output = model(pixel_values, output_attentions=True, return_dict=True)
+            with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(saving, lambda tensor: tensor):
+                logits = model(pixel_values, return_dict=True).logits
         finally:
             for hook in hooks:
                 hook.remove()
-        self._graph = (output.logits, output.attentions, recorded["stage"])
-        self.logits: torch.Tensor = output.logits.detach()
+        self.graph_bytes = sum(saved.values())  # the memory the backward frees
+        self._graph = (logits, qkv, contexts, recorded["stage"])
+        self.logits: torch.Tensor = logits.detach()
         with torch.no_grad():
             self.lens: torch.Tensor = model.read_out(torch.stack(cls_states, dim=1)).float()
 
     def maps(self, class_index: int | torch.Tensor | None = None) -> PhotoMaps:
         """Every map, for `class_index` (one for all photos or one per photo; default: each photo's top class).
         Runs the backward once and frees the graph."""
+        return self._maps(*self._backward(class_index), slice(None))
+
+    def photo_by_photo(self, class_index: int | torch.Tensor | None = None) -> Iterator[PhotoMaps]:
+        """maps(), one photo at a time, each a batch of one, in order: the backward runs once, for every photo, and
+        each photo's float32 attentions and their gradients (about 0.4 GB per full-size image) are computed when
+        its turn comes, not all at once."""
+        backward = self._backward(class_index)
+        for row in range(len(self.logits)):
+            yield self._maps(*backward, slice(row, row + 1))
+
+    def _backward(self, class_index) -> tuple:
+        """(the class of each photo, each layer's fused projection, the gradients of each layer's context, the token
+        stage's Grad-CAM) from the one backward, which frees the graph."""
         if self._graph is None:
             raise RuntimeError("PhotoPass.maps() runs once: its graph is freed after the backward")
-        logits, attentions, stage = self._graph
+        logits, qkv, contexts, stage = self._graph
         self._graph = None
         if class_index is None:
             class_index = self.logits.argmax(-1)
         index = torch.as_tensor(class_index, device=logits.device).flatten().expand(logits.shape[0])
         with torch.enable_grad():
             score = logits.gather(1, index[:, None]).sum()
-            *gradients, stage_gradients = torch.autograd.grad(score, [*attentions, stage])
-        attentions = tuple(a.detach().float() for a in attentions)
-        cam = grad_cam(stage.detach(), stage_gradients)
-        return PhotoMaps(self.logits, index, attentions, every_map(attentions, [g.float() for g in gradients], cam,
-                                                                   self.grid), cam, self.lens)
+            *context_gradients, stage_gradients = torch.autograd.grad(score, [*contexts, stage])
+        return index, qkv, context_gradients, grad_cam(stage.detach(), stage_gradients)
+
+    def _maps(self, index, qkv, context_gradients, cam, rows: slice) -> PhotoMaps:
+        """The PhotoMaps of the photos `rows`."""
+        with torch.no_grad():
+            attentions, gradients = zip(*(self._attention(projected[rows], gradient[rows])
+                                          for projected, gradient in zip(qkv, context_gradients)))
+        return PhotoMaps(self.logits[rows], index[rows], attentions,
+                         every_map(attentions, gradients, cam[rows], self.grid), cam[rows], self.lens[rows])
+
+    def _attention(self, qkv: torch.Tensor, context_gradient: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One layer's (B, heads, N, N) attention probabilities and their gradients, float32, from its (B, N, 3 x
+        hidden) fused projection and the gradient of its context. The rows of queries whose context the layer did
+        not compute (the last layer's, computing the CLS token alone) reach no logit: their gradients are 0."""
+        q, k, v = qkv.detach().float().unflatten(-1, (3, self.heads, -1)).permute(2, 0, 3, 1, 4)
+        probabilities = torch.softmax((q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2), dim=-1)
+        gradients = torch.zeros_like(probabilities)
+        computed = context_gradient.float().unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, heads, rows, d)
+        gradients[:, :, :computed.shape[2]] = computed @ v.transpose(-1, -2)
+        return probabilities, gradients
 
 
 def every_map(attentions, gradients, cam: torch.Tensor, grid_hw: tuple[int, int]) -> dict[str, torch.Tensor]:
