@@ -55,15 +55,19 @@ def mean_attention_distance(attentions: Sequence[torch.Tensor], grid_hw: tuple[i
     if not attentions or attentions[0].shape[-1] != rows * cols + 1:
         raise ValueError(f"need per-layer (B, heads, N, N) attentions with N = {rows * cols + 1} "
                          f"for a {rows}x{cols} grid")
+    dtype = torch.promote_types(attentions[0].dtype, torch.float32)  # float32, or float64 for float64 input
     centres = cell_centres(grid_hw, image_hw)
-    distance = torch.cdist(centres, centres).double()  # (cells, cells)
+    distance = torch.cdist(centres, centres).to(dtype)  # (cells, cells)
     per_layer = []
     for attention in attentions:
-        grid = attention[:, :, 1:, 1:].double()
-        # each query's weighted distance, then divided by its weights' sum (no renormalized copy of the weights)
-        expected = torch.einsum("bhqk,qk->bhq", grid, distance) / grid.sum(-1)
+        grid = attention[:, :, 1:, 1:].to(dtype)
+        batch, heads, cells = grid.shape[:3]
+        # each query's weighted distance, then divided by its weights' sum (no renormalized copy of the weights): one
+        # batched matrix-vector product per query, (B x heads, keys) @ (keys,), with no (B, heads, N, N) temporary
+        weighted = grid.permute(2, 0, 1, 3).reshape(cells, batch * heads, cells) @ distance[:, :, None]
+        expected = weighted.reshape(cells, batch, heads).permute(1, 2, 0) / grid.sum(-1)
         per_layer.append(expected.mean(-1))  # (B, heads)
-    return torch.stack(per_layer, dim=1).to(torch.promote_types(attentions[0].dtype, torch.float32))
+    return torch.stack(per_layer, dim=1)
 
 
 def tile(panels: np.ndarray, columns: int, gap: int, fill: float) -> np.ndarray:
