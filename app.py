@@ -70,12 +70,16 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
     are offered there too); the models live on a shelf shared by all sessions (at most `max_loaded`)."""
     with gr.Blocks(title="ViT-Hybrid Explorer", delete_cache=uploads.DELETE_CACHE) as demo:
         page, top = header.build(explorer, ModelShelf(explorer, max_loaded), PhotoInput, EXAMPLES_DIR, extra_models)
+        tabs = []
         with gr.Tabs(overflow_behavior="wrap"):  # every tab on screen, on a phone too
             for tab in TABS:
                 with gr.Tab(I18N(tab.TITLE), elem_id=tab.ELEM_ID) as page.tab:
                     tab.build(page)
+                tabs.append(page.tab)
+        page.tab = None
         save.build(page)
         header.wire(demo, page, top)
+        page.wire_redraws(tabs)
         api.add_endpoints(page)
     return demo
 

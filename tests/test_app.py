@@ -382,6 +382,40 @@ def test_in_a_real_browser(app_url, explorer, browser, shape_files):
     page.close()
 
 
+def test_a_shared_control_redraws_the_open_tab_at_once_and_a_closed_one_when_opened(app_url, explorer, browser):
+    """The colour map, the opacity and the head fusion have one change event each (not one per tab that uses them);
+    a closed tab the change concerns is drawn again when it is opened, and only then."""
+    from playwright.sync_api import expect
+
+    from app import build_demo
+
+    demo = build_demo(explorer)
+    for elem_id in ("cmap", "alpha", "fusion"):
+        control = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == elem_id)
+        assert sum((control._id, "change") in fn.targets for fn in demo.fns.values()) == 1, elem_id
+
+    page = browser.new_page()
+    page.goto(app_url)
+    page.locator("#inp input[type=file]").set_input_files(str(ROOT / "examples" / "shape_circle.png"))
+    rollout, class_map = page.locator("#rollout img"), page.locator("#class-map img")
+    expect(rollout).to_be_visible(timeout=30_000)
+    page.get_by_role("tab", name="Class map").click()
+    expect(class_map).to_be_visible(timeout=30_000)
+    page.wait_for_timeout(1000)  # the photo's other pictures
+    drawn = class_map.get_attribute("src")
+    page.get_by_role("tab", name="Rollout").click()
+    before = rollout.get_attribute("src")
+    opacity = page.locator("#alpha input[type=number]")
+    opacity.fill("0.8")
+    opacity.press("Enter")
+    expect(rollout).not_to_have_attribute("src", before, timeout=30_000)
+    page.wait_for_timeout(1000)  # room for a wrong redraw of the closed tab to arrive (never a false failure)
+    assert class_map.get_attribute("src") == drawn  # closed: not drawn yet
+    page.get_by_role("tab", name="Class map").click()
+    expect(class_map).not_to_have_attribute("src", drawn, timeout=30_000)  # drawn on opening
+    page.close()
+
+
 def test_pictures_asking_for_the_same_photo_at_once_share_one_analysis(explorer):
     """After a model switch several pictures of one photo ask for its analysis together: the model runs once."""
     from concurrent.futures import ThreadPoolExecutor

@@ -1,7 +1,11 @@
 """What every part of the page shares: the models, the photo, the common controls, and the hooks through which a
 tab asks to be redrawn after a new photo or model or a control's change, reset after a model switch, or written
 in the session's language. A tab is a module with TITLE (its translation key), ELEM_ID and build(page); tabs
-depend on the page only, never on each other, so they can be built in any order."""
+depend on the page only, never on each other, so they can be built in any order.
+
+A change of a control several tabs use (the colour map, the opacity, the head fusion) is one event that redraws
+the open tab only; a closed tab it changed is redrawn when it is opened (`Page.wire_redraws`). So a slider move
+costs one round trip and one picture, not one per tab (a class's server has every student's moves to serve)."""
 
 from __future__ import annotations
 
@@ -88,6 +92,7 @@ class Page:
     alpha: gr.Slider
     fusion: gr.Radio
     renders: list[Hook] = field(default_factory=list)
+    redraws: list[tuple[gr.Tab | None, Hook, list]] = field(default_factory=list)  # (its tab, hook, its controls)
     resets: list[Hook] = field(default_factory=list)
     texts: list[Hook] = field(default_factory=list)
     tab: gr.Tab | None = None  # the tab being built (for a tab that draws only once opened)
@@ -100,10 +105,47 @@ class Page:
 
     def redraw(self, fn: Callable, inputs: Sequence, outputs: Sequence, controls: Sequence = ()) -> None:
         """Draw `outputs` with fn(*inputs) after every new photo or model, and whenever one of `controls` changes
-        (a change re-renders from the photo's cached analysis)."""
+        (a change re-renders from the photo's cached analysis; in a closed tab, when it is opened)."""
         self.on_photo(fn, inputs, outputs)
-        for control in controls:
-            control.change(fn, list(inputs), list(outputs), **PRIVATE)
+        self.redraws.append((self.tab, (fn, list(inputs), list(outputs)), list(controls)))
+
+    def wire_redraws(self, tabs: Sequence[gr.Tab]) -> None:
+        """The control changes' events (call once every tab has registered its hooks; `tabs`: the page's, the
+        first one open). A control of one tab's: its own event. A control of several: one event, drawing the hooks
+        of the open tab (and those outside any tab) and marking the other tabs it changed stale; opening a stale tab
+        draws its hooks then."""
+        selected, stale = gr.State(tabs[0].elem_id), gr.State(frozenset())  # per session
+        by_control: dict[int, tuple[gr.Component, list]] = {}
+        for tab, hook, controls in self.redraws:
+            for control in controls:
+                by_control.setdefault(control._id, (control, []))[1].append((tab, hook))
+        shared = set()
+        for control, listeners in by_control.values():
+            if len(listeners) == 1:
+                fn, inputs, outputs = listeners[0][1]
+                control.change(fn, inputs, outputs, **PRIVATE)
+                continue
+            shared.add(control._id)
+            owners = [None if tab is None else tab.elem_id for tab, _ in listeners]
+            inputs, outputs, run = self.combined([hook for _, hook in listeners])
+
+            def changed(open_tab, closed_stale, *values, owners=owners, run=run):
+                drawn = [i for i, owner in enumerate(owners) if owner in (open_tab, None)]
+                return [closed_stale | (set(owners) - {open_tab, None}), *run(*values, drawn=drawn)]
+
+            control.change(changed, [selected, stale, *inputs], [stale, *outputs], **PRIVATE)
+        for tab in tabs:
+            hooks = [hook for owner, hook, controls in self.redraws
+                     if owner is tab and any(control._id in shared for control in controls)]
+            inputs, outputs, run = self.combined(hooks)
+
+            def opened(stale_tabs, *values, name=tab.elem_id, run=run, count=len(outputs)):
+                if name not in stale_tabs:
+                    return [name, stale_tabs, *[gr.skip()] * count]
+                return [name, stale_tabs - {name}, *run(*values)]
+
+            # no progress shown: most openings change nothing, and a faded picture would flash on each
+            tab.select(opened, [stale, *inputs], [selected, stale, *outputs], show_progress="hidden", **PRIVATE)
 
     def on_model(self, fn: Callable, inputs: Sequence, outputs: Sequence) -> None:
         """Reset `outputs` with fn(model_name, *inputs) after a model switch, before the redraw."""
@@ -115,16 +157,20 @@ class Page:
 
     @staticmethod
     def combined(hooks: list[Hook], leading: int = 0) -> tuple[list, list, Callable]:
-        """One event for many hooks: (their inputs, their outputs, fn(*leading_values, *their_input_values)),
-        each hook called with the `leading` values first."""
+        """One event for many hooks: (their inputs, their outputs, fn(*leading_values, *their_input_values,
+        drawn=None)), each hook called with the `leading` values first; with `drawn` (indices into hooks) only
+        those run, the others' outputs left as they are."""
         inputs = [component for _, hook_inputs, _ in hooks for component in hook_inputs]
         outputs = [component for _, _, hook_outputs in hooks for component in hook_outputs]
 
-        def run(*values):
+        def run(*values, drawn: Sequence[int] | None = None):
             head, rest, results = values[:leading], values[leading:], []
-            for fn, hook_inputs, hook_outputs in hooks:
-                result = fn(*head, *rest[:len(hook_inputs)])
-                rest = rest[len(hook_inputs):]
+            for i, (fn, hook_inputs, hook_outputs) in enumerate(hooks):
+                mine, rest = rest[:len(hook_inputs)], rest[len(hook_inputs):]
+                if drawn is not None and i not in drawn:
+                    results += [gr.skip()] * len(hook_outputs)
+                    continue
+                result = fn(*head, *mine)
                 results += list(result) if len(hook_outputs) > 1 else [result]
             return results
 

@@ -91,24 +91,24 @@ def build(page: Page) -> None:
         row, col = viz.token_to_cell(grid_token(grid, token), grid)
         return row + 1, col + 1
 
-    def write(name, path, token, layer, head, fusion):
+    def show(name, path, token, layer, head, fusion, cmap, alpha):
+        """The caption and both pictures, with their alternative texts."""
         language = session_language()
-        return caption(language, page.model_of(name, language=language), path, token, layer, head, fusion)
+        sentence, *alternatives = caption(language, page.model_of(name, language=language), path, token, layer, head,
+                                          fusion)
+        pictures = draw(name, path, token, layer, head, fusion, cmap, alpha)
+        if pictures[0] is None:
+            return sentence, None, None
+        return sentence, *({**alternative, "value": picture} for alternative, picture in zip(alternatives, pictures))
 
     inputs = [page.chosen, page.image, token, layer, head, page.fusion, page.cmap, page.alpha]
-    caption_inputs = [page.chosen, page.image, token, layer, head, page.fusion]
     captioned = [words, grid_image, attention_image]
-    page.redraw(draw, inputs, [grid_image, attention_image], controls=[page.cmap, page.alpha])
-    page.on_photo(write, caption_inputs, captioned)
+    page.redraw(show, inputs, captioned, controls=[layer, head, page.fusion, page.cmap, page.alpha])
     page.on_model(lambda name: (1, 1, 1), [], [token, row, col])
-    page.on_text(caption, caption_inputs[1:], captioned)
-    for control in (layer, head, page.fusion):
-        control.change(draw, inputs, [grid_image, attention_image], **PRIVATE).then(
-            write, caption_inputs, captioned, **PRIVATE)
+    page.on_text(caption, inputs[1:6], captioned)
     # A click on the grid and a typed row and column pick a token the same way.
     picked = [grid_image.select(pick, [page.chosen, page.image], token, **PRIVATE)]
     picked += [box.input(typed, [page.chosen, row, col], token, trigger_mode="always_last", **PRIVATE)
                for box in (row, col)]
     for event in picked:
-        event.then(cell, [page.chosen, token], [row, col], **PRIVATE).then(
-            draw, inputs, [grid_image, attention_image], **PRIVATE).then(write, caption_inputs, captioned, **PRIVATE)
+        event.then(cell, [page.chosen, token], [row, col], **PRIVATE).then(show, inputs, captioned, **PRIVATE)
