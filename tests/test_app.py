@@ -413,6 +413,15 @@ def test_a_shared_control_redraws_the_open_tab_at_once_and_a_closed_one_when_ope
     assert class_map.get_attribute("src") == drawn  # closed: not drawn yet
     page.get_by_role("tab", name="Class map").click()
     expect(class_map).not_to_have_attribute("src", drawn, timeout=30_000)  # drawn on opening
+    # The lab's picture (its hook reads the event's request) redrawn by a change while its tab is open
+    page.get_by_role("tab", name="Explanation lab").click()
+    cam = page.locator("#lab-cam img")
+    expect(cam).to_be_visible(timeout=60_000)
+    page.wait_for_timeout(1000)
+    drawn = cam.get_attribute("src")
+    opacity.fill("0.6")
+    opacity.press("Enter")
+    expect(cam).not_to_have_attribute("src", drawn, timeout=30_000)
     page.close()
 
 

@@ -10,6 +10,7 @@ costs one round trip and one picture, not one per tab (a class's server has ever
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -80,6 +81,20 @@ class Picture:
         if words is None:
             return [gr.update()] * len(self.outputs)
         return [gr.update(alt_text=words)] + ([words] if self.caption is not None else [])
+
+
+def as_gradio_calls(fn: Callable) -> Callable:
+    """fn, to be called with its inputs' values only from inside another event's function: its `request` parameter
+    (a gr.Request, which Gradio fills by the parameter's type) filled from the running event."""
+    if "request" not in inspect.signature(fn).parameters:
+        return fn
+
+    def call(*values):
+        from gradio.context import LocalContext
+
+        return fn(*values, request=LocalContext.request.get(None))
+
+    return call
 
 
 @dataclass
@@ -170,7 +185,7 @@ class Page:
                 if drawn is not None and i not in drawn:
                     results += [gr.skip()] * len(hook_outputs)
                     continue
-                result = fn(*head, *mine)
+                result = as_gradio_calls(fn)(*head, *mine)
                 results += list(result) if len(hook_outputs) > 1 else [result]
             return results
 
