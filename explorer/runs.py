@@ -198,7 +198,8 @@ class Explorer:
     def _room_for(self, photos: int) -> int:
         """How many of `photos` may have their pass's graph held: none where the labels come from another model
         than the maps', else as many as fit the budget beside the graphs held already, by the size a photo's took
-        last time (one photo always fits when none is held: a student alone; and only one before any was held)."""
+        last time (one photo always fits when none is held: a student alone; until a pass has been measured, as
+        warm_up measures one, only that one)."""
         if not (self.fast_model is self.model and self.runtime_model is None and self.remote is None):
             return 0
         held = sum(photo_pass.graph_bytes for photo_pass in list(self._open))

@@ -178,14 +178,16 @@ class Page:
         inputs = [component for _, hook_inputs, _ in hooks for component in hook_inputs]
         outputs = [component for _, _, hook_outputs in hooks for component in hook_outputs]
 
+        called = [as_gradio_calls(fn) for fn, _, _ in hooks]
+
         def run(*values, drawn: Sequence[int] | None = None):
             head, rest, results = values[:leading], values[leading:], []
-            for i, (fn, hook_inputs, hook_outputs) in enumerate(hooks):
+            for i, (_, hook_inputs, hook_outputs) in enumerate(hooks):
                 mine, rest = rest[:len(hook_inputs)], rest[len(hook_inputs):]
                 if drawn is not None and i not in drawn:
                     results += [gr.skip()] * len(hook_outputs)
                     continue
-                result = as_gradio_calls(fn)(*head, *mine)
+                result = called[i](*head, *mine)
                 results += list(result) if len(hook_outputs) > 1 else [result]
             return results
 

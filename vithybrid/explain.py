@@ -3,8 +3,9 @@
 
 One forward keeps what the maps need, as the start of an autograd graph: the token stage's feature map (the
 backbone stage whose grid becomes the tokens) and, in every layer, the fused query/key/value projection and the
-attention's output. The forward runs the model's fastest attention (SDPA): the logits are ready when it ends as
-soon as a plain forward's (`PhotoPass.logits`: a page shows the labels then). One backward of the chosen class's
+attention's output. The forward runs the attention the model is set to (SDPA by default, the fastest, which
+returns no probabilities): the logits are ready when it ends, as soon as a plain forward's (`PhotoPass.logits`: a
+page shows the labels then). One backward of the chosen class's
 logit then gives the gradients of the token stage and of every attention output at once (`PhotoPass.maps`); the
 attention probabilities are recomputed from the queries and keys (softmax(q k^T / sqrt(d)), as the eager kernel
 computes them), and their gradients follow from the outputs' (context = A v, so dA = d(context) v^T):
@@ -72,7 +73,8 @@ class PhotoPass:
     """The forward half of one pass over a batch of photos (`logits` right away), then `maps()`: one backward.
 
     The graph between the two holds every layer's activations (`graph_bytes`: about 0.2 GB per full-size image):
-    call `maps` (or `photo_by_photo`), or drop the object, soon. `model` is a ViTHybridForImageClassification, best
+    call `maps` (or `photo_by_photo`), or drop the object, soon. `model` is a ViTHybridForImageClassification in
+    eval mode (attention dropout would make the forward's probabilities differ from the ones rebuilt here), best
     with frozen weights."""
 
     def __init__(self, model: nn.Module, pixel_values: torch.Tensor):
