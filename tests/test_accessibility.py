@@ -88,8 +88,9 @@ def words_of_every_picture(page) -> dict[str, tuple[str, str]]:
         visit(page, tab)
         for picture in CAPTIONED:
             if page.locator(f"#{tab.ELEM_ID} #{picture}").count():
+                # the caption's words, not the progress Gradio may show over it while a tab's opening is answered
                 words[picture] = (page.locator(f"#{picture} img").get_attribute("alt"),
-                                  page.locator(f"#{picture}-text").inner_text())
+                                  page.locator(f"#{picture}-text .prose").first.inner_text())
     assert set(words) == set(CAPTIONED), set(CAPTIONED) - set(words)
     return words
 

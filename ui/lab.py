@@ -172,7 +172,7 @@ def build_halves(page: Page) -> gr.Dropdown:
     page.on_text(rewrite, [opened, page.image, class_index, method, stage], [agreement])
     page.describe([cam, class_map], words, [opened, class_index, method, stage])
     # Drawn when the session first opens the tab (a State's change: once); later visits find it drawn.
-    page.tab.select(lambda: True, None, opened, **PRIVATE)
+    page.tab.select(lambda: True, None, opened, show_progress="hidden", **PRIVATE)
     opened.change(draw, inputs, outputs, **PRIVATE)
     for control in (class_index, method, stage):
         control.select(draw, inputs, outputs, **PRIVATE)
