@@ -382,9 +382,11 @@ def test_in_a_real_browser(app_url, explorer, browser, shape_files):
     page.close()
 
 
-def test_a_shared_control_redraws_the_open_tab_at_once_and_a_closed_one_when_opened(app_url, explorer, browser):
+def test_a_new_photo_or_a_shared_control_redraws_the_open_tab_at_once_and_a_closed_one_when_opened(app_url, explorer,
+                                                                                                     browser):
     """The colour map, the opacity and the head fusion have one change event each (not one per tab that uses them);
-    a closed tab the change concerns is drawn again when it is opened, and only then."""
+    a closed tab the change concerns is drawn again when it is opened, and only then; so is a closed tab after a new
+    photo."""
     from playwright.sync_api import expect
 
     from app import build_demo
@@ -413,6 +415,16 @@ def test_a_shared_control_redraws_the_open_tab_at_once_and_a_closed_one_when_ope
     assert class_map.get_attribute("src") == drawn  # closed: not drawn yet
     page.get_by_role("tab", name="Class map").click()
     expect(class_map).not_to_have_attribute("src", drawn, timeout=30_000)  # drawn on opening
+    # A new photo with the class map closed: drawn when opened, not before
+    drawn = class_map.get_attribute("src")
+    page.get_by_role("tab", name="Rollout").click()
+    before = rollout.get_attribute("src")
+    page.locator("#inp input[type=file]").set_input_files(str(ROOT / "examples" / "shape_star.png"))
+    expect(rollout).not_to_have_attribute("src", before, timeout=30_000)
+    page.wait_for_timeout(1000)  # room for a wrong drawing of the closed tab to arrive
+    assert class_map.get_attribute("src") == drawn
+    page.get_by_role("tab", name="Class map").click()
+    expect(class_map).not_to_have_attribute("src", drawn, timeout=30_000)
     # The lab's picture (its hook reads the event's request) redrawn by a change while its tab is open
     page.get_by_role("tab", name="Explanation lab").click()
     cam = page.locator("#lab-cam img")

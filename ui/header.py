@@ -183,7 +183,7 @@ def wire(demo: gr.Blocks, page: Page, header: Header) -> None:
         chosen = page.model_of(name)
         return labels_and_words(chosen, chosen.labels(image, session()), language_of(request))
 
-    # A new photo or a new model: the labels as soon as a forward has them, then every tab's pictures from the
+    # A new photo or a new model: the labels as soon as a forward has them, then the open tab's pictures from the
     # photo's analysis. The photo removed (its x): its note goes with it. Not in check_photo: clearing a broken
     # picture fires `change` with no photo too, and that note must stay.
     page.image.clear(lambda: gr.update(value="", visible=False), None, header.photo_note, **PRIVATE)
@@ -191,11 +191,11 @@ def wire(demo: gr.Blocks, page: Page, header: Header) -> None:
         analysed = trigger(check_photo, [page.chosen, page.image], [page.image, header.photo_note], **PRIVATE).then(
             show_labels, [page.chosen, page.image], [header.labels, header.labels_text], show_progress="minimal",
             **PRIVATE)
-        for fn, inputs, outputs in page.renders:
-            analysed = analysed.then(fn, inputs, outputs, **PRIVATE)
+        page.draw_after(analysed)
 
     def left(request: gr.Request):
         """A closed tab: its waiting model work is dropped (explorer.work), freeing its place for everyone else."""
         explorer.queue.forget_session(request.session_hash)
+        page.marks.forget(request.session_hash)
 
     demo.unload(left)

@@ -3,15 +3,20 @@ tab asks to be redrawn after a new photo or model or a control's change, reset a
 in the session's language. A tab is a module with TITLE (its translation key), ELEM_ID and build(page); tabs
 depend on the page only, never on each other, so they can be built in any order.
 
-A change of a control several tabs use (the colour map, the opacity, the head fusion) is one event that redraws
-the open tab only; a closed tab it changed is redrawn when it is opened (`Page.wire_redraws`). So a slider move
-costs one round trip and one picture, not one per tab (a class's server has every student's moves to serve)."""
+Only the open tab is drawn: after a new photo or model, the open tab's pictures (and those outside any tab) are
+drawn, a closed tab's when it is opened (`Page.draw_after`); a change of a control several tabs use (the colour
+map, the opacity, the head fusion) is one event that redraws the open tab, a closed tab it changed is redrawn
+when it is opened (`Page.wire_redraws`). So a new photo costs the pictures a student looks at, and a slider move
+one round trip and one picture, not one per tab: a class's server has every student's photos and moves to serve
+beside the model's work."""
 
 from __future__ import annotations
 
 import functools
 import inspect
 import logging
+import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -97,6 +102,46 @@ def as_gradio_calls(fn: Callable) -> Callable:
     return call
 
 
+class TabMarks:
+    """Per session (browser tab): which of the page's tabs is open, and which closed ones show pictures that are out
+    of date, and why: a new photo or model (every photo hook of the tab is due) or a shared control's change (its
+    hooks of those controls). Kept in the server under a lock, not in gr.State: a tab's opening, the photo's
+    drawing and a control's change run at the same time, and each would overwrite the others' State."""
+
+    PHOTO, CONTROLS = "photo", "controls"  # PHOTO includes CONTROLS
+
+    def __init__(self):
+        self.first_tab: str | None = None  # open in a session that has not picked one
+        self._lock = threading.Lock()
+        self._open: dict[str, str] = {}
+        self._stale: dict[str, dict[str, str]] = {}
+
+    def open_tab(self, session: str) -> str | None:
+        with self._lock:
+            return self._open.get(session, self.first_tab)
+
+    def draw_now(self, session: str, tab: str, why: str) -> bool:
+        """Whether `tab` is open (draw it now); if not, it is marked out of date for `why`."""
+        with self._lock:
+            if self._open.get(session, self.first_tab) == tab:
+                return True
+            stale = self._stale.setdefault(session, {})
+            if stale.get(tab) != self.PHOTO:
+                stale[tab] = why
+            return False
+
+    def opened(self, session: str, tab: str) -> str | None:
+        """`tab` is open now: why its pictures are out of date (they are up to date from here on), or None."""
+        with self._lock:
+            self._open[session] = tab
+            return self._stale.get(session, {}).pop(tab, None)
+
+    def forget(self, session: str) -> None:
+        with self._lock:
+            self._open.pop(session, None)
+            self._stale.pop(session, None)
+
+
 @dataclass
 class Page:
     explorer: Explorer  # the startup model (the API's)
@@ -106,17 +151,37 @@ class Page:
     cmap: gr.Dropdown
     alpha: gr.Slider
     fusion: gr.Radio
-    renders: list[Hook] = field(default_factory=list)
+    renders: list[tuple[gr.Tab | None, Hook]] = field(default_factory=list)  # (its tab, hook), in page order
     redraws: list[tuple[gr.Tab | None, Hook, list]] = field(default_factory=list)  # (its tab, hook, its controls)
     resets: list[Hook] = field(default_factory=list)
     texts: list[Hook] = field(default_factory=list)
     tab: gr.Tab | None = None  # the tab being built (for a tab that draws only once opened)
     findings: dict[str, gr.State] = field(default_factory=dict)  # what tabs found, for the saved page (ui.save)
+    marks: TabMarks = field(default_factory=TabMarks)
 
     # -- the hooks ----------------------------------------------------------------------------------------
     def on_photo(self, fn: Callable, inputs: Sequence, outputs: Sequence) -> None:
-        """Redraw `outputs` with fn(*inputs) after every new photo or model (in order, after the labels)."""
-        self.renders.append((fn, list(inputs), list(outputs)))
+        """Redraw `outputs` with fn(*inputs) after every new photo or model (in order, after the labels; in a closed
+        tab, when it is opened)."""
+        self.renders.append((self.tab, (fn, list(inputs), list(outputs))))
+
+    def draw_after(self, event):
+        """Chain the photo hooks after `event` (a new photo or model is shown): those of the open tab and outside
+        any tab run, a closed tab's are marked due when it is opened (`wire_redraws`). Returns the last event."""
+        for tab, (fn, inputs, outputs) in self.renders:
+            event = event.then(fn if tab is None else self._if_open(tab.elem_id, fn, len(outputs)), inputs, outputs,
+                               **PRIVATE)
+        return event
+
+    def _if_open(self, tab: str, fn: Callable, count: int) -> Callable:
+        called = as_gradio_calls(fn)
+
+        def step(*values):
+            if self.marks.draw_now(session(), tab, TabMarks.PHOTO):
+                return called(*values)
+            return gr.skip() if count == 1 else [gr.skip()] * count
+
+        return step
 
     def redraw(self, fn: Callable, inputs: Sequence, outputs: Sequence, controls: Sequence = ()) -> None:
         """Draw `outputs` with fn(*inputs) after every new photo or model, and whenever one of `controls` changes
@@ -125,11 +190,12 @@ class Page:
         self.redraws.append((self.tab, (fn, list(inputs), list(outputs)), list(controls)))
 
     def wire_redraws(self, tabs: Sequence[gr.Tab]) -> None:
-        """The control changes' events (call once every tab has registered its hooks; `tabs`: the page's, the
-        first one open). A control of one tab's: its own event. A control of several: one event, drawing the hooks
-        of the open tab (and those outside any tab) and marking the other tabs it changed stale; opening a stale tab
-        draws its hooks then."""
-        selected, stale = gr.State(tabs[0].elem_id), gr.State(frozenset())  # per session
+        """The control changes' and tab openings' events (call once every tab has registered its hooks; `tabs`: the
+        page's, the first one open). A control of one tab's: its own event. A control of several: one event,
+        drawing the hooks of the open tab (and those outside any tab) and marking the other tabs it changed out of
+        date. Opening a tab draws what is out of date in it: its photo hooks in order, each an event showing its
+        progress (after a new photo or model), or its hooks of the changed controls."""
+        self.marks.first_tab = tabs[0].elem_id
         by_control: dict[int, tuple[gr.Component, list]] = {}
         for tab, hook, controls in self.redraws:
             for control in controls:
@@ -144,23 +210,32 @@ class Page:
             owners = [None if tab is None else tab.elem_id for tab, _ in listeners]
             inputs, outputs, run = self.combined([hook for _, hook in listeners])
 
-            def changed(open_tab, closed_stale, *values, owners=owners, run=run):
-                drawn = [i for i, owner in enumerate(owners) if owner in (open_tab, None)]
-                return [closed_stale | (set(owners) - {open_tab, None}), *run(*values, drawn=drawn)]
+            def changed(*values, owners=owners, run=run):
+                marks, me = self.marks, session()
+                return run(*values, drawn=[i for i, owner in enumerate(owners)
+                                           if owner is None or marks.draw_now(me, owner, TabMarks.CONTROLS)])
 
-            control.change(changed, [selected, stale, *inputs], [stale, *outputs], **PRIVATE)
+            control.change(changed, inputs, outputs, **PRIVATE)
         for tab in tabs:
             hooks = [hook for owner, hook, controls in self.redraws
                      if owner is tab and any(control._id in shared for control in controls)]
             inputs, outputs, run = self.combined(hooks)
+            photo_hooks = [hook for owner, hook in self.renders if owner is tab]
+            due = gr.State(0)  # changes when the tab is opened with a new photo's pictures due
 
-            def opened(stale_tabs, *values, name=tab.elem_id, run=run, count=len(outputs)):
-                if name not in stale_tabs:
-                    return [name, stale_tabs, *[gr.skip()] * count]
-                return [name, stale_tabs - {name}, *run(*values)]
+            def opened(*values, name=tab.elem_id, run=run, count=len(outputs)):
+                why = self.marks.opened(session(), name)
+                if why == TabMarks.PHOTO:
+                    return [time.monotonic_ns(), *[gr.skip()] * count]
+                return [gr.skip(), *(run(*values) if why == TabMarks.CONTROLS else [gr.skip()] * count)]
 
             # no progress shown: most openings change nothing, and a faded picture would flash on each
-            tab.select(opened, [stale, *inputs], [selected, stale, *outputs], show_progress="hidden", **PRIVATE)
+            tab.select(opened, inputs, [due, *outputs], show_progress="hidden", **PRIVATE)
+            if photo_hooks:
+                fn, hook_inputs, hook_outputs = photo_hooks[0]
+                drawing = due.change(fn, hook_inputs, hook_outputs, **PRIVATE)
+                for fn, hook_inputs, hook_outputs in photo_hooks[1:]:
+                    drawing = drawing.then(fn, hook_inputs, hook_outputs, **PRIVATE)
 
     def on_model(self, fn: Callable, inputs: Sequence, outputs: Sequence) -> None:
         """Reset `outputs` with fn(model_name, *inputs) after a model switch, before the redraw."""
