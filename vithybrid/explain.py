@@ -155,8 +155,10 @@ class PhotoPass:
         not compute (the last layer's, computing the CLS token alone) reach no logit: their gradients are 0."""
         q, k, v = qkv.detach().float().unflatten(-1, (3, self.heads, -1)).permute(2, 0, 3, 1, 4)
         probabilities = torch.softmax((q * q.shape[-1] ** -0.5) @ k.transpose(-1, -2), dim=-1)
-        gradients = torch.zeros_like(probabilities)
         computed = context_gradient.float().unflatten(-1, (self.heads, -1)).transpose(1, 2)  # (B, heads, rows, d)
+        if computed.shape[2] == probabilities.shape[2]:
+            return probabilities, computed @ v.transpose(-1, -2)
+        gradients = torch.zeros_like(probabilities)
         gradients[:, :, :computed.shape[2]] = computed @ v.transpose(-1, -2)
         return probabilities, gradients
 
