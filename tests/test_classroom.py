@@ -131,6 +131,13 @@ def test_a_pass_counts_the_activations_its_graph_holds_not_the_weights():
     assert sizes[0] == pytest.approx(sizes[1] - sizes[0], rel=0.1)  # nothing counted that is not per image
 
 
+def test_a_pass_refuses_a_model_in_training_mode():
+    """Dropout would make the maps explain another forward than the one whose logits the pass returns."""
+    model = tiny_model(seed=5).train()
+    with pytest.raises(ValueError, match=r"model\.eval\(\)"):
+        PhotoPass(model, torch.randn(1, 3, model.config.image_size, model.config.image_size))
+
+
 # ------------------------------------------------------------------------------------------- the queue
 
 @pytest.fixture

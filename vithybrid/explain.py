@@ -78,6 +78,9 @@ class PhotoPass:
     with frozen weights."""
 
     def __init__(self, model: nn.Module, pixel_values: torch.Tensor):
+        if model.training:
+            raise ValueError("PhotoPass needs the model in eval mode (call model.eval()): in training mode dropout "
+                             "would make the maps differ from the model's answer")
         self.grid, self.heads = model.config.grid_size, model.config.num_attention_heads
         recorded, qkv, contexts, cls_states = {}, [], [], []
 
