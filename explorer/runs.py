@@ -249,10 +249,9 @@ class Explorer:
                 found, jobs[0].backbone = self._whole_pass(jobs[0].pixels)
                 analyses = [self._analysis(jobs[0], found)]
             else:
-                rows = {job.row: job for job in jobs}
-                analyses = {row: self._analysis(rows[row], found)
-                            for row, found in enumerate(photo_pass.photo_by_photo()) if row in rows}
-                analyses = [analyses[job.row] for job in jobs]
+                rows = sorted(job.row for job in jobs)  # the pass's photos nobody waits for any more are skipped
+                by_row = dict(zip(rows, photo_pass.photo_by_photo(rows=rows)))
+                analyses = [self._analysis(job, by_row[job.row]) for job in jobs]
         except BaseException:
             for job in jobs:
                 self.cache.abandon(job.key, job)

@@ -118,6 +118,12 @@ def test_photo_by_photo_gives_each_photos_maps_of_the_batch():
         for ours, batch in zip(photo.attentions, whole.attentions):
             torch.testing.assert_close(ours, batch[row:row + 1])
     assert row == 2
+    # Some of the photos only (the others' left): theirs, in the batch's order
+    some = list(PhotoPass(model, pixels).photo_by_photo(rows=[2, 0]))
+    assert len(some) == 2
+    for photo, row in zip(some, (0, 2)):
+        torch.testing.assert_close(photo.maps[CLASS_MAP], whole.maps[CLASS_MAP][row:row + 1])
+        torch.testing.assert_close(photo.logits, whole.logits[row:row + 1])
 
 
 def test_a_pass_counts_the_activations_its_graph_holds_not_the_weights():

@@ -27,7 +27,7 @@ weights get no gradients.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -121,12 +121,14 @@ class PhotoPass:
         Runs the backward once and frees the graph."""
         return self._maps(*self._backward(class_index), slice(None))
 
-    def photo_by_photo(self, class_index: int | torch.Tensor | None = None) -> Iterator[PhotoMaps]:
-        """maps(), one photo at a time, each a batch of one, in order: the backward runs once, for every photo, and
-        each photo's float32 attentions and their gradients (about 0.4 GB per full-size image) are computed when
-        its turn comes, not all at once."""
+    def photo_by_photo(self, class_index: int | torch.Tensor | None = None,
+                       rows: Sequence[int] | None = None) -> Iterator[PhotoMaps]:
+        """maps(), one photo at a time, each a batch of one, in order (of the photos at the batch's indices `rows`
+        only, where given: the others' maps are not made): the backward runs once, for every photo, and each
+        photo's float32 attentions and their gradients (about 0.4 GB per full-size image) are computed when its
+        turn comes, not all at once."""
         backward = self._backward(class_index)
-        for row in range(len(self.logits)):
+        for row in range(len(self.logits)) if rows is None else sorted(rows):
             yield self._maps(*backward, slice(row, row + 1))
 
     def _backward(self, class_index) -> tuple:
