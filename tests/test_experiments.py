@@ -10,6 +10,7 @@ import visualization as viz
 from conftest import ROOT, open_page
 from helpers import tiny_model
 from vithybrid.explain import CLASS_MAP, PhotoPass
+from vithybrid.training.shapes import sample
 
 STAR = ROOT / "examples" / "shape_star.png"
 
@@ -195,5 +196,27 @@ def test_the_saved_page_opens_offline_with_its_pictures(playwright, app_url, exp
         body = offline.locator("body").inner_text()
         assert ("نجمة" in body) if language == "ar" else ("star" in body)
         assert "shapes" in body and ("random" in body or "عشوائية" in body)
+        if language == "en":  # another star, with the tab closed: its saved page has no result of the first one's
+            another = tmp_path / "another_star.png"
+            another_star(explorer).save(another)
+            context.set_offline(False)
+            page.locator("#tab-rollout-button").click()
+            page.locator("#inp input[type=file]").set_input_files(str(another))
+            expect(page.locator("#rollout img")).to_be_visible(timeout=60_000)
+            before = link.get_attribute("href")
+            page.locator("#save").click()
+            expect(page.locator("#saved a").first).not_to_have_attribute("href", before, timeout=60_000)
+            with urllib.request.urlopen(page.locator("#saved a").first.get_attribute("href"), timeout=60) as response:
+                again = response.read().decode("utf-8")
+            assert "Hide and see" not in again and again.count("<img") == 5, again.count("<img")
     finally:
         context.close()
+
+
+def another_star(explorer):
+    """A star other than the example that the model also calls a star."""
+    for index in range(200):
+        drawn = sample(seed=31, index=index, size=256)
+        if drawn.name == "star" and explorer.labels(drawn.image)[0][1] == "star":
+            return drawn.image
+    raise AssertionError("no other star found")

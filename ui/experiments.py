@@ -180,9 +180,10 @@ def build(page: Page) -> None:
 
     answer_outputs = [pictures[k] for k in ("original", "original labels", "pixels", "pixels labels", "tokens",
                                             "tokens labels")]
-    # A new photo: the last results go, then the grid is drawn (a result asked for once the grid shows stays).
+    # A new photo: the last results go at once (the saved page reads `shown`), then the grid is drawn, with the tab
+    # open (a result asked for once the grid shows stays).
     page.on_photo(lambda: ([], "", None, None, *[None] * len(answer_outputs)), [],
-                  [cells, words, bars, shown, *answer_outputs])
+                  [cells, words, bars, shown, *answer_outputs], closed_too=True)
     page.redraw(picked, [page.chosen, page.image, cells, page.cmap], [picker])
     page.on_model(lambda name: [], [], [cells])
     page.on_text(rewrite, [shown], [words])

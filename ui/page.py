@@ -160,10 +160,11 @@ class Page:
     marks: TabMarks = field(default_factory=TabMarks)
 
     # -- the hooks ----------------------------------------------------------------------------------------
-    def on_photo(self, fn: Callable, inputs: Sequence, outputs: Sequence) -> None:
+    def on_photo(self, fn: Callable, inputs: Sequence, outputs: Sequence, closed_too: bool = False) -> None:
         """Redraw `outputs` with fn(*inputs) after every new photo or model (in order, after the labels; in a closed
-        tab, when it is opened)."""
-        self.renders.append((self.tab, (fn, list(inputs), list(outputs))))
+        tab, when it is opened, unless `closed_too`: for a hook that clears another photo's results, which other
+        parts of the page read, e.g. the saved page)."""
+        self.renders.append((None if closed_too else self.tab, (fn, list(inputs), list(outputs))))
 
     def draw_after(self, event):
         """Chain the photo hooks after `event` (a new photo or model is shown): those of the open tab and outside
