@@ -843,3 +843,26 @@ def test_the_app_sets_a_short_openmp_spin_unless_the_environment_chose(environme
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split()[-1] == str(expected)
+
+
+def test_tab_marks_draw_the_tab_open_when_a_photo_came_and_each_other_tab_when_opened(monkeypatch):
+    """A new photo: the open tab is drawn by the photo's hooks, every other tab when opened (whole, once); a tab
+    left before its drawing ended is drawn whole when opened again; a shared control marks closed tabs without
+    undoing a photo's mark; a session's marks go when unused for TabMarks.KEEP_S."""
+    from ui.page import TabMarks
+
+    marks = TabMarks()
+    marks.tabs = ["a", "b", "c"]
+    marks.new_photo("s")  # a session that has not picked a tab: the first one is open
+    assert marks.photo_step("s", "a") and not marks.photo_step("s", "b")
+    assert marks.opened("s", "b") == TabMarks.PHOTO and marks.opened("s", "b") is None  # drawn once, on opening
+    assert not marks.photo_step("s", "b")  # opened since the photo came: its opening drew it
+    assert not marks.photo_step("s", "a")  # left mid-drawing...
+    assert marks.opened("s", "a") == TabMarks.PHOTO  # ...drawn whole when opened again
+    assert marks.changed("s", "a") and not marks.changed("s", "b")
+    assert marks.opened("s", "c") == TabMarks.PHOTO and marks.opened("s", "b") == TabMarks.CONTROLS
+    marks.new_photo("t")
+    assert marks.opened("t", "c") == TabMarks.PHOTO  # sessions apart
+    monkeypatch.setattr(TabMarks, "KEEP_S", 0.0)
+    marks.new_photo("u")
+    assert set(marks._used) == {"u"} and "s" not in marks._stale and "t" not in marks._open

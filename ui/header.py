@@ -188,14 +188,13 @@ def wire(demo: gr.Blocks, page: Page, header: Header) -> None:
     # picture fires `change` with no photo too, and that note must stay.
     page.image.clear(lambda: gr.update(value="", visible=False), None, header.photo_note, **PRIVATE)
     for trigger in (page.image.change, shown.success):
-        analysed = trigger(check_photo, [page.chosen, page.image], [page.image, header.photo_note], **PRIVATE).then(
-            show_labels, [page.chosen, page.image], [header.labels, header.labels_text], show_progress="minimal",
-            **PRIVATE)
-        page.draw_after(analysed)
+        checked = page.clear_after(trigger(check_photo, [page.chosen, page.image], [page.image, header.photo_note],
+                                           **PRIVATE))
+        page.draw_after(checked.then(show_labels, [page.chosen, page.image], [header.labels, header.labels_text],
+                                     show_progress="minimal", **PRIVATE))
 
     def left(request: gr.Request):
         """A closed tab: its waiting model work is dropped (explorer.work), freeing its place for everyone else."""
         explorer.queue.forget_session(request.session_hash)
-        page.marks.forget(request.session_hash)
 
     demo.unload(left)

@@ -109,37 +109,65 @@ class TabMarks:
     drawing and a control's change run at the same time, and each would overwrite the others' State."""
 
     PHOTO, CONTROLS = "photo", "controls"  # PHOTO includes CONTROLS
+    # A session's marks are kept while its page is used, not dropped when the page's connection drops (a phone in
+    # the background, a laptop asleep: Gradio calls unload, yet the page goes on with the same session): they go
+    # after this long unused, as Gradio's own session state does.
+    KEEP_S = 3600
 
     def __init__(self):
-        self.first_tab: str | None = None  # open in a session that has not picked one
+        self.tabs: list[str] = []  # the page's, the first one open in a session that has not picked one
         self._lock = threading.Lock()
         self._open: dict[str, str] = {}
         self._stale: dict[str, dict[str, str]] = {}
+        self._drawing: dict[str, str] = {}  # session -> the tab its new photo's pictures are being drawn in
+        self._used: dict[str, float] = {}  # session -> when its marks were last used (time.monotonic)
 
-    def open_tab(self, session: str) -> str | None:
+    def new_photo(self, session: str) -> None:
+        """A new photo or model: every tab but the open one is out of date; the open one is drawn now."""
         with self._lock:
-            return self._open.get(session, self.first_tab)
+            self._use(session)
+            shown = self._open.get(session, self.tabs[0])
+            self._stale[session] = {tab: self.PHOTO for tab in self.tabs if tab != shown}
+            self._drawing[session] = shown
 
-    def draw_now(self, session: str, tab: str, why: str) -> bool:
-        """Whether `tab` is open (draw it now); if not, it is marked out of date for `why`."""
+    def photo_step(self, session: str, tab: str) -> bool:
+        """Whether a new photo's hook of `tab` runs now: the tab open when the photo came and open still. A tab
+        left before its drawing ended is out of date (drawn whole when opened again); a tab opened since the photo
+        came was drawn by its opening."""
         with self._lock:
-            if self._open.get(session, self.first_tab) == tab:
+            self._use(session)
+            if self._drawing.get(session) != tab:
+                return False
+            if self._open.get(session, self.tabs[0]) == tab:
                 return True
-            stale = self._stale.setdefault(session, {})
-            if stale.get(tab) != self.PHOTO:
-                stale[tab] = why
+            del self._drawing[session]
+            self._stale.setdefault(session, {})[tab] = self.PHOTO
+            return False
+
+    def changed(self, session: str, tab: str) -> bool:
+        """Whether `tab`, one a shared control's change concerns, is open (draw it now); if not, it is marked out
+        of date."""
+        with self._lock:
+            self._use(session)
+            if self._open.get(session, self.tabs[0]) == tab:
+                return True
+            self._stale.setdefault(session, {}).setdefault(tab, self.CONTROLS)
             return False
 
     def opened(self, session: str, tab: str) -> str | None:
         """`tab` is open now: why its pictures are out of date (they are up to date from here on), or None."""
         with self._lock:
+            self._use(session)
             self._open[session] = tab
             return self._stale.get(session, {}).pop(tab, None)
 
-    def forget(self, session: str) -> None:
-        with self._lock:
-            self._open.pop(session, None)
-            self._stale.pop(session, None)
+    def _use(self, session: str) -> None:
+        now = time.monotonic()
+        self._used[session] = now
+        for old in [other for other, used in self._used.items() if now - used > self.KEEP_S]:
+            del self._used[old]
+            for marks in (self._open, self._stale, self._drawing):
+                marks.pop(old, None)
 
 
 @dataclass
@@ -152,6 +180,7 @@ class Page:
     alpha: gr.Slider
     fusion: gr.Radio
     renders: list[tuple[gr.Tab | None, Hook]] = field(default_factory=list)  # (its tab, hook), in page order
+    clears: list[Hook] = field(default_factory=list)  # on_photo(closed_too=True)
     redraws: list[tuple[gr.Tab | None, Hook, list]] = field(default_factory=list)  # (its tab, hook, its controls)
     resets: list[Hook] = field(default_factory=list)
     texts: list[Hook] = field(default_factory=list)
@@ -164,21 +193,33 @@ class Page:
         """Redraw `outputs` with fn(*inputs) after every new photo or model (in order, after the labels; in a closed
         tab, when it is opened, unless `closed_too`: for a hook that clears another photo's results, which other
         parts of the page read, e.g. the saved page)."""
-        self.renders.append((None if closed_too else self.tab, (fn, list(inputs), list(outputs))))
+        if closed_too:
+            self.clears.append((fn, list(inputs), list(outputs)))
+        else:
+            self.renders.append((self.tab, (fn, list(inputs), list(outputs))))
+
+    def clear_after(self, event):
+        """Chain the hooks that clear another photo's results (`on_photo(closed_too=True)`) after `event` (a new
+        photo or model, before its labels: before any tab can show the photo, and a result asked for of it stays),
+        and mark the tabs' pictures out of date. Returns the last event."""
+        event = event.then(lambda: self.marks.new_photo(session()), None, None, **PRIVATE)
+        for fn, inputs, outputs in self.clears:
+            event = event.then(fn, inputs, outputs, **PRIVATE)
+        return event
 
     def draw_after(self, event):
-        """Chain the photo hooks after `event` (a new photo or model is shown): those of the open tab and outside
-        any tab run, a closed tab's are marked due when it is opened (`wire_redraws`). Returns the last event."""
+        """Chain the photo hooks after `event` (the labels of a new photo or model): those of the tab open when it
+        came and outside any tab run, a closed tab's when it is opened (`wire_redraws`). Returns the last event."""
         for tab, (fn, inputs, outputs) in self.renders:
-            event = event.then(fn if tab is None else self._if_open(tab.elem_id, fn, len(outputs)), inputs, outputs,
+            event = event.then(fn if tab is None else self._if_drawn(tab.elem_id, fn, len(outputs)), inputs, outputs,
                                **PRIVATE)
         return event
 
-    def _if_open(self, tab: str, fn: Callable, count: int) -> Callable:
+    def _if_drawn(self, tab: str, fn: Callable, count: int) -> Callable:
         called = as_gradio_calls(fn)
 
         def step(*values):
-            if self.marks.draw_now(session(), tab, TabMarks.PHOTO):
+            if self.marks.photo_step(session(), tab):
                 return called(*values)
             return gr.skip() if count == 1 else [gr.skip()] * count
 
@@ -196,7 +237,7 @@ class Page:
         drawing the hooks of the open tab (and those outside any tab) and marking the other tabs it changed out of
         date. Opening a tab draws what is out of date in it: its photo hooks in order, each an event showing its
         progress (after a new photo or model), or its hooks of the changed controls."""
-        self.marks.first_tab = tabs[0].elem_id
+        self.marks.tabs = [tab.elem_id for tab in tabs]
         by_control: dict[int, tuple[gr.Component, list]] = {}
         for tab, hook, controls in self.redraws:
             for control in controls:
@@ -214,7 +255,7 @@ class Page:
             def changed(*values, owners=owners, run=run):
                 marks, me = self.marks, session()
                 return run(*values, drawn=[i for i, owner in enumerate(owners)
-                                           if owner is None or marks.draw_now(me, owner, TabMarks.CONTROLS)])
+                                           if owner is None or marks.changed(me, owner)])
 
             control.change(changed, inputs, outputs, **PRIVATE)
         for tab in tabs:
@@ -231,7 +272,10 @@ class Page:
                 return [gr.skip(), *(run(*values) if why == TabMarks.CONTROLS else [gr.skip()] * count)]
 
             # no progress shown: most openings change nothing, and a faded picture would flash on each
-            tab.select(opened, inputs, [due, *outputs], show_progress="hidden", **PRIVATE)
+            # always_last: a click on a tab whose opening is still answered is sent once that one ends, not dropped
+            # (the server would think the previous tab open)
+            tab.select(opened, inputs, [due, *outputs], show_progress="hidden", trigger_mode="always_last",
+                       **PRIVATE)
             if photo_hooks:
                 fn, hook_inputs, hook_outputs = photo_hooks[0]
                 drawing = due.change(fn, hook_inputs, hook_outputs, **PRIVATE)
