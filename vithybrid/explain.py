@@ -5,10 +5,10 @@ One forward keeps what the maps need, as the start of an autograd graph: the tok
 backbone stage whose grid becomes the tokens) and, in every layer, the fused query/key/value projection and the
 attention's output. The forward runs the attention the model is set to (SDPA by default, the fastest, which
 returns no probabilities): the logits are ready when it ends, as soon as a plain forward's (`PhotoPass.logits`: a
-page shows the labels then). One backward of the chosen class's
-logit then gives the gradients of the token stage and of every attention output at once (`PhotoPass.maps`); the
-attention probabilities are recomputed from the queries and keys (softmax(q k^T / sqrt(d)), as the eager kernel
-computes them), and their gradients follow from the outputs' (context = A v, so dA = d(context) v^T):
+page shows the labels then). One backward of the chosen class's logit then gives the gradients of the token
+stage and of every attention output at once (`PhotoPass.maps`); the attention probabilities are recomputed
+from the queries and keys (softmax(q k^T / sqrt(d)), as the eager kernel computes them), and their gradients
+follow from the outputs' (context = A v, so dA = d(context) v^T):
 
 - rollout: attention rollout (Abnar & Zuidema 2020), heads averaged, nothing discarded;
 - class_map: class-specific relevance (Chefer, Gur & Wolf, ICCV 2021) from the attentions and their gradients;
