@@ -17,7 +17,7 @@ import warnings
 import torch
 from torch import nn
 
-_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_ARENA_MAX = -1, -3, -8  # glibc's mallopt parameters (malloc.h)
 OPT_OUT = "VITHYBRID_KEEP_FREED_MEMORY"
 
 
@@ -32,12 +32,18 @@ def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
     the next forward's activations one by one. For ViT-Hybrid-Base at 384x384 that is about 17,000 page faults
     per image at batch 1 and 300,000 at batch 4, 10-15% of a forward on a 2-core CPU, and most of the cost of
     returning every attention map. ONNX Runtime and OpenVINO avoid it with memory arenas; this does the same.
+    It also has every thread allocate from the main heap (one arena): glibc gives threads arenas of their own,
+    built of 64 MB heaps that are unmapped as soon as they empty and that cannot hold a larger block at all, so a
+    thread that runs the model (a server's model thread) would fault in fresh pages on every pass whatever the
+    thresholds: there a photo's maps (explorer's backward and rebuilt attentions) took 1.5-2x as long as in the
+    main thread. Python's own small objects never come here, so the one lock costs little.
     The cost: the process keeps its peak memory for reuse instead of shrinking after a large batch."""
     if os.environ.get(OPT_OUT, "").strip() == "0" or not sys.platform.startswith("linux"):
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        kept = libc.mallopt(_M_MMAP_THRESHOLD, limit_bytes) and libc.mallopt(_M_TRIM_THRESHOLD, 2 * limit_bytes)
+        kept = (libc.mallopt(_M_MMAP_THRESHOLD, limit_bytes) and libc.mallopt(_M_TRIM_THRESHOLD, 2 * limit_bytes)
+                and libc.mallopt(_M_ARENA_MAX, 1))
         return bool(kept)
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
