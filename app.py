@@ -115,6 +115,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cache-mb", type=float, default=None,
                         help="memory for cached analyses, in MB; default $VITHYBRID_CACHE_MB or a quarter of the "
                              "machine's memory (about 100 MB per photo for the full-size model)")
+    parser.add_argument("--passes-mb", type=float, default=None,
+                        help="memory for the graphs held between a pass's forward (the labels) and its backward (the "
+                             "maps), in MB; default $VITHYBRID_PASSES_MB or an eighth of the machine's memory (about "
+                             "200 MB per photo for the full-size model)")
     parser.add_argument("--runtime", choices=["onnx", "openvino"],
                         help="classify the startup model with ONNX Runtime or OpenVINO (exported once into a cache; "
                              "with --int8, an int8 export); the maps, the timing and models picked on the page stay "
@@ -155,7 +159,8 @@ def main(argv: list[str] | None = None) -> None:
     device = ("cuda" if torch.cuda.is_available() else "cpu") if args.device == "auto" else args.device
     keep_freed_memory()  # a server: keep the activations' memory for the next request (vithybrid.optimize)
     try:
-        explorer = Explorer(args.model, device, getattr(torch, args.dtype), args.speed, args.cache_mb)
+        explorer = Explorer(args.model, device, getattr(torch, args.dtype), args.speed, args.cache_mb,
+                            passes_mb=args.passes_mb)
         if args.runtime:
             explorer.runtime_model = load_exported(explorer.name, args.runtime, int8=args.speed == "int8")
     except (ValueError, CheckpointError) as error:  # a combination of options that cannot run, an export that fails

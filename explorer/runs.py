@@ -102,6 +102,8 @@ class Explorer:
         self.device, self.dtype, self.speed = torch.device(device), dtype, speed
         self.cache_mb = default_budget_mb() if cache_mb is None else cache_mb
         self.passes_mb = default_budget_mb(PASSES_VARIABLE, PASSES_SHARE) if passes_mb is None else passes_mb
+        if self.passes_mb < 0:
+            raise ValueError(f"the budget of held graphs cannot be negative, got {self.passes_mb} MB")
         # The model whose batched forward answers several waiting photos' labels at once, and is timed.
         self.fast_model = (quantize_int8(self.model) if speed == "int8" else
                            compile_model(self.model) if speed == "compile" else self.model)
@@ -113,7 +115,7 @@ class Explorer:
         self.crop_hw = (self.processor.crop_size["height"], self.processor.crop_size["width"])
         self.backbone = self.model.vit.embeddings.patch_embeddings.backbone
         self._open: dict[PhotoPass, list[PhotoJob]] = {}  # passes whose graph is held (backward waiting): photos
-        self._photo_bytes: int | None = None  # one photo's share of a held graph, measured on the latest pass
+        self.photo_graph_bytes: int | None = None  # one photo's share of a held graph, measured on the latest pass
         self._label_names: dict[str, list[str] | None] = {}
 
     def label_names(self, language: str) -> list[str] | None:
@@ -127,17 +129,22 @@ class Explorer:
         return self.processor(image)["pixel_values"].to(self.device, self.dtype)
 
     def warm_up(self) -> None:
-        """Run each way this process runs the model once, on a grey picture (nothing is cached): a server's first
-        student then waits for a pass, not for the kernels' and allocator's first-time set-up (the first pass of
-        a fresh process takes about 1.5 times as long), and the budget of held graphs knows a photo's. Call it
-        before serving: it runs outside the work queue. Where a served model does the work, nothing runs here."""
+        """Run each way this process runs the model once, on a grey picture (nothing is cached), on the work
+        queue's thread, which serves: a server's first student then waits for a pass, not for the kernels',
+        the thread's and the allocator's first-time set-up (the first pass of a fresh process takes about 1.5
+        times as long; a thread's first, up to twice), and the budget of held graphs knows a photo's. Call it
+        before serving. Where a served model does the work, nothing runs here."""
         if self.remote is not None:
             return
         pixels = self.pixels(Image.new("RGB", self.crop_hw[::-1], (128, 128, 128)))
-        self._labels_forward(pixels)
-        photo_pass = PhotoPass(self.model, pixels)
-        self._photo_bytes = photo_pass.graph_bytes
-        photo_pass.maps()
+
+        def each_way():
+            self._labels_forward(pixels)
+            photo_pass = PhotoPass(self.model, pixels)
+            self.photo_graph_bytes = photo_pass.graph_bytes
+            photo_pass.maps()
+
+        self.queue.run(Priority.LABELS, each_way)
 
     # -- a photo's labels and analysis ---------------------------------------------------------------------
     def labels(self, image: Image.Image, session: Hashable = LIBRARY) -> list[tuple[int, str, float]]:
@@ -195,6 +202,11 @@ class Explorer:
             self.queue.submit(job.maps)
         return found
 
+    @property
+    def held_graph_bytes(self) -> int:
+        """The memory of the graphs held between passes' forward and backward now (within `passes_mb`)."""
+        return sum(photo_pass.graph_bytes for photo_pass in list(self._open))
+
     def _room_for(self, photos: int) -> int:
         """How many of `photos` may have their pass's graph held: none where the labels come from another model
         than the maps', else as many as fit the budget beside the graphs held already, by the size a photo's took
@@ -202,8 +214,8 @@ class Explorer:
         warm_up measures one, only that one)."""
         if not (self.fast_model is self.model and self.runtime_model is None and self.remote is None):
             return 0
-        held = sum(photo_pass.graph_bytes for photo_pass in list(self._open))
-        fit = 0 if self._photo_bytes is None else int((self.passes_mb * MB - held) // self._photo_bytes)
+        held = self.held_graph_bytes
+        fit = 0 if self.photo_graph_bytes is None else int((self.passes_mb * MB - held) // self.photo_graph_bytes)
         return min(photos, max(fit, 0 if held else 1))
 
     def _run_labels(self, works: list[Work]) -> list[list[tuple[int, str, float]]]:
@@ -216,7 +228,7 @@ class Explorer:
         if held:
             with recording_backbone(self.model) as recorded:
                 photo_pass = PhotoPass(self.model, torch.cat([job.pixels for job in held]))
-            self._open[photo_pass], self._photo_bytes = held, photo_pass.graph_bytes // len(held)
+            self._open[photo_pass], self.photo_graph_bytes = held, photo_pass.graph_bytes // len(held)
             for row, job in enumerate(held):
                 job.photo_pass, job.row, job.backbone = photo_pass, row, of_photo(recorded, row)
                 job.maps.batch_key = (id(self), "maps", id(photo_pass))  # (read when the queue takes the work)

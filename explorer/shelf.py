@@ -15,15 +15,15 @@ class ModelShelf:
     rendering with it keeps it until done). Loads run one at a time, so two sessions asking for the same model
     load it once and memory never holds more than max_loaded + 1 models; a model already on the shelf is
     handed out at once, even while another one loads. New models get the startup model's device, dtype,
-    speed mode and cache budget."""
+    speed mode, cache budget and budget of held graphs."""
 
     def __init__(self, first: Explorer, max_loaded: int = 2, loader: Callable[[str], Explorer] | None = None):
         if max_loaded < 2:
             raise ValueError(f"max_loaded counts the startup model too, so it must be at least 2, got {max_loaded}")
         self.first, self.max_loaded = first, max_loaded
         self._load = loader or (lambda name: Explorer(name, str(first.device), first.dtype, first.speed,
-                                                      first.cache_mb, fallback=False,
-                                                      queue=first.queue))
+                                                      first.cache_mb, fallback=False, queue=first.queue,
+                                                      passes_mb=first.passes_mb))
         self._loaded: OrderedDict[str, Explorer] = OrderedDict({first.name: first})  # least recently used first
         self._lock = threading.Lock()  # guards _loaded
         self._loading = threading.Lock()  # held while a model loads

@@ -35,6 +35,14 @@ def tiny_checkpoint(folder: Path, seed: int = 0, **changes) -> Path:
     return folder
 
 
+def plain_top5(explorer, image) -> list[tuple[int, str, float]]:
+    """An Explorer's photo's top-5 (class index, label, probability) from a plain forward of its model, outside the
+    Explorer's queue and cache: what its answers must be."""
+    with torch.inference_mode():
+        scores, indices = explorer.model(explorer.pixels(image)).logits[0].float().softmax(-1).topk(5)
+    return [(int(i), explorer.model.config.id2label[int(i)], float(p)) for p, i in zip(scores, indices)]
+
+
 def assert_same_arithmetic(actual: torch.Tensor, expected: torch.Tensor) -> None:
     """Outputs of two models with equal weights on equal inputs: the same arithmetic, yet not always the
     same bits. Where a weight lands in memory (its offset in a safetensors file, say) can steer BLAS and

@@ -632,16 +632,27 @@ def test_int8_on_a_gpu_and_bad_speed_modes_are_refused_before_loading():
     assert run.returncode == 2 and "not allowed with argument" in run.stderr
 
 
-def test_the_analysis_cache_budget_comes_from_the_machine_or_the_flag(explorer, monkeypatch):
+def test_the_cache_and_held_graphs_budgets_come_from_the_machine_or_the_flags(explorer, monkeypatch):
     from app import parse_args
-    from explorer import Explorer, default_budget_mb
+    from explorer import Explorer, ModelShelf, default_budget_mb
+    from explorer.cache import machine_memory_mb
+    from explorer.runs import PASSES_VARIABLE
+    from vithybrid import resolve_model
 
     monkeypatch.delenv("VITHYBRID_CACHE_MB", raising=False)
+    monkeypatch.delenv(PASSES_VARIABLE, raising=False)
     assert explorer.cache.budget_bytes == int(default_budget_mb() * 2 ** 20)
-    assert Explorer("shapes", cache_mb=12).cache.budget_bytes == 12 * 2 ** 20
+    assert explorer.passes_mb == pytest.approx(machine_memory_mb() / 8)
+    set_by_hand = Explorer("shapes", cache_mb=12, passes_mb=7)
+    assert set_by_hand.cache.budget_bytes == 12 * 2 ** 20 and set_by_hand.passes_mb == 7
+    picked = ModelShelf(set_by_hand).get(str(resolve_model("shapes")))  # a model picked on the page (by its folder)
+    assert picked is not set_by_hand and (picked.cache_mb, picked.passes_mb) == (12, 7)  # the same budgets
     with pytest.raises(ValueError, match="budget must be positive"):
         Explorer("shapes", cache_mb=0)
+    with pytest.raises(ValueError, match="cannot be negative"):
+        Explorer("shapes", passes_mb=-1)
     assert parse_args(["--cache-mb", "3000"]).cache_mb == 3000 and parse_args([]).cache_mb is None
+    assert parse_args(["--passes-mb", "500"]).passes_mb == 500 and parse_args([]).passes_mb is None
 
 
 def test_a_space_sets_the_model_and_speed_through_variables(monkeypatch):
@@ -865,4 +876,7 @@ def test_tab_marks_draw_the_tab_open_when_a_photo_came_and_each_other_tab_when_o
     assert marks.opened("t", "c") == TabMarks.PHOTO  # sessions apart
     monkeypatch.setattr(TabMarks, "KEEP_S", 0.0)
     marks.new_photo("u")
-    assert set(marks._used) == {"u"} and "s" not in marks._stale and "t" not in marks._open
+    assert marks.sessions == {"u"}  # the others, unused since, are forgotten...
+    monkeypatch.setattr(TabMarks, "KEEP_S", 3600.0)
+    assert marks.opened("t", "b") is None and marks.photo_step("u", "a")  # ...marks and all (t's "b" was out of date)
+    assert marks.sessions == {"t", "u"}

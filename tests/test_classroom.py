@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 from conftest import missing
-from helpers import tiny_model
+from helpers import plain_top5, tiny_model
 from PIL import Image
 
 import visualization as viz
@@ -172,12 +172,19 @@ def test_a_student_alone_pays_one_pass_for_labels_and_maps(explorer):
     assert sizes == [1] and len(explorer.queue.ran) == 2 and rendered[2] == top  # the cache: no more runs
 
 
-def test_warming_up_runs_both_ways_once_and_keeps_nothing(explorer):
+def test_warming_up_runs_both_ways_once_on_the_serving_thread_and_keeps_nothing(explorer):
+    from explorer import Priority
+
     sizes, passes = forwards(explorer), []
-    explorer.model.vit.encoder.register_forward_hook(lambda *_: passes.append(torch.is_grad_enabled()))
+    explorer.model.vit.encoder.register_forward_hook(
+        lambda *_: passes.append((torch.is_grad_enabled(), threading.current_thread().name)))
     explorer.warm_up()
-    assert sizes == [1, 1] and passes == [False, True]  # the labels' forward, then a pass (its graph)
-    assert len(explorer.cache) == 0 and not explorer._open and not explorer.queue.ran
+    assert sizes == [1, 1] and [grad for grad, _ in passes] == [False, True]  # the labels' forward, then a pass
+    assert list(explorer.queue.ran) == [(Priority.LABELS, 1)]  # one turn of the queue...
+    assert len(explorer.cache) == 0 and explorer.held_graph_bytes == 0  # ...that keeps nothing
+    explorer.labels(shapes(1)[0])
+    assert {thread for _, thread in passes} == {passes[-1][1]}  # on the thread that then serves a student
+    assert passes[-1][1] != threading.current_thread().name
 
 
 def six_students_while_busy(explorer):
@@ -187,8 +194,7 @@ def six_students_while_busy(explorer):
     from explorer import Priority
 
     photos = shapes(6)
-    with torch.inference_mode():
-        expected = [explorer._top(explorer.model(explorer.pixels(photo)).logits[0]) for photo in photos]
+    expected = [plain_top5(explorer, photo) for photo in photos]
     sizes = forwards(explorer)
     labels, maps, answered = {}, {}, []
 
@@ -198,6 +204,7 @@ def six_students_while_busy(explorer):
         maps[i] = explorer.analysis(photos[i], session=f"student{i}")
         answered.append("maps")
 
+    before = len(explorer.queue.ran)  # a warm-up's run, say
     with explorer.queue.turn(Priority.LONG):
         threads = [threading.Thread(target=student, args=(i,)) for i in range(6)]
         for thread in threads:
@@ -208,7 +215,7 @@ def six_students_while_busy(explorer):
     for i in range(6):
         assert [index for index, _, _ in labels[i]] == [index for index, _, _ in expected[i]]
         assert maps[i].top[0][0] == expected[i][0][0]
-    return list(explorer.queue.ran)[1:], sizes, answered
+    return list(explorer.queue.ran)[before + 1:], sizes, answered
 
 
 def test_under_load_every_waiting_students_labels_come_before_anyones_maps(explorer):
@@ -219,7 +226,7 @@ def test_under_load_every_waiting_students_labels_come_before_anyones_maps(explo
     explorer.warm_up()  # a pass measured: the budget knows a photo's graph
     ran, sizes, answered = six_students_while_busy(explorer)
     assert ran == [(Priority.LABELS, 6), (Priority.MAPS, 6)]
-    assert sizes == [6] and answered[:6] == ["labels"] * 6 and not explorer._open
+    assert sizes == [6] and answered[:6] == ["labels"] * 6 and explorer.held_graph_bytes == 0
 
 
 def test_past_the_budget_of_held_passes_labels_come_from_a_plain_forward():
@@ -230,7 +237,7 @@ def test_past_the_budget_of_held_passes_labels_come_from_a_plain_forward():
 
     explorer = Explorer("shapes", queue=WorkQueue(max_batch=8))
     explorer.warm_up()
-    explorer.passes_mb = 2.5 * explorer._photo_bytes / 2 ** 20
+    explorer.passes_mb = 2.5 * explorer.photo_graph_bytes / 2 ** 20
     grads = []
     explorer.model.vit.encoder.register_forward_hook(lambda *_: grads.append(torch.is_grad_enabled()))
     ran, sizes, answered = six_students_while_busy(explorer)

@@ -4,11 +4,11 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
+from helpers import plain_top5  # noqa: E402
 from load import resident_mb, run_load, serve, shape_files  # noqa: E402
 
 
@@ -51,8 +51,7 @@ def test_timing_neither_starves_nor_disturbs_classification(served, tmp_path):
     explorer, _ = served
     images = [Image.open(path).convert("RGB").rotate(angle) for path, _ in shape_files(5, tmp_path)
               for angle in (7,)]  # not analysed by another test
-    with torch.inference_mode():
-        expected = [explorer._top(explorer.model(explorer.pixels(image)).logits[0]) for image in images]
+    expected = [plain_top5(explorer, image) for image in images]
     timing = threading.Thread(target=explorer.time_paths, args=(images[0], 8, 30))
     runs = []  # per model run: was it the timing's?
     hook = explorer.model.register_forward_hook(lambda *args: runs.append(threading.current_thread() is timing))

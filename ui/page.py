@@ -161,6 +161,12 @@ class TabMarks:
             self._open[session] = tab
             return self._stale.get(session, {}).pop(tab, None)
 
+    @property
+    def sessions(self) -> set[str]:
+        """The sessions whose marks are kept."""
+        with self._lock:
+            return set(self._used)
+
     def _use(self, session: str) -> None:
         now = time.monotonic()
         self._used[session] = now
