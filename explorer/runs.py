@@ -30,7 +30,7 @@ from vithybrid.checkpoints.labels import translated_labels
 from vithybrid.checkpoints.shipped import resolve_model
 from vithybrid.explain import CLASS_MAP, GRAD_CAM, LAST_LAYER, ROLLOUT, PhotoMaps, PhotoPass, photo_maps
 from vithybrid.model.backbone import backbone_stages
-from vithybrid.optimize import compile_model, quantize_int8
+from vithybrid.optimize import compile_model, quantize_int8, reserve_memory
 from vithybrid.timing import TimingRow, max_logit_difference, time_batch
 
 from . import pictures
@@ -50,6 +50,7 @@ SHARED_QUEUE = WorkQueue()  # one model run at a time on this machine, whichever
 # The graphs of passes whose backward waits: $VITHYBRID_PASSES_MB, else this share of the memory (2 GB on a
 # 16 GB Space: ten photos of the full-size model).
 PASSES_VARIABLE, PASSES_SHARE = "VITHYBRID_PASSES_MB", 0.125
+CLASS_SIZE = 32  # warm_up reserves memory for this many photos' held graphs, at most the budget
 
 
 @dataclass(eq=False)
@@ -132,8 +133,10 @@ class Explorer:
         """Run each way this process runs the model once, on a grey picture (nothing is cached), on the work
         queue's thread, which serves: a server's first student then waits for a pass, not for the kernels',
         the thread's and the allocator's first-time set-up (the first pass of a fresh process takes about 1.5
-        times as long; a thread's first, up to twice), and the budget of held graphs knows a photo's. Call it
-        before serving. Where a served model does the work, nothing runs here."""
+        times as long; a thread's first, up to twice), and the budget of held graphs knows a photo's. Where the
+        process keeps freed memory (vithybrid.optimize.keep_freed_memory, as app.py does), the memory of a class's
+        held graphs is touched once here too (reserve_memory: up to `passes_mb`), so that a class's first labels
+        do not fault it in. Call it before serving. Where a served model does the work, nothing runs here."""
         if self.remote is not None:
             return
         pixels = self.pixels(Image.new("RGB", self.crop_hw[::-1], (128, 128, 128)))
@@ -145,6 +148,7 @@ class Explorer:
             photo_pass.maps()
 
         self.queue.run(Priority.LABELS, each_way)
+        reserve_memory(min(self.passes_mb, CLASS_SIZE * self.photo_graph_bytes / MB))
 
     # -- a photo's labels and analysis ---------------------------------------------------------------------
     def labels(self, image: Image.Image, session: Hashable = LIBRARY) -> list[tuple[int, str, float]]:

@@ -101,9 +101,14 @@ def test_compiled_model_matches_the_reference_on_both_paths(oracle_dir):
 FAULTS_SCRIPT = textwrap.dedent("""
     import resource, sys, threading, torch
     from vithybrid import ViTHybridConfig, ViTHybridForImageClassification
-    from vithybrid.optimize import keep_freed_memory
+    from vithybrid.optimize import keep_freed_memory, reserve_memory
     if sys.argv[1] == "opt-in":
         assert keep_freed_memory() is True
+    reserved = reserve_memory(256)  # then 200 MB of new tensors: pages already mapped, or fresh ones
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    fresh = torch.ones(200 << 20, dtype=torch.uint8)
+    print(reserved, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+    del fresh
     torch.set_num_threads(1)
     # ViT-Hybrid-Base's token count and widths (577 tokens, 12 heads), two layers, a small backbone
     config = ViTHybridConfig(image_size=384, num_hidden_layers=2, backbone_featmap_shape=[1, 64, 24, 24],
@@ -136,18 +141,27 @@ def test_the_model_leaves_malloc_alone_and_keep_freed_memory_spares_the_page_fau
     """A plain CPU forward leaves glibc's malloc as the process set it: every settled forward still faults in
     fresh pages for its large activations (a library must not change a process-wide setting). A program that
     calls `keep_freed_memory()` at its start reuses the last forward's memory instead, in the main thread and in
-    another one (glibc's own arena of a thread unmaps its emptied heaps), unless VITHYBRID_KEEP_FREED_MEMORY=0."""
-    def faults(mode: str) -> list[int]:
+    another one (glibc's own arena of a thread unmaps its emptied heaps), unless VITHYBRID_KEEP_FREED_MEMORY=0; and
+    memory it reserves (`reserve_memory`) is there for new tensors without faults. Without the opt-in, reserving
+    does nothing."""
+    import resource
+
+    def faults(mode: str) -> tuple[bool, int, list[int]]:
         env = {k: v for k, v in os.environ.items() if k != "VITHYBRID_KEEP_FREED_MEMORY"}
         run = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT, mode], capture_output=True, text=True, check=True,
                              env=env)
-        return [int(count) for count in run.stdout.split()[-2:]]
+        reserved, new_tensor, *forwards = run.stdout.split()
+        return reserved == "True", int(new_tensor), [int(count) for count in forwards[-2:]]
 
-    (plain, plain_thread), (opted_in, opted_in_thread) = faults("plain"), faults("opt-in")
+    (reserved, new_plain, (plain, plain_thread)) = faults("plain")
+    (reserved_opted_in, new_opted_in, (opted_in, opted_in_thread)) = faults("opt-in")
     print(f"page faults in a settled forward, main thread / another: {plain} / {plain_thread} by default, "
-          f"{opted_in} / {opted_in_thread} after keep_freed_memory()")
+          f"{opted_in} / {opted_in_thread} after keep_freed_memory(); a new 200 MB tensor: {new_plain} by default, "
+          f"{new_opted_in} in reserved memory")
     assert min(plain, plain_thread) > 5000  # the returned 2 x 12 x 577 x 577 maps alone are 32 MB per layer
     assert max(opted_in, opted_in_thread) < min(plain, plain_thread) / 20
+    assert not reserved and new_plain >= (200 << 20) // resource.getpagesize() * 0.9  # every page faulted in
+    assert reserved_opted_in and new_opted_in < new_plain / 20
     monkeypatch.setenv("VITHYBRID_KEEP_FREED_MEMORY", "0")
     assert keep_freed_memory() is False  # declined before touching the process
 
