@@ -133,10 +133,11 @@ class Explorer:
         """Run each way this process runs the model once, on a grey picture (nothing is cached), on the work
         queue's thread, which serves: a server's first student then waits for a pass, not for the kernels',
         the thread's and the allocator's first-time set-up (the first pass of a fresh process takes about 1.5
-        times as long; a thread's first, up to twice), and the budget of held graphs knows a photo's. Where the
-        process keeps freed memory (vithybrid.optimize.keep_freed_memory, as app.py does), the memory of a class's
-        held graphs is touched once here too (reserve_memory: up to `passes_mb`), so that a class's first labels
-        do not fault it in. Call it before serving. Where a served model does the work, nothing runs here."""
+        times as long; a thread's first, up to twice), and the budget of held graphs knows a photo's. Where graphs
+        are held and the process keeps freed memory (vithybrid.optimize.keep_freed_memory, as app.py does), the
+        memory of a class's held graphs is touched once here too (reserve_memory: up to `passes_mb`), so that a
+        class's first labels do not fault it in. Call it before serving. Where a served model does the work,
+        nothing runs here."""
         if self.remote is not None:
             return
         pixels = self.pixels(Image.new("RGB", self.crop_hw[::-1], (128, 128, 128)))
@@ -148,7 +149,8 @@ class Explorer:
             photo_pass.maps()
 
         self.queue.run(Priority.LABELS, each_way)
-        reserve_memory(min(self.passes_mb, CLASS_SIZE * self.photo_graph_bytes / MB))
+        if self.holds_passes:
+            reserve_memory(min(self.passes_mb, CLASS_SIZE * self.photo_graph_bytes / MB))
 
     # -- a photo's labels and analysis ---------------------------------------------------------------------
     def labels(self, image: Image.Image, session: Hashable = LIBRARY) -> list[tuple[int, str, float]]:
@@ -207,6 +209,12 @@ class Explorer:
         return found
 
     @property
+    def holds_passes(self) -> bool:
+        """Whether the labels come from the first half of the photo's pass (its graph then held for the maps): not
+        where they come from another model than the maps' (int8, compiled, an exported runtime, Ray)."""
+        return self.fast_model is self.model and self.runtime_model is None and self.remote is None
+
+    @property
     def held_graph_bytes(self) -> int:
         """The memory of the graphs held between passes' forward and backward now (within `passes_mb`)."""
         return sum(photo_pass.graph_bytes for photo_pass in list(self._open))
@@ -216,7 +224,7 @@ class Explorer:
         than the maps', else as many as fit the budget beside the graphs held already, by the size a photo's took
         last time (one photo always fits when none is held: a student alone; until a pass has been measured, as
         warm_up measures one, only that one)."""
-        if not (self.fast_model is self.model and self.runtime_model is None and self.remote is None):
+        if not self.holds_passes:
             return 0
         held = self.held_graph_bytes
         fit = 0 if self.photo_graph_bytes is None else int((self.passes_mb * MB - held) // self.photo_graph_bytes)

@@ -187,6 +187,22 @@ def test_warming_up_runs_both_ways_once_on_the_serving_thread_and_keeps_nothing(
     assert passes[-1][1] != threading.current_thread().name
 
 
+def test_warming_up_reserves_the_memory_of_a_class_of_held_graphs_where_graphs_are_held(explorer, monkeypatch):
+    from explorer import runs
+
+    asked = []
+    monkeypatch.setattr(runs, "reserve_memory", asked.append)
+    explorer.warm_up()
+    class_mb = runs.CLASS_SIZE * explorer.photo_graph_bytes / 2 ** 20
+    assert asked == [pytest.approx(min(explorer.passes_mb, class_mb))]
+    explorer.passes_mb = class_mb / 2
+    explorer.warm_up()
+    assert asked[-1] == pytest.approx(class_mb / 2)  # never more than the budget
+    explorer.runtime_model = explorer.model  # labels from another model: no graph is ever held, nothing reserved
+    explorer.warm_up()
+    assert len(asked) == 2
+
+
 def six_students_while_busy(explorer):
     """Six students upload while the model is busy (a timing run, say). Returns (the queue's runs after the busy
     turn as (priority, batch size), the batch sizes of the model's forwards, whether each came first as labels
