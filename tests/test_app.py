@@ -880,3 +880,52 @@ def test_tab_marks_draw_the_tab_open_when_a_photo_came_and_each_other_tab_when_o
     monkeypatch.setattr(TabMarks, "KEEP_S", 3600.0)
     assert marks.opened("t", "b") is None and marks.photo_step("u", "a")  # ...marks and all (t's "b" was out of date)
     assert marks.sessions == {"t", "u"}
+
+
+def test_a_language_switch_runs_no_model_for_a_tab_not_drawn_for_the_photo(tmp_path):
+    """The lab (opened once, closed since) and the token tab are drawn for a new photo when opened; a language switch
+    meanwhile rewrites what the computed maps allow and leaves the rest to that drawing: no model runs (the lab's
+    agreement for a class whose maps nobody asked for would cost a pass)."""
+    import gradio as gr
+
+    import app
+    from explorer import Explorer, ModelShelf
+    from ui import header, lab, tokens
+    from vithybrid.images import load_image
+    from vithybrid.training.shapes import sample
+
+    explorer = Explorer("shapes", cache_mb=50)
+    with gr.Blocks():
+        page, _ = header.build(explorer, ModelShelf(explorer), app.PhotoInput, app.EXAMPLES_DIR)
+        hooks_before = len(page.texts)
+        for tab in (lab, tokens):
+            with gr.Tab(tab.TITLE) as page.tab:
+                tab.build(page)
+    path = tmp_path / "photo.png"
+    sample(seed=31, index=2, size=160).image.save(path)
+    runs = []
+    explorer.model.vit.embeddings.register_forward_hook(lambda *_: runs.append(1))
+
+    def switch(class_index=None) -> dict:
+        """{output's elem_id or type: value} of the two tabs' hooks, called as a switch to Arabic calls them: the lab
+        opened before (its State), the photo, the lab's class."""
+        written = {}
+        for fn, inputs, outputs in page.texts[hooks_before:]:
+            values = [str(path) if component is page.image else
+                      True if isinstance(component, gr.State) and component.value is False else
+                      class_index if component.elem_id == "lab-class" else component.value for component in inputs]
+            result = fn("ar", explorer, *values)
+            for component, value in zip(outputs, result if len(outputs) > 1 else [result]):
+                written[component.elem_id or type(component).__name__] = value
+        return written
+
+    about_the_photo = ["lab-agreement", "lab-cam-text", "lab-classmap-text", "token-text", "token-attention"]
+    written = switch()
+    assert not runs and all(written[key] == gr.update() for key in about_the_photo)  # not analysed yet: left as is
+    analysis = explorer.analysis(load_image(path))
+    runs.clear()
+    written = switch(analysis.top[1][0])  # analysed, but the lab's class's maps not computed
+    assert not runs and all(written[key] == gr.update() for key in about_the_photo[:3])
+    assert isinstance(written["token-text"], str) and written["token-attention"]["alt_text"]  # from the analysis
+    written = switch()  # the top class: its maps came with the photo's pass, so the lab's words are written
+    assert not runs and all(isinstance(written[key], str) and written[key] for key in about_the_photo[:3])

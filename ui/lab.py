@@ -157,9 +157,18 @@ def build_halves(page: Page) -> gr.Dropdown:
         return picture(cam, chosen.backbone_cam(image, class_index, method, stage, session())) + class_picture + agreed
 
     def rewrite(language, chosen, opened, path, class_index, method, stage):
-        """The agreement sentence in a newly picked language (from the cached maps)."""
-        found = usable(page, chosen.name, path, class_index, stage) if opened else None
-        return "" if found is None else agreement_text(language, chosen, found[1], found[3], method, found[4])
+        """The agreement sentence in a newly picked language, from the maps computed: where the tab has not been drawn
+        for this photo yet (closed since it came), the sentence is left to that drawing; nothing runs the model."""
+        image = page.photo(path) if opened else None
+        analysis = None if image is None else chosen.cached(image)
+        if analysis is None:
+            return "" if image is None else gr.update()
+        class_index, stage = resolved(chosen, analysis, class_index, stage)
+        drawn = (analysis.class_map(class_index) is not None
+                 and (class_index, method, stage or chosen.stage_names[-1]) in analysis.cams)
+        if not (drawn or needs_extra(chosen, method, stage)):
+            return gr.update()
+        return agreement_text(language, chosen, image, class_index, method, stage)
 
     inputs = [opened, page.chosen, page.image, class_index, method, stage, page.cmap, page.alpha]
     outputs = cam.outputs + class_map.outputs + [agreement]

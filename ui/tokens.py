@@ -2,6 +2,8 @@
 layer and head, named in the caption, the token outlined on both pictures. The caption and the
 pictures' alternative texts say in words where the token looks."""
 
+import functools
+
 import gradio as gr
 
 import visualization as viz
@@ -34,13 +36,18 @@ def token_words(language, chosen, token, layer, head, fusion) -> str:
                 layer=layer, head=shown_head)
 
 
-def caption(language, chosen, path, token, layer, head, fusion):
-    """The caption (the token, and where it looks once there is a photo) and the two pictures' alternative texts."""
+def caption(language, chosen, path, token, layer, head, fusion, analysed_only: bool = False):
+    """The caption (the token, and where it looks once there is a photo) and the two pictures' alternative texts;
+    with `analysed_only`, where the photo's analysis is not done yet (the tab not drawn for it), all three are left
+    to the drawing (a language switch runs no model)."""
     words = token_words(language, chosen, token, layer, head, fusion)
     image = Page.photo(path)
     if image is None:
         return words, gr.update(), gr.update()
-    looks = describe(language, attention_map(chosen.analysis(image, session()), token, layer, head, fusion))
+    analysis = chosen.cached(image) if analysed_only else chosen.analysis(image, session())
+    if analysis is None:
+        return gr.update(), gr.update(), gr.update()
+    looks = describe(language, attention_map(analysis, token, layer, head, fusion))
     return f"{words} {looks}", gr.update(alt_text=words.replace("**", "")), gr.update(alt_text=looks)
 
 
@@ -105,7 +112,7 @@ def build(page: Page) -> None:
     captioned = [words, grid_image, attention_image]
     page.redraw(show, inputs, captioned, controls=[layer, head, page.fusion, page.cmap, page.alpha])
     page.on_model(lambda name: (1, 1, 1), [], [token, row, col])
-    page.on_text(caption, inputs[1:6], captioned)
+    page.on_text(functools.partial(caption, analysed_only=True), inputs[1:6], captioned)
     # A click on the grid and a typed row and column pick a token the same way.
     picked = [grid_image.select(pick, [page.chosen, page.image], token, **PRIVATE)]
     picked += [box.input(typed, [page.chosen, row, col], token, trigger_mode="always_last", **PRIVATE)
