@@ -22,6 +22,9 @@ from explorer.work import Priority, Work
 
 PHOTOS = [IMAGES / "shape_circle.png", IMAGES / "shape_star.png", IMAGES / "chelsea.png"]
 FLOAT16_ROUNDING = 2 ** -12  # half a float16 step in [0.5, 1), where attention probabilities are largest
+# Two processes' float32 attentions differ by their arithmetic too (another thread count, other kernels: 1e-5 as in
+# helpers.assert_same_arithmetic) before the float16 rounding, which can then land a step apart.
+FLOAT32_ARITHMETIC = 1e-5
 LIMIT_S = 300  # a bound that turns a hang into a failure, never a timing
 
 
@@ -168,7 +171,8 @@ def test_a_replicas_whole_pass_is_the_in_process_one(served, in_process):
         assert len(found.attentions) == len(local.attentions)
         for remote_layer, local_layer in zip(found.attentions, local.attentions):
             assert remote_layer.dtype == torch.float16
-            torch.testing.assert_close(remote_layer.float(), local_layer, rtol=0, atol=FLOAT16_ROUNDING)
+            torch.testing.assert_close(remote_layer.float(), local_layer, rtol=0,
+                                       atol=FLOAT16_ROUNDING + FLOAT32_ARITHMETIC)
 
 
 def test_the_explorer_on_ray_answers_as_the_in_process_one(served, in_process):
@@ -194,7 +198,7 @@ def test_the_explorer_on_ray_answers_as_the_in_process_one(served, in_process):
             assert_same_arithmetic(remote_map, local_map)
         for layer in range(len(expected.attentions)):  # both stored as float16
             torch.testing.assert_close(analysis.attentions[layer], expected.attentions[layer], rtol=0,
-                                       atol=2 * FLOAT16_ROUNDING)
+                                       atol=2 * FLOAT16_ROUNDING + FLOAT32_ARITHMETIC)
         other = analysis.top[1][0]
         assert_same_arithmetic(explorer.class_map(image, other), in_process.class_map(image, other))
     assert forwards  # that other class's map ran here
