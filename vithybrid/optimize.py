@@ -43,7 +43,9 @@ def keep_freed_memory(limit_bytes: int = 1 << 30) -> bool:
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        kept = (libc.mallopt(_M_MMAP_THRESHOLD, limit_bytes) and libc.mallopt(_M_TRIM_THRESHOLD, 2 * limit_bytes)
+        # A trim threshold of -1 never trims the heap's top (mallopt(3)), which keeps what reserve_memory touched
+        # (the former 2 * limit_bytes overflowed C's int to the same effect, for the default limit only).
+        kept = (libc.mallopt(_M_MMAP_THRESHOLD, limit_bytes) and libc.mallopt(_M_TRIM_THRESHOLD, -1)
                 and libc.mallopt(_M_ARENA_MAX, 1))
     except (OSError, AttributeError):  # not glibc (musl has no mallopt)
         return False
