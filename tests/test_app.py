@@ -857,19 +857,20 @@ def test_the_app_sets_a_short_openmp_spin_unless_the_environment_chose(environme
 
 
 def test_tab_marks_draw_the_tab_open_when_a_photo_came_and_each_other_tab_when_opened(monkeypatch):
-    """A new photo: the open tab is drawn by the photo's hooks, every other tab when opened (whole, once); a tab
-    left before its drawing ended is drawn whole when opened again; a shared control marks closed tabs without
-    undoing a photo's mark; a session's marks go when unused for TabMarks.KEEP_S."""
+    """A new photo: its labels draw the tab open when it came, if open still, every other tab is drawn when opened
+    (whole, once); a tab left before the labels came is drawn when opened again; a shared control marks closed tabs
+    without undoing a photo's mark; a session's marks go when unused for TabMarks.KEEP_S."""
     from ui.page import TabMarks
 
     marks = TabMarks()
     marks.tabs = ["a", "b", "c"]
+    assert marks.photo_tab("s") is None  # no photo yet
     marks.new_photo("s")  # a session that has not picked a tab: the first one is open
-    assert marks.photo_step("s", "a") and not marks.photo_step("s", "b")
+    assert marks.photo_tab("s") == "a" and marks.photo_tab("s") == "a"  # a second photo's labels draw it too
     assert marks.opened("s", "b") == TabMarks.PHOTO and marks.opened("s", "b") is None  # drawn once, on opening
-    assert not marks.photo_step("s", "b")  # opened since the photo came: its opening drew it
-    assert not marks.photo_step("s", "a")  # left mid-drawing...
+    assert marks.photo_tab("s") is None  # "a" left before the labels came...
     assert marks.opened("s", "a") == TabMarks.PHOTO  # ...drawn whole when opened again
+    assert marks.photo_tab("s") is None  # and not by a later photo's labels: by its opening
     assert marks.changed("s", "a") and not marks.changed("s", "b")
     assert marks.opened("s", "c") == TabMarks.PHOTO and marks.opened("s", "b") == TabMarks.CONTROLS
     marks.new_photo("t")
@@ -878,7 +879,7 @@ def test_tab_marks_draw_the_tab_open_when_a_photo_came_and_each_other_tab_when_o
     marks.new_photo("u")
     assert marks.sessions == {"u"}  # the others, unused since, are forgotten...
     monkeypatch.setattr(TabMarks, "KEEP_S", 3600.0)
-    assert marks.opened("t", "b") is None and marks.photo_step("u", "a")  # ...marks and all (t's "b" was out of date)
+    assert marks.opened("t", "b") is None and marks.photo_tab("u") == "a"  # ...marks and all (t's "b" was out of date)
     assert marks.sessions == {"t", "u"}
 
 

@@ -188,9 +188,10 @@ def wire(demo: gr.Blocks, page: Page, header: Header) -> None:
     # picture fires `change` with no photo too, and that note must stay.
     page.image.clear(lambda: gr.update(value="", visible=False), None, header.photo_note, **PRIVATE)
     for trigger in (page.image.change, shown.success):
-        checked = page.clear_after(trigger(check_photo, [page.chosen, page.image], [page.image, header.photo_note],
-                                           **PRIVATE))
-        page.draw_after(checked.then(show_labels, [page.chosen, page.image], [header.labels, header.labels_text],
+        checked = trigger(*page.new_photo(check_photo, [page.chosen, page.image], [page.image, header.photo_note]),
+                          **PRIVATE)
+        page.draw_after(checked.then(*page.labels_then_tab(show_labels, [page.chosen, page.image],
+                                                           [header.labels, header.labels_text]),
                                      show_progress="minimal", **PRIVATE))
 
     def left(request: gr.Request):

@@ -4,11 +4,11 @@ in the session's language. A tab is a module with TITLE (its translation key), E
 depend on the page only, never on each other, so they can be built in any order.
 
 Only the open tab is drawn: after a new photo or model, the open tab's pictures (and those outside any tab) are
-drawn, a closed tab's when it is opened (`Page.draw_after`); a change of a control several tabs use (the colour
+drawn, a closed tab's when it is opened (`Page.labels_then_tab`); a change of a control several tabs use (the colour
 map, the opacity, the head fusion) is one event that redraws the open tab, a closed tab it changed is redrawn
 when it is opened (`Page.wire_redraws`). So a new photo costs the pictures a student looks at, and a slider move
 one round trip and one picture, not one per tab: a class's server has every student's photos and moves to serve
-beside the model's work."""
+beside the model's work. A new photo's labels come after one event (`Page.new_photo`), not one per hook."""
 
 from __future__ import annotations
 
@@ -119,7 +119,7 @@ class TabMarks:
         self._lock = threading.Lock()
         self._open: dict[str, str] = {}
         self._stale: dict[str, dict[str, str]] = {}
-        self._drawing: dict[str, str] = {}  # session -> the tab its new photo's pictures are being drawn in
+        self._drawing: dict[str, str] = {}  # session -> the tab its new photo's pictures are drawn in
         self._used: dict[str, float] = {}  # session -> when its marks were last used (time.monotonic)
 
     def new_photo(self, session: str) -> None:
@@ -130,19 +130,18 @@ class TabMarks:
             self._stale[session] = {tab: self.PHOTO for tab in self.tabs if tab != shown}
             self._drawing[session] = shown
 
-    def photo_step(self, session: str, tab: str) -> bool:
-        """Whether a new photo's hook of `tab` runs now: the tab open when the photo came and open still. A tab
-        left before its drawing ended is out of date (drawn whole when opened again); a tab opened since the photo
-        came was drawn by its opening."""
+    def photo_tab(self, session: str) -> str | None:
+        """The tab whose pictures a new photo's labels have drawn next: the tab open when the photo came, if open still;
+        None if it was left since (it is out of date, drawn when opened again, as is a tab opened since the photo
+        came: its opening drew it)."""
         with self._lock:
             self._use(session)
-            if self._drawing.get(session) != tab:
-                return False
-            if self._open.get(session, self.tabs[0]) == tab:
-                return True
+            tab = self._drawing.get(session)
+            if tab is None or self._open.get(session, self.tabs[0]) == tab:
+                return tab
             del self._drawing[session]
             self._stale.setdefault(session, {})[tab] = self.PHOTO
-            return False
+            return None
 
     def changed(self, session: str, tab: str) -> bool:
         """Whether `tab`, one a shared control's change concerns, is open (draw it now); if not, it is marked out
@@ -192,6 +191,7 @@ class Page:
     texts: list[Hook] = field(default_factory=list)
     tab: gr.Tab | None = None  # the tab being built (for a tab that draws only once opened)
     findings: dict[str, gr.State] = field(default_factory=dict)  # what tabs found, for the saved page (ui.save)
+    dues: dict[str, gr.State] = field(default_factory=dict)  # tab -> its photo hooks' trigger (`labels_then_tab`)
     marks: TabMarks = field(default_factory=TabMarks)
 
     # -- the hooks ----------------------------------------------------------------------------------------
@@ -201,35 +201,45 @@ class Page:
         parts of the page read, e.g. the saved page)."""
         if closed_too:
             self.clears.append((fn, list(inputs), list(outputs)))
-        else:
-            self.renders.append((self.tab, (fn, list(inputs), list(outputs))))
+            return
+        self.renders.append((self.tab, (fn, list(inputs), list(outputs))))
+        if self.tab is not None and self.tab.elem_id not in self.dues:
+            self.dues[self.tab.elem_id] = gr.State(0)  # changes when the tab's photo hooks are to draw it
 
-    def clear_after(self, event):
-        """Chain the hooks that clear another photo's results (`on_photo(closed_too=True)`) after `event` (a new
-        photo or model, before its labels: before any tab can show the photo, and a result asked for of it stays),
-        and mark the tabs' pictures out of date. Returns the last event."""
-        event = event.then(lambda: self.marks.new_photo(session()), None, None, **PRIVATE)
-        for fn, inputs, outputs in self.clears:
-            event = event.then(fn, inputs, outputs, **PRIVATE)
-        return event
+    def new_photo(self, fn: Callable, inputs: Sequence, outputs: Sequence) -> tuple[Callable, list, list]:
+        """A new photo or model's first event, fn(*inputs) -> outputs (its check), as (fn, inputs, outputs) of one
+        event that also marks the tabs' pictures out of date and runs the hooks that clear another photo's results
+        (`on_photo(closed_too=True)`): before the labels, so before any tab can show the photo, and a result asked
+        for of it stays. One event, not one each: every event is a round trip before the labels."""
+        inputs, outputs, run = self.combined([(fn, list(inputs), list(outputs)), *self.clears])
+
+        def first(*values):
+            self.marks.new_photo(session())
+            return run(*values)
+
+        return first, inputs, outputs
+
+    def labels_then_tab(self, fn: Callable, inputs: Sequence, outputs: Sequence) -> tuple[Callable, list, list]:
+        """A new photo or model's labels, fn(*inputs) -> outputs, as (fn, inputs, outputs) of an event that then has
+        the tab open when the photo came drawn, if open still (its photo hooks' chain, `wire_redraws`): a closed
+        tab's chain runs when it is opened, not in every photo's chain as steps that draw nothing."""
+        called, count, tabs = as_gradio_calls(fn), len(outputs), list(self.dues)
+
+        def labelled(*values):
+            result = called(*values)
+            shown = self.marks.photo_tab(session())
+            return [*(result if count > 1 else [result]),
+                    *(time.monotonic_ns() if tab == shown else gr.skip() for tab in tabs)]
+
+        return labelled, list(inputs), [*outputs, *self.dues.values()]
 
     def draw_after(self, event):
-        """Chain the photo hooks after `event` (the labels of a new photo or model): those of the tab open when it
-        came and outside any tab run, a closed tab's when it is opened (`wire_redraws`). Returns the last event."""
+        """Chain the photo hooks outside any tab after `event` (a new photo or model's labels). Returns the last
+        event."""
         for tab, (fn, inputs, outputs) in self.renders:
-            event = event.then(fn if tab is None else self._if_drawn(tab.elem_id, fn, len(outputs)), inputs, outputs,
-                               **PRIVATE)
+            if tab is None:
+                event = event.then(fn, inputs, outputs, **PRIVATE)
         return event
-
-    def _if_drawn(self, tab: str, fn: Callable, count: int) -> Callable:
-        called = as_gradio_calls(fn)
-
-        def step(*values):
-            if self.marks.photo_step(session(), tab):
-                return called(*values)
-            return gr.skip() if count == 1 else [gr.skip()] * count
-
-        return step
 
     def redraw(self, fn: Callable, inputs: Sequence, outputs: Sequence, controls: Sequence = ()) -> None:
         """Draw `outputs` with fn(*inputs) after every new photo or model, and whenever one of `controls` changes
@@ -269,22 +279,22 @@ class Page:
                      if owner is tab and any(control._id in shared for control in controls)]
             inputs, outputs, run = self.combined(hooks)
             photo_hooks = [hook for owner, hook in self.renders if owner is tab]
-            due = gr.State(0)  # changes when the tab is opened with a new photo's pictures due
+            dues = [self.dues[tab.elem_id]] if photo_hooks else []
 
-            def opened(*values, name=tab.elem_id, run=run, count=len(outputs)):
+            def opened(*values, name=tab.elem_id, run=run, count=len(outputs), due=len(dues)):
                 why = self.marks.opened(session(), name)
                 if why == TabMarks.PHOTO:
-                    return [time.monotonic_ns(), *[gr.skip()] * count]
-                return [gr.skip(), *(run(*values) if why == TabMarks.CONTROLS else [gr.skip()] * count)]
+                    return [*[time.monotonic_ns()] * due, *[gr.skip()] * count]
+                return [*[gr.skip()] * due, *(run(*values) if why == TabMarks.CONTROLS else [gr.skip()] * count)]
 
             # no progress shown: most openings change nothing, and a faded picture would flash on each
             # always_last: a click on a tab whose opening is still answered is sent once that one ends, not dropped
             # (the server would think the previous tab open)
-            tab.select(opened, inputs, [due, *outputs], show_progress="hidden", trigger_mode="always_last",
+            tab.select(opened, inputs, [*dues, *outputs], show_progress="hidden", trigger_mode="always_last",
                        **PRIVATE)
-            if photo_hooks:
+            if photo_hooks:  # the tab's drawing, after a new photo's labels or its opening
                 fn, hook_inputs, hook_outputs = photo_hooks[0]
-                drawing = due.change(fn, hook_inputs, hook_outputs, **PRIVATE)
+                drawing = dues[0].change(fn, hook_inputs, hook_outputs, **PRIVATE)
                 for fn, hook_inputs, hook_outputs in photo_hooks[1:]:
                     drawing = drawing.then(fn, hook_inputs, hook_outputs, **PRIVATE)
 
