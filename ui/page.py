@@ -191,7 +191,7 @@ class Page:
     texts: list[Hook] = field(default_factory=list)
     tab: gr.Tab | None = None  # the tab being built (for a tab that draws only once opened)
     findings: dict[str, gr.State] = field(default_factory=dict)  # what tabs found, for the saved page (ui.save)
-    dues: dict[str, gr.State] = field(default_factory=dict)  # tab -> its photo hooks' trigger (`labels_then_tab`)
+    dues: dict[str, gr.State] = field(default_factory=dict)  # tab -> its photo hooks' trigger (`_dues`)
     marks: TabMarks = field(default_factory=TabMarks)
 
     # -- the hooks ----------------------------------------------------------------------------------------
@@ -203,8 +203,6 @@ class Page:
             self.clears.append((fn, list(inputs), list(outputs)))
             return
         self.renders.append((self.tab, (fn, list(inputs), list(outputs))))
-        if self.tab is not None and self.tab.elem_id not in self.dues:
-            self.dues[self.tab.elem_id] = gr.State(0)  # changes when the tab's photo hooks are to draw it
 
     def new_photo(self, fn: Callable, inputs: Sequence, outputs: Sequence) -> tuple[Callable, list, list]:
         """A new photo or model's first event, fn(*inputs) -> outputs (its check), as (fn, inputs, outputs) of one
@@ -223,15 +221,23 @@ class Page:
         """A new photo or model's labels, fn(*inputs) -> outputs, as (fn, inputs, outputs) of an event that then has
         the tab open when the photo came drawn, if open still (its photo hooks' chain, `wire_redraws`): a closed
         tab's chain runs when it is opened, not in every photo's chain as steps that draw nothing."""
-        called, count, tabs = as_gradio_calls(fn), len(outputs), list(self.dues)
+        called, count, dues = as_gradio_calls(fn), len(outputs), self._dues()
 
         def labelled(*values):
             result = called(*values)
             shown = self.marks.photo_tab(session())
             return [*(result if count > 1 else [result]),
-                    *(time.monotonic_ns() if tab == shown else gr.skip() for tab in tabs)]
+                    *(time.monotonic_ns() if tab == shown else gr.skip() for tab in dues)]
 
-        return labelled, list(inputs), [*outputs, *self.dues.values()]
+        return labelled, list(inputs), [*outputs, *dues.values()]
+
+    def _dues(self) -> dict[str, gr.State]:
+        """Per tab with photo hooks, the State whose change draws it (call outside the tabs, once all are built: a
+        State inside a closed tab fires its change on the first output it is given, even a gr.skip())."""
+        for tab, _ in self.renders:
+            if tab is not None and tab.elem_id not in self.dues:
+                self.dues[tab.elem_id] = gr.State(None)
+        return self.dues
 
     def draw_after(self, event):
         """Chain the photo hooks outside any tab after `event` (a new photo or model's labels). Returns the last
@@ -279,7 +285,7 @@ class Page:
                      if owner is tab and any(control._id in shared for control in controls)]
             inputs, outputs, run = self.combined(hooks)
             photo_hooks = [hook for owner, hook in self.renders if owner is tab]
-            dues = [self.dues[tab.elem_id]] if photo_hooks else []
+            dues = [self._dues()[tab.elem_id]] if photo_hooks else []
 
             def opened(*values, name=tab.elem_id, run=run, count=len(outputs), due=len(dues)):
                 why = self.marks.opened(session(), name)
