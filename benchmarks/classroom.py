@@ -8,8 +8,8 @@ the opacity slider), against the app served in this process with the full-size a
 The API clients run in a process of their own (students' programs are not the server's), the browsers in
 Chromium's; both at the lowest CPU priority (nice 19): in a classroom they run on the students' machines, so
 here they take only what the server leaves, while still sharing this machine's cores with it. A student alone
-is measured twice: as an API client, then as a browser page. The server starts as `python app.py` starts it
-(malloc setting, warm-up pass).
+is measured as an API client, then as a browser page, each ALONE_ROUNDS times one after another (another photo
+each time, on the same server). The server starts as `python app.py` starts it (malloc setting, warm-up pass).
 
 Prints, per class size: labels p50/p95 and labels + maps p50/p95 (seconds from the upload, and as multiples of
 one SDPA forward measured in the same run, idle, just before), re-render p50/p95 after everyone has uploaded
@@ -57,6 +57,7 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                 "--disable-renderer-backgrounding"]
 SLIDER_MOVES = 4  # per browser page, after every student has uploaded
 DEADLINE_S = 1800  # one class size's whole run: a bound, not a target
+ALONE_ROUNDS = 5  # a student alone is one sample of a noisy machine: measured this many times
 
 
 @dataclass
@@ -71,6 +72,15 @@ class ClassResult:
     images_forwarded: int = 0  # during the class, all students
     peak_rss_mb: float = 0.0
     wrong: list[str] = field(default_factory=list)
+    rounds: int = 1  # a student alone: how many times, one after another
+
+    def add(self, other: ClassResult) -> ClassResult:
+        """This result and a later round's, as one (the images forwarded per student stay per student)."""
+        return ClassResult(self.students, self.forward_s, self.browsers, self.labels_s + other.labels_s,
+                           self.maps_s + other.maps_s, self.rerender_s + other.rerender_s,
+                           self.rerender_model_runs + other.rerender_model_runs,
+                           self.images_forwarded + other.images_forwarded, max(self.peak_rss_mb, other.peak_rss_mb),
+                           self.wrong + other.wrong, self.rounds + other.rounds)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -274,11 +284,12 @@ def report(result: ClassResult) -> str:
     labels = [percentile(result.labels_s, q) for q in (0.5, 0.95)]
     maps = [percentile(result.maps_s, q) for q in (0.5, 0.95)]
     rerender = [percentile(result.rerender_s, q) for q in (0.5, 0.95)]
-    who = str(result.students) if result.students > 1 else "1, browser" if result.browsers else "1, API client"
+    who = (str(result.students) if result.students > 1
+           else f"1, browser ({result.rounds} times)" if result.browsers else f"1, API client ({result.rounds} times)")
     return (f"| {who} | {labels[0]:.1f} s / {labels[1]:.1f} s ({labels[0] / f:.1f}x / {labels[1] / f:.1f}x) "
             f"| {maps[0]:.1f} s / {maps[1]:.1f} s ({maps[0] / f:.1f}x / {maps[1] / f:.1f}x) "
             f"| {rerender[0]:.2f} s / {rerender[1]:.2f} s | {result.rerender_model_runs} "
-            f"| {result.images_forwarded / result.students:.1f} | {result.peak_rss_mb:.0f} MB "
+            f"| {result.images_forwarded / (result.students * result.rounds):.1f} | {result.peak_rss_mb:.0f} MB "
             f"| {len(result.wrong)} |")
 
 
@@ -303,7 +314,7 @@ def main(argv: list[str] | None = None) -> None:
     results = []
     with tempfile.TemporaryDirectory() as folder, sync_playwright() as playwright:
         model = args.model or str(full_size_checkpoint(Path(folder) / "model"))
-        files = photos(max(args.students), Path(folder))
+        files = photos(max(*args.students, ALONE_ROUNDS), Path(folder))
         print("| students | labels p50 / p95 | labels + maps p50 / p95 | re-render p50 / p95 | re-renders that ran "
               "the model | images forwarded per student | peak RSS | wrong answers |")
         print("|---:|---:|---:|---:|---:|---:|---:|---:|")
@@ -311,17 +322,24 @@ def main(argv: list[str] | None = None) -> None:
         classes = [(n, browsers) for n in args.students for browsers in ([0, 1] if n == 1 else [args.browsers])]
         for students, browsers in classes:
             explorer = Explorer(model, fallback=False)  # a fresh app per class: nothing cached
+            # a student alone, several times, one after another (another photo each time: nothing cached)
+            rounds = [files[i:i + 1] for i in range(ALONE_ROUNDS)] if students == 1 else [files[:students]]
             if args.ray:
                 import app
 
                 app.serve_on_ray(explorer, args.ray, args.replicas)
                 if explorer.remote is None:
                     raise SystemExit("classroom.py: --ray: the model is not served on Ray (the line above says why)")
-            expected = expected_labels(explorer, files[:students])
+            expected = expected_labels(explorer, [path for students in rounds for path in students])
             forward_s = one_forward_s(explorer.fast_model, explorer.pixels(sample(seed=1, index=0, size=384).image))
             demo, url = serve(explorer)
             try:
-                result = run_class(explorer, url, files[:students], expected, browsers, forward_s, playwright)
+                result = None
+                for students in rounds:
+                    answered = run_class(explorer, url, students, expected[:len(students)], browsers, forward_s,
+                                         playwright)
+                    expected = expected[len(students):]
+                    result = answered if result is None else result.add(answered)
             finally:
                 demo.close()
             results.append(result)
