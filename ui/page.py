@@ -3,12 +3,12 @@ tab asks to be redrawn after a new photo or model or a control's change, reset a
 in the session's language. A tab is a module with TITLE (its translation key), ELEM_ID and build(page); tabs
 depend on the page only, never on each other, so they can be built in any order.
 
-Only the open tab is drawn: after a new photo or model, the open tab's pictures (and those outside any tab) are
-drawn, a closed tab's when it is opened (`Page.labels_then_tab`); a change of a control several tabs use (the colour
-map, the opacity, the head fusion) is one event that redraws the open tab, a closed tab it changed is redrawn
-when it is opened (`Page.wire_redraws`). So a new photo costs the pictures a student looks at, and a slider move
-one round trip and one picture, not one per tab: a class's server has every student's photos and moves to serve
-beside the model's work. A new photo's labels come after one event (`Page.new_photo`), not one per hook."""
+Only the open tab is drawn: after a new photo or model, the open tab's pictures (and those outside any tab) are drawn, a
+closed tab's when it is opened (`Page.labels_then_tab`); a change of a control several tabs use (the colour map, the
+opacity, the head fusion) is one event that redraws the open tab, a closed tab it changed is redrawn when it is opened
+(`Page.wire_redraws`), and so for every control. So a new photo costs the pictures a student looks at, and a slider move
+one round trip and one picture, not one per tab: a class's server has every student's photos and moves to serve beside
+the model's work. A new photo's labels come after one event (`Page.new_photo`), not one per hook."""
 
 from __future__ import annotations
 
@@ -255,22 +255,17 @@ class Page:
 
     def wire_redraws(self, tabs: Sequence[gr.Tab]) -> None:
         """The control changes' and tab openings' events (call once every tab has registered its hooks; `tabs`: the
-        page's, the first one open). A control of one tab's: its own event. A control of several: one event,
-        drawing the hooks of the open tab (and those outside any tab) and marking the other tabs it changed out of
-        date. Opening a tab draws what is out of date in it: its photo hooks in order, each an event showing its
-        progress (after a new photo or model), or its hooks of the changed controls."""
+        page's, the first one open). A control's change: one event, drawing its hooks in the open tab (and those outside
+        any tab) and marking the closed tabs it changed out of date (one rule for every control: a tab's own control
+        changed by a program with the tab closed draws nothing either). Opening a tab draws what is out of date in it:
+        its photo hooks in order, each an event showing its progress (after a new photo or model), or its hooks of the
+        changed controls."""
         self.marks.tabs = [tab.elem_id for tab in tabs]
         by_control: dict[int, tuple[gr.Component, list]] = {}
         for tab, hook, controls in self.redraws:
             for control in controls:
                 by_control.setdefault(control._id, (control, []))[1].append((tab, hook))
-        shared = set()
         for control, listeners in by_control.values():
-            if len(listeners) == 1:
-                fn, inputs, outputs = listeners[0][1]
-                control.change(fn, inputs, outputs, **PRIVATE)
-                continue
-            shared.add(control._id)
             owners = [None if tab is None else tab.elem_id for tab, _ in listeners]
             inputs, outputs, run = self.combined([hook for _, hook in listeners])
 
@@ -281,8 +276,7 @@ class Page:
 
             control.change(changed, inputs, outputs, **PRIVATE)
         for tab in tabs:
-            hooks = [hook for owner, hook, controls in self.redraws
-                     if owner is tab and any(control._id in shared for control in controls)]
+            hooks = [hook for owner, hook, controls in self.redraws if owner is tab and controls]
             inputs, outputs, run = self.combined(hooks)
             photo_hooks = [hook for owner, hook in self.renders if owner is tab]
             dues = [self._dues()[tab.elem_id]] if photo_hooks else []
