@@ -387,7 +387,8 @@ def test_a_new_photo_or_a_shared_control_redraws_the_open_tab_at_once_and_a_clos
                                                                                                      monkeypatch):
     """The colour map, the opacity and the head fusion have one change event each (not one per tab that uses them);
     a closed tab the change concerns is drawn again when it is opened, and only then; so is a closed tab after a new
-    photo, the page's first one too (no class map asked for by the closed class map and lab tabs)."""
+    photo, the page's first one too (no class map asked for by the closed class map and lab tabs); a tab's opening
+    draws it once."""
     from playwright.sync_api import expect
 
     from app import build_demo
@@ -430,11 +431,15 @@ def test_a_new_photo_or_a_shared_control_redraws_the_open_tab_at_once_and_a_clos
     assert class_map.get_attribute("src") == drawn
     page.get_by_role("tab", name="Class map").click()
     expect(class_map).not_to_have_attribute("src", drawn, timeout=30_000)
-    # The lab's picture (its hook reads the event's request) redrawn by a change while its tab is open
+    # The lab drawn once on its first opening (one agreement computed), and its picture (its hook reads the event's
+    # request) redrawn by a change while its tab is open
+    agreements, agreement_of = [], explorer.agreement
+    monkeypatch.setattr(explorer, "agreement", lambda *args: agreements.append(args) or agreement_of(*args))
     page.get_by_role("tab", name="Explanation lab").click()
     cam = page.locator("#lab-cam img")
     expect(cam).to_be_visible(timeout=60_000)
     page.wait_for_timeout(1000)
+    assert len(agreements) == 1
     drawn = cam.get_attribute("src")
     opacity.fill("0.6")
     opacity.press("Enter")

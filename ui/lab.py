@@ -137,10 +137,12 @@ def build_halves(page: Page) -> gr.Dropdown:
         with gr.Column():
             class_map = page.picture(I18N("classmap.label"), "lab-classmap", height=380)
     agreement = gr.Markdown(elem_id="lab-agreement")
-    opened = gr.State(False)  # whether this session has opened the tab
+    # whether this session has opened the tab: no words in a new language before (it is drawn, as every tab, when
+    # open: ui.page.TabMarks)
+    opened = gr.State(False)
 
-    def draw(opened, name, path, class_index, method, stage, cmap, alpha, request: gr.Request):
-        found = usable(page, name, path, class_index, stage) if opened else None
+    def draw(name, path, class_index, method, stage, cmap, alpha, request: gr.Request):
+        found = usable(page, name, path, class_index, stage)
         if found is None:
             return cam.show(None, None) + class_map.show(None, None) + [""]
         chosen, image, analysis, class_index, stage = found
@@ -170,7 +172,7 @@ def build_halves(page: Page) -> gr.Dropdown:
             return gr.update()
         return agreement_text(language, chosen, image, class_index, method, stage)
 
-    inputs = [opened, page.chosen, page.image, class_index, method, stage, page.cmap, page.alpha]
+    inputs = [page.chosen, page.image, class_index, method, stage, page.cmap, page.alpha]
     outputs = cam.outputs + class_map.outputs + [agreement]
     page.class_picker(class_index)
     page.redraw(draw, inputs, outputs, controls=[page.cmap, page.alpha])
@@ -180,9 +182,7 @@ def build_halves(page: Page) -> gr.Dropdown:
                                           value=page.model_of(name).stage_names[-1]), None), [], [stage, class_index])
     page.on_text(rewrite, [opened, page.image, class_index, method, stage], [agreement])
     page.describe([cam, class_map], words, [opened, class_index, method, stage])
-    # Drawn when the session first opens the tab (a State's change: once); later visits find it drawn.
     page.tab.select(lambda: True, None, opened, show_progress="hidden", **PRIVATE)
-    opened.change(draw, inputs, outputs, **PRIVATE)
     for control in (class_index, method, stage):
         control.select(draw, inputs, outputs, **PRIVATE)
     return class_index
