@@ -131,9 +131,9 @@ class TabMarks:
             self._drawing[session] = shown
 
     def photo_tab(self, session: str) -> str | None:
-        """The tab whose pictures a new photo's labels have drawn next: the tab open when the photo came, if open still;
-        None if it was left since (it is out of date, drawn when opened again, as is a tab opened since the photo
-        came: its opening drew it)."""
+        """The tab to draw once a new photo's labels are in: the tab open when the photo came, if open still; None
+        if it was left since (it is out of date, drawn when opened again; a tab opened since the photo came was
+        drawn by its opening)."""
         with self._lock:
             self._use(session)
             tab = self._drawing.get(session)
@@ -144,7 +144,7 @@ class TabMarks:
             return None
 
     def changed(self, session: str, tab: str) -> bool:
-        """Whether `tab`, one a shared control's change concerns, is open (draw it now); if not, it is marked out
+        """Whether `tab`, one a control's change concerns, is open (draw it now); if not, it is marked out
         of date."""
         with self._lock:
             self._use(session)
