@@ -389,6 +389,7 @@ def test_a_new_photo_or_a_shared_control_redraws_the_open_tab_at_once_and_a_clos
     a closed tab the change concerns is drawn again when it is opened, and only then; so is a closed tab after a new
     photo, the page's first one too (no class map asked for by the closed class map and lab tabs); a tab's opening
     draws it once."""
+    import gradio as gr
     from playwright.sync_api import expect
 
     from app import build_demo
@@ -397,6 +398,11 @@ def test_a_new_photo_or_a_shared_control_redraws_the_open_tab_at_once_and_a_clos
     for elem_id in ("cmap", "alpha", "fusion"):
         control = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == elem_id)
         assert sum((control._id, "change") in fn.targets for fn in demo.fns.values()) == 1, elem_id
+    # The States through which a photo's labels start a tab's drawing sit outside the tabs: one inside a closed tab
+    # fires its change on the first output it is given, even gr.skip(), and would draw that tab (checked below too)
+    dues = [block for fn in demo.fns.values() if fn.name == "labelled" for block in fn.outputs
+            if isinstance(block, gr.State)]
+    assert dues and not any(isinstance(ancestor, gr.Tab) for due in dues for ancestor in ancestors(due))
 
     asked, class_map_of = [], explorer.class_map
     monkeypatch.setattr(explorer, "class_map", lambda *args: asked.append(args) or class_map_of(*args))
@@ -864,6 +870,14 @@ def test_the_app_sets_a_short_openmp_spin_unless_the_environment_chose(environme
                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert run.stdout.split()[-1] == str(expected)
+
+
+def ancestors(block) -> list:
+    """The layout blocks around `block`, innermost first."""
+    found = []
+    while (block := getattr(block, "parent", None)) is not None:
+        found.append(block)
+    return found
 
 
 def test_tab_marks_draw_the_tab_open_when_a_photo_came_and_each_other_tab_when_opened(monkeypatch):
