@@ -187,12 +187,11 @@ def wire(demo: gr.Blocks, page: Page, header: Header) -> None:
     # photo's analysis. The photo removed (its x): its note goes with it. Not in check_photo: clearing a broken
     # picture fires `change` with no photo too, and that note must stay.
     page.image.clear(lambda: gr.update(value="", visible=False), None, header.photo_note, **PRIVATE)
+    check = (check_photo, [page.chosen, page.image], [page.image, header.photo_note])
+    labels = (show_labels, [page.chosen, page.image], [header.labels, header.labels_text])
     for trigger in (page.image.change, shown.success):
-        checked = trigger(*page.new_photo(check_photo, [page.chosen, page.image], [page.image, header.photo_note]),
-                          **PRIVATE)
-        page.draw_after(checked.then(*page.labels_then_tab(show_labels, [page.chosen, page.image],
-                                                           [header.labels, header.labels_text]),
-                                     show_progress="minimal", **PRIVATE))
+        page.draw_after(trigger(*page.new_photo(check, labels), show_progress="minimal", show_progress_on=labels[2],
+                                trigger_mode="always_last", **PRIVATE))
 
     def left(request: gr.Request):
         """A closed tab: its waiting model work is dropped (explorer.work), freeing its place for everyone else."""

@@ -4,11 +4,11 @@ in the session's language. A tab is a module with TITLE (its translation key), E
 depend on the page only, never on each other, so they can be built in any order.
 
 Only the open tab is drawn: after a new photo or model, the open tab's pictures (and those outside any tab) are drawn, a
-closed tab's when it is opened (`Page.labels_then_tab`); a change of a control several tabs use (the colour map, the
+closed tab's when it is opened (`Page.new_photo`); a change of a control several tabs use (the colour map, the
 opacity, the head fusion) is one event that redraws the open tab, a closed tab it changed is redrawn when it is opened
 (`Page.wire_redraws`), and so for every control. So a new photo costs the pictures a student looks at, and a slider move
 one round trip and one picture, not one per tab: a class's server has every student's photos and moves to serve beside
-the model's work. A new photo's labels come after one event (`Page.new_photo`), not one per hook."""
+the model's work. A new photo's check, labels and open tab's cue are one event (`Page.new_photo`), not one per hook."""
 
 from __future__ import annotations
 
@@ -204,32 +204,30 @@ class Page:
             return
         self.renders.append((self.tab, (fn, list(inputs), list(outputs))))
 
-    def new_photo(self, fn: Callable, inputs: Sequence, outputs: Sequence) -> tuple[Callable, list, list]:
-        """A new photo or model's first event, fn(*inputs) -> outputs (its check), as (fn, inputs, outputs) of one
-        event that also marks the tabs' pictures out of date and runs the hooks that clear another photo's results
-        (`on_photo(closed_too=True)`): before the labels, so before any tab can show the photo, and a result asked
-        for of it stays. One event, not one each: every event is a round trip before the labels."""
-        inputs, outputs, run = self.combined([(fn, list(inputs), list(outputs)), *self.clears])
+    def new_photo(self, check: Hook, labels: Hook) -> tuple[Callable, list, list]:
+        """A new photo or model's event, as (fn, inputs, outputs): its check, then its labels (each a hook, fn(*inputs)
+        -> outputs), then the drawing of the tab that was open when the photo came, if open still (its photo hooks'
+        chain, `wire_redraws`; a closed tab's chain runs when it is opened, not in every photo's chain as steps that
+        draw nothing). First it marks the tabs' pictures out of date and runs the hooks that clear another photo's
+        results (`on_photo(closed_too=True)`): before the labels, so before any tab can show the photo, and a result
+        asked for of it stays. One event, not one each: each is a round trip before the labels (over a network, a
+        round trip each way). The check's note shows with the labels, which for a file that cannot be read come at
+        once (none). Give the event trigger_mode="always_last": a photo that comes while one's labels are computed
+        is answered after them, not dropped."""
+        check_inputs, check_outputs, check_run = self.combined([check, *self.clears])
+        labels_fn, label_inputs, label_outputs = labels
+        called, dues = as_gradio_calls(labels_fn), self._dues()
 
-        def first(*values):
-            self.marks.new_photo(session())
-            return run(*values)
-
-        return first, inputs, outputs
-
-    def labels_then_tab(self, fn: Callable, inputs: Sequence, outputs: Sequence) -> tuple[Callable, list, list]:
-        """A new photo or model's labels, fn(*inputs) -> outputs, as (fn, inputs, outputs) of an event that then has
-        the tab open when the photo came drawn, if open still (its photo hooks' chain, `wire_redraws`): a closed
-        tab's chain runs when it is opened, not in every photo's chain as steps that draw nothing."""
-        called, count, dues = as_gradio_calls(fn), len(outputs), self._dues()
-
-        def labelled(*values):
-            result = called(*values)
-            shown = self.marks.photo_tab(session())
-            return [*(result if count > 1 else [result]),
+        def checked_and_labelled(*values):
+            me = session()
+            self.marks.new_photo(me)
+            checked = check_run(*values[:len(check_inputs)])
+            result = called(*values[len(check_inputs):])
+            shown = self.marks.photo_tab(me)
+            return [*checked, *(result if len(label_outputs) > 1 else [result]),
                     *(time.monotonic_ns() if tab == shown else gr.skip() for tab in dues)]
 
-        return labelled, list(inputs), [*outputs, *dues.values()]
+        return checked_and_labelled, [*check_inputs, *label_inputs], [*check_outputs, *label_outputs, *dues.values()]
 
     def _dues(self) -> dict[str, gr.State]:
         """Per tab with photo hooks, the State whose change draws it (call outside the tabs, once all are built: a
