@@ -12,11 +12,11 @@ is measured as an API client, then as a browser page, each ALONE_ROUNDS times on
 each time, on the same server). The server starts as `python app.py` starts it (malloc setting, warm-up pass).
 
 Prints, per class size: labels p50/p95 and labels + maps p50/p95 (seconds from the upload, and as multiples of
-one SDPA forward measured in the same run, on the served model, idle, just before the round: a student alone's
-5 rounds each against its own, since this machine's speed moves within minutes), re-render p50/p95 after
-everyone has uploaded (slider moves in the browsers), how many re-renders ran the model, images forwarded per
-student, and the process's peak resident memory. Every answer is checked against the student's own photo. Run
-it from another checkout (PYTHONPATH=that checkout) to measure that version the same way.
+one SDPA forward measured in the same run, on the served model, idle, the mean of one just before the round and one
+just after: a student alone's rounds each against its own, since this machine's speed moves within minutes),
+re-render p50/p95 after everyone has uploaded (slider moves in the browsers), how many re-renders ran the model,
+images forwarded per student, and the process's peak resident memory. Every answer is checked against the
+student's own photo. Run it from another checkout (PYTHONPATH=that checkout) to measure that version the same way.
 
 With --ray, the app sends its labels and passes to Ray Serve replicas as `python app.py --ray` does (deployed
 afresh for each class, before its clock starts); the images forwarded and the peak memory are then this process's
@@ -58,13 +58,13 @@ CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-
                 "--disable-renderer-backgrounding"]
 SLIDER_MOVES = 4  # per browser page, after every student has uploaded
 DEADLINE_S = 1800  # one class size's whole run: a bound, not a target
-ALONE_ROUNDS = 5  # a student alone is one sample of a noisy machine: measured this many times
+ALONE_ROUNDS = 9  # a student alone is one sample of a noisy machine: measured this many times
 
 
 @dataclass
 class ClassResult:
     students: int
-    forward_s: list[float]  # one SDPA forward at batch 1, idle, just before each round
+    forward_s: list[float]  # per round, one SDPA forward at batch 1, idle (the mean of one before it and one after)
     browsers: int = 0  # of the students, how many were browser pages (the others: API clients)
     labels_s: list[float] = field(default_factory=list)  # upload -> labels, per student
     maps_s: list[float] = field(default_factory=list)  # upload -> labels and maps, per student
@@ -85,6 +85,13 @@ class ClassResult:
                            self.images_forwarded + other.images_forwarded, max(self.peak_rss_mb, other.peak_rss_mb),
                            self.wrong + other.wrong, self.rounds + other.rounds, self.labels_x + other.labels_x,
                            self.maps_x + other.maps_x)
+
+    def against(self, forward_s: float) -> ClassResult:
+        """This round's times as multiples of its forward too."""
+        self.forward_s = [forward_s]
+        self.labels_x = [seconds / forward_s for seconds in self.labels_s]
+        self.maps_x = [seconds / forward_s for seconds in self.maps_s]
+        return self
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -237,9 +244,8 @@ def niced_chromium() -> str:
     return str(launcher)
 
 
-def run_class(explorer, url: str, files: list[Path], expected: list[dict], browsers: int, forward_s: float,
-              playwright) -> ClassResult:
-    result = ClassResult(len(files), [forward_s], browsers=min(browsers, len(files)))
+def run_class(explorer, url: str, files: list[Path], expected: list[dict], browsers: int, playwright) -> ClassResult:
+    result = ClassResult(len(files), [], browsers=min(browsers, len(files)))
     images = []
     hook = explorer.model.vit.embeddings.register_forward_hook(lambda module, args, out: images.append(len(out)))
     in_browser = result.browsers
@@ -280,8 +286,6 @@ def run_class(explorer, url: str, files: list[Path], expected: list[dict], brows
         if clients.is_alive():
             clients.kill()
     result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result.labels_x = [seconds / forward_s for seconds in result.labels_s]
-    result.maps_x = [seconds / forward_s for seconds in result.maps_s]
     return result
 
 
@@ -341,10 +345,10 @@ def main(argv: list[str] | None = None) -> None:
             try:
                 result = None
                 for students in rounds:
-                    # the machine's speed moves within minutes: each round against a forward measured just before it
-                    forward_s = one_forward_s(explorer.fast_model, grey)
-                    answered = run_class(explorer, url, students, expected[:len(students)], browsers, forward_s,
-                                         playwright)
+                    # the machine's speed moves within minutes: each round against forwards measured around it
+                    before = one_forward_s(explorer.fast_model, grey)
+                    answered = run_class(explorer, url, students, expected[:len(students)], browsers, playwright)
+                    answered.against((before + one_forward_s(explorer.fast_model, grey)) / 2)
                     expected = expected[len(students):]
                     result = answered if result is None else result.add(answered)
             finally:
@@ -353,9 +357,9 @@ def main(argv: list[str] | None = None) -> None:
             print(report(result), flush=True)
             for line in result.wrong[:5]:
                 print("  wrong:", line)
-    print("one SDPA forward (batch 1, idle, median of 3): " + ", ".join(
-        f"{min(r.forward_s):.2f}-{max(r.forward_s):.2f} s before the {r.rounds} rounds of {r.students}" if r.rounds > 1
-        else f"{r.forward_s[0]:.2f} s before the class of {r.students}" for r in results))
+    print("one SDPA forward (batch 1, idle, median of 3, before and after each round): " + ", ".join(
+        f"{min(r.forward_s):.2f}-{max(r.forward_s):.2f} s around the {r.rounds} rounds of {r.students}" if r.rounds > 1
+        else f"{r.forward_s[0]:.2f} s around the class of {r.students}" for r in results))
     if args.json:
         args.json.write_text(json.dumps([asdict(r) for r in results], indent=1))
 
