@@ -434,14 +434,18 @@ def test_a_new_photo_or_a_shared_control_redraws_the_open_tab_at_once_and_a_clos
     assert class_map.get_attribute("src") == drawn  # closed: not drawn yet
     page.get_by_role("tab", name="Class map").click()
     expect(class_map).not_to_have_attribute("src", drawn, timeout=30_000)  # drawn on opening
-    # A new photo with the class map closed: drawn when opened, not before
+    # A new photo with the class map closed: drawn when opened, not before; its labels asked for once (the Image
+    # sends `change` twice when a photo replaces another)
     drawn = class_map.get_attribute("src")
     page.get_by_role("tab", name="Rollout").click()
     before = rollout.get_attribute("src")
+    labelled, labels_of = [], explorer.labels
+    monkeypatch.setattr(explorer, "labels", lambda *args: labelled.append(args) or labels_of(*args))
     page.locator("#inp input[type=file]").set_input_files(str(ROOT / "examples" / "shape_star.png"))
     expect(rollout).not_to_have_attribute("src", before, timeout=30_000)
-    page.wait_for_timeout(1000)  # room for a wrong drawing of the closed tab to arrive
+    page.wait_for_timeout(1000)  # room for a wrong drawing of the closed tab, or a second labelling, to arrive
     assert class_map.get_attribute("src") == drawn
+    assert len(labelled) == 1
     page.get_by_role("tab", name="Class map").click()
     expect(class_map).not_to_have_attribute("src", drawn, timeout=30_000)
     # The lab drawn once on its first opening (one agreement computed), and its picture (its hook reads the event's
@@ -890,7 +894,8 @@ def ancestors(block) -> list:
 def test_tab_marks_draw_the_tab_open_when_a_photo_came_and_each_other_tab_when_opened(monkeypatch):
     """A new photo: its labels draw the tab open when it came, if open still, every other tab is drawn when opened
     (whole, once); a tab left before the labels came is drawn when opened again; a shared control marks closed tabs
-    without undoing a photo's mark; a session's marks go when unused for TabMarks.KEEP_S."""
+    without undoing a photo's mark; a session's marks go when unused for TabMarks.KEEP_S; the photo whose labels are
+    given or being computed is not new again, unless they failed."""
     from ui.page import TabMarks
 
     marks = TabMarks()
@@ -912,6 +917,13 @@ def test_tab_marks_draw_the_tab_open_when_a_photo_came_and_each_other_tab_when_o
     monkeypatch.setattr(TabMarks, "KEEP_S", 3600.0)
     assert marks.opened("t", "b") is None and marks.photo_tab("u") == "a"  # ...marks and all (t's "b" was out of date)
     assert marks.sessions == {"t", "u"}
+    # The photo whose labels are given or being computed is not new again (the Image's second `change`)...
+    assert marks.new_photo("v", ("model", "star.png")) and marks.opened("v", "b") == TabMarks.PHOTO
+    assert not marks.new_photo("v", ("model", "star.png")) and marks.opened("v", "c") == TabMarks.PHOTO
+    assert marks.opened("v", "a") is None  # nothing marked by the second ("a" would be, "b" being open then)
+    assert marks.new_photo("v", ("other model", "star.png")) and marks.new_photo("v", ("model", "star.png"))
+    marks.unlabelled("v")  # ...unless its labels failed
+    assert marks.new_photo("v", ("model", "star.png")) and marks.new_photo("v") and marks.new_photo("v")
 
 
 def test_a_language_switch_runs_no_model_for_a_tab_not_drawn_for_the_photo(tmp_path):

@@ -189,9 +189,9 @@ def wire(demo: gr.Blocks, page: Page, header: Header) -> None:
     page.image.clear(lambda: gr.update(value="", visible=False), None, header.photo_note, **PRIVATE)
     check = (check_photo, [page.chosen, page.image], [page.image, header.photo_note])
     labels = (show_labels, [page.chosen, page.image], [header.labels, header.labels_text])
-    for trigger in (page.image.change, shown.success):
-        page.draw_after(trigger(*page.new_photo(check, labels), show_progress="minimal", show_progress_on=labels[2],
-                                trigger_mode="always_last", **PRIVATE))
+    for trigger, once in ((page.image.change, True), (shown.success, False)):  # a model picked again: all drawn again
+        page.draw_after(trigger(*page.new_photo(check, labels, once), show_progress="minimal",
+                                show_progress_on=labels[2], trigger_mode="always_last", **PRIVATE))
 
     def left(request: gr.Request):
         """A closed tab: its waiting model work is dropped (explorer.work), freeing its place for everyone else."""

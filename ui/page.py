@@ -17,7 +17,7 @@ import inspect
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 
 import gradio as gr
@@ -120,15 +120,27 @@ class TabMarks:
         self._open: dict[str, str] = {}
         self._stale: dict[str, dict[str, str]] = {}
         self._drawing: dict[str, str] = {}  # session -> the tab its new photo's pictures are drawn in
+        self._photo: dict[str, Hashable] = {}  # session -> the photo (and model) its latest labels are for
         self._used: dict[str, float] = {}  # session -> when its marks were last used (time.monotonic)
 
-    def new_photo(self, session: str) -> None:
-        """A new photo or model: every tab but the open one is out of date; the open one is drawn now."""
+    def new_photo(self, session: str, photo: Hashable = None) -> bool:
+        """A new photo or model: every tab but the open one is out of date; the open one is drawn now. False, and
+        nothing marked, for the `photo` (not None) the session's latest labels are for, given or being computed:
+        its pictures are drawn or being drawn."""
         with self._lock:
             self._use(session)
+            if photo is not None and self._photo.get(session) == photo:
+                return False
+            self._photo[session] = photo
             shown = self._open.get(session, self.tabs[0])
             self._stale[session] = {tab: self.PHOTO for tab in self.tabs if tab != shown}
             self._drawing[session] = shown
+            return True
+
+    def unlabelled(self, session: str) -> None:
+        """The latest photo's labels failed: that photo is new again."""
+        with self._lock:
+            self._photo.pop(session, None)
 
     def photo_tab(self, session: str) -> str | None:
         """The tab to draw once a new photo's labels are in: the tab open when the photo came, if open still; None
@@ -171,7 +183,7 @@ class TabMarks:
         self._used[session] = now
         for old in [other for other, used in self._used.items() if now - used > self.KEEP_S]:
             del self._used[old]
-            for marks in (self._open, self._stale, self._drawing):
+            for marks in (self._open, self._stale, self._drawing, self._photo):
                 marks.pop(old, None)
 
 
@@ -204,7 +216,7 @@ class Page:
             return
         self.renders.append((self.tab, (fn, list(inputs), list(outputs))))
 
-    def new_photo(self, check: Hook, labels: Hook) -> tuple[Callable, list, list]:
+    def new_photo(self, check: Hook, labels: Hook, once: bool = False) -> tuple[Callable, list, list]:
         """A new photo or model's event, as (fn, inputs, outputs): its check, then its labels (each a hook, fn(*inputs)
         -> outputs), then the drawing of the tab that was open when the photo came, if open still (its photo hooks'
         chain, `wire_redraws`; a closed tab's chain runs when it is opened, not in every photo's chain as steps that
@@ -213,16 +225,23 @@ class Page:
         asked for of it stays. One event, not one each: each is a round trip before the labels (over a network, a
         round trip each way). The check's note shows with the labels, which for a file that cannot be read come at
         once (none). Give the event trigger_mode="always_last": a photo that comes while one's labels are computed
-        is answered after them, not dropped."""
+        is answered after them, not dropped. With `once`, the event does nothing for the labels' inputs (the model
+        and the photo) the session's latest labels are for, given or being computed: a browser's gr.Image sends
+        `change` twice at once, with the same photo, when a photo replaces another."""
         check_inputs, check_outputs, check_run = self.combined([check, *self.clears])
         labels_fn, label_inputs, label_outputs = labels
         called, dues = as_gradio_calls(labels_fn), self._dues()
 
         def checked_and_labelled(*values):
-            me = session()
-            self.marks.new_photo(me)
-            checked = check_run(*values[:len(check_inputs)])
-            result = called(*values[len(check_inputs):])
+            me, photo = session(), tuple(values[len(check_inputs):])
+            if not self.marks.new_photo(me, photo if once else None):
+                return [gr.skip()] * (len(check_outputs) + len(label_outputs) + len(dues))
+            try:
+                checked = check_run(*values[:len(check_inputs)])
+                result = called(*values[len(check_inputs):])
+            except BaseException:
+                self.marks.unlabelled(me)  # the same photo again is answered again
+                raise
             shown = self.marks.photo_tab(me)
             return [*checked, *(result if len(label_outputs) > 1 else [result]),
                     *(time.monotonic_ns() if tab == shown else gr.skip() for tab in dues)]
