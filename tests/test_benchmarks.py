@@ -1,8 +1,10 @@
 """Benchmarks end to end at tiny sizes: benchmarks/speed.py (every variant runs, and transformers with our weights
-gives our logits), checkpointing_memory.py (what a checkpointed layer keeps) and analyze_speed.py (the local
-backend, and a run that writes error rows stops it). No timed assertions: the figures depend on the machine."""
+gives our logits), checkpointing_memory.py (what a checkpointed layer keeps), analyze_speed.py (the local
+backend, and a run that writes error rows stops it) and classroom.py's ratios (each round against its own forward).
+No timed assertions: the figures depend on the machine."""
 
 import importlib.util
+import os
 import json
 import subprocess
 import sys
@@ -93,3 +95,21 @@ def test_analyze_speed_stops_when_a_run_writes_an_error_row(tmp_path):
     (photos / "broken.png").write_bytes(b"not a PNG")
     with pytest.raises(SystemExit, match="3 rows, 1 with an error, for 3 photos"):
         benchmark.seconds(photos, "shapes", [], 2, tmp_path)
+
+
+def test_the_classroom_benchmark_takes_each_round_against_its_own_forward(monkeypatch):
+    """A student alone's rounds, each timed against the forward measured around it: the printed ratios are the
+    rounds' own (a slow round on a slow machine is not a slow app), their p50 / p95, not pooled seconds over one
+    forward."""
+    monkeypatch.setattr("os.environ", dict(os.environ))  # the script's environment settings stay in this test
+    spec = importlib.util.spec_from_file_location("classroom", SCRIPT.with_name("classroom.py"))
+    benchmark = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "classroom", benchmark)  # its dataclasses look their module up
+    spec.loader.exec_module(benchmark)
+    rounds = [benchmark.ClassResult(1, [], labels_s=[labels], maps_s=[maps]).against(forward)
+              for labels, maps, forward in ((1.2, 2.4, 1.0), (2.2, 4.6, 2.0), (1.1, 2.2, 1.0))]
+    alone = rounds[0].add(rounds[1]).add(rounds[2])
+    assert alone.rounds == 3 and alone.forward_s == [1.0, 2.0, 1.0] and alone.labels_s == [1.2, 2.2, 1.1]
+    assert alone.labels_x == pytest.approx([1.2, 1.1, 1.1]) and alone.maps_x == pytest.approx([2.4, 2.3, 2.2])
+    row = benchmark.report(alone)
+    assert "| 1, API client (3 times) | 1.2 s / 2.2 s (1.10x / 1.20x) | 2.4 s / 4.6 s (2.30x / 2.40x) |" in row
