@@ -922,7 +922,9 @@ def test_tab_marks_draw_the_tab_open_when_a_photo_came_and_each_other_tab_when_o
     assert not marks.new_photo("v", ("model", "star.png")) and marks.opened("v", "c") == TabMarks.PHOTO
     assert marks.opened("v", "a") is None  # nothing marked by the second ("a" would be, "b" being open then)
     assert marks.new_photo("v", ("other model", "star.png")) and marks.new_photo("v", ("model", "star.png"))
-    marks.unlabelled("v")  # ...unless its labels failed
+    marks.unlabelled("v", ("other model", "star.png"))  # not the latest: nothing changes
+    assert not marks.new_photo("v", ("model", "star.png"))
+    marks.unlabelled("v", ("model", "star.png"))  # ...unless its labels failed
     assert marks.new_photo("v", ("model", "star.png")) and marks.new_photo("v") and marks.new_photo("v")
 
 

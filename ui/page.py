@@ -137,10 +137,11 @@ class TabMarks:
             self._drawing[session] = shown
             return True
 
-    def unlabelled(self, session: str) -> None:
-        """The latest photo's labels failed: that photo is new again."""
+    def unlabelled(self, session: str, photo: Hashable) -> None:
+        """The labels of `photo` failed: it is new again (if the session's latest)."""
         with self._lock:
-            self._photo.pop(session, None)
+            if self._photo.get(session) == photo:
+                del self._photo[session]
 
     def photo_tab(self, session: str) -> str | None:
         """The tab to draw once a new photo's labels are in: the tab open when the photo came, if open still; None
@@ -240,7 +241,7 @@ class Page:
                 checked = check_run(*values[:len(check_inputs)])
                 result = called(*values[len(check_inputs):])
             except BaseException:
-                self.marks.unlabelled(me)  # the same photo again is answered again
+                self.marks.unlabelled(me, photo)  # the same photo again is answered again
                 raise
             shown = self.marks.photo_tab(me)
             return [*checked, *(result if len(label_outputs) > 1 else [result]),
