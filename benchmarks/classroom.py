@@ -87,7 +87,7 @@ class ClassResult:
                            self.maps_x + other.maps_x)
 
     def against(self, forward_s: float) -> ClassResult:
-        """This round's times as multiples of its forward too."""
+        """This round's result (itself, changed) with its times as multiples of `forward_s` too."""
         self.forward_s = [forward_s]
         self.labels_x = [seconds / forward_s for seconds in self.labels_s]
         self.maps_x = [seconds / forward_s for seconds in self.maps_s]
@@ -340,15 +340,15 @@ def main(argv: list[str] | None = None) -> None:
                 if explorer.remote is None:
                     raise SystemExit("classroom.py: --ray: the model is not served on Ray (the line above says why)")
             expected = expected_labels(explorer, [path for students in rounds for path in students])
-            grey = explorer.pixels(sample(seed=1, index=0, size=384).image)
+            pixels = explorer.pixels(sample(seed=1, index=0, size=384).image)
             demo, url = serve(explorer)
             try:
                 result = None
                 for students in rounds:
                     # the machine's speed moves within minutes: each round against forwards measured around it
-                    before = one_forward_s(explorer.fast_model, grey)
+                    before = one_forward_s(explorer.fast_model, pixels)
                     answered = run_class(explorer, url, students, expected[:len(students)], browsers, playwright)
-                    answered.against((before + one_forward_s(explorer.fast_model, grey)) / 2)
+                    answered.against((before + one_forward_s(explorer.fast_model, pixels)) / 2)
                     expected = expected[len(students):]
                     result = answered if result is None else result.add(answered)
             finally:

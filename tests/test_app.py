@@ -1,5 +1,6 @@
 """The app served on loopback with the shipped shapes model: its API, a real browser, the fallback banner."""
 
+import inspect
 import json
 import os
 import re
@@ -409,6 +410,7 @@ def test_a_new_photo_or_a_shared_control_redraws_the_open_tab_at_once_and_a_clos
     photo = next(block for block in demo.blocks.values() if getattr(block, "elem_id", None) == "inp")
     first = [fn for fn in demo.fns.values() if (photo._id, "change") in fn.targets]
     assert [fn.name for fn in first] == ["checked_and_labelled"] and first[0].trigger_mode == "always_last"
+    assert inspect.isgeneratorfunction(first[0].fn)  # the check's note and clearing sent before the labels
     assert "labels" in [getattr(block, "elem_id", None) for block in first[0].outputs]
 
     asked, class_map_of = [], explorer.class_map
@@ -894,8 +896,8 @@ def ancestors(block) -> list:
 def test_tab_marks_draw_the_tab_open_when_a_photo_came_and_each_other_tab_when_opened(monkeypatch):
     """A new photo: its labels draw the tab open when it came, if open still, every other tab is drawn when opened
     (whole, once); a tab left before the labels came is drawn when opened again; a shared control marks closed tabs
-    without undoing a photo's mark; a session's marks go when unused for TabMarks.KEEP_S; the photo whose labels are
-    given or being computed is not new again, unless they failed."""
+    without undoing a photo's mark; a session's marks go when unused for TabMarks.KEEP_S; the latest photo is not new
+    again while its event runs or just after."""
     from ui.page import TabMarks
 
     marks = TabMarks()
@@ -917,15 +919,18 @@ def test_tab_marks_draw_the_tab_open_when_a_photo_came_and_each_other_tab_when_o
     monkeypatch.setattr(TabMarks, "KEEP_S", 3600.0)
     assert marks.opened("t", "b") is None and marks.photo_tab("u") == "a"  # ...marks and all (t's "b" was out of date)
     assert marks.sessions == {"t", "u"}
-    # The photo whose labels are given or being computed is not new again (the Image's second `change`)...
-    assert marks.new_photo("v", ("model", "star.png")) and marks.opened("v", "b") == TabMarks.PHOTO
-    assert not marks.new_photo("v", ("model", "star.png")) and marks.opened("v", "c") == TabMarks.PHOTO
-    assert marks.opened("v", "a") is None  # nothing marked by the second ("a" would be, "b" being open then)
-    assert marks.new_photo("v", ("other model", "star.png")) and marks.new_photo("v", ("model", "star.png"))
-    marks.unlabelled("v", ("other model", "star.png"))  # not the latest: nothing changes
-    assert not marks.new_photo("v", ("model", "star.png"))
-    marks.unlabelled("v", ("model", "star.png"))  # ...unless its labels failed
-    assert marks.new_photo("v", ("model", "star.png")) and marks.new_photo("v") and marks.new_photo("v")
+    # The latest photo is not new again while its event runs (the Image's twin `change`)...
+    star = ("model", "star.png")
+    assert marks.new_photo("v", star) and marks.opened("v", "b") == TabMarks.PHOTO
+    assert not marks.new_photo("v", star) and marks.opened("v", "c") == TabMarks.PHOTO
+    assert marks.opened("v", "a") is None  # nothing marked by the twin ("a" would be, "b" being open then)
+    marks.photo_done("v", ("other model", "star.png"))  # not the latest: nothing changes
+    assert not marks.new_photo("v", star)
+    marks.photo_done("v", star)  # ...nor just after it ended...
+    assert not marks.new_photo("v", star)
+    monkeypatch.setattr(TabMarks, "TWIN_S", 0.0)
+    assert marks.new_photo("v", star)  # ...but later, the same file uploaded again is answered
+    assert marks.new_photo("v", ("other model", "star.png")) and marks.new_photo("v") and marks.new_photo("v")
 
 
 def test_a_language_switch_runs_no_model_for_a_tab_not_drawn_for_the_photo(tmp_path):

@@ -113,6 +113,8 @@ class TabMarks:
     # the background, a laptop asleep: Gradio calls unload, yet the page goes on with the same session): they go
     # after this long unused, as Gradio's own session state does.
     KEEP_S = 3600
+    TWIN_S = 1.0  # a browser's gr.Image sends `change` twice at once when a photo replaces another: the second is
+    # dropped while the first's event runs and this long after it ends (a later upload of the same file is answered)
 
     def __init__(self):
         self.tabs: list[str] = []  # the page's, the first one open in a session that has not picked one
@@ -120,28 +122,29 @@ class TabMarks:
         self._open: dict[str, str] = {}
         self._stale: dict[str, dict[str, str]] = {}
         self._drawing: dict[str, str] = {}  # session -> the tab its new photo's pictures are drawn in
-        self._photo: dict[str, Hashable] = {}  # session -> the photo (and model) its latest labels are for
+        self._photo: dict[str, tuple[Hashable, float | None]] = {}  # session -> its latest photo, when its event ended
         self._used: dict[str, float] = {}  # session -> when its marks were last used (time.monotonic)
 
     def new_photo(self, session: str, photo: Hashable = None) -> bool:
         """A new photo or model: every tab but the open one is out of date; the open one is drawn now. False, and
-        nothing marked, for the `photo` (not None) the session's latest labels are for, given or being computed:
-        its pictures are drawn or being drawn."""
+        nothing marked, for the `photo` (not None) that is the session's latest, its event running or ended less than
+        TWIN_S ago (`photo_done`): the twin of that event."""
         with self._lock:
             self._use(session)
-            if photo is not None and self._photo.get(session) == photo:
+            latest, ended = self._photo.get(session, (None, None))
+            if photo is not None and latest == photo and (ended is None or time.monotonic() - ended < self.TWIN_S):
                 return False
-            self._photo[session] = photo
+            self._photo[session] = (photo, None)
             shown = self._open.get(session, self.tabs[0])
             self._stale[session] = {tab: self.PHOTO for tab in self.tabs if tab != shown}
             self._drawing[session] = shown
             return True
 
-    def unlabelled(self, session: str, photo: Hashable) -> None:
-        """The labels of `photo` failed: it is new again (if the session's latest)."""
+    def photo_done(self, session: str, photo: Hashable) -> None:
+        """The event of `photo` (given to new_photo) ended, answered or failed."""
         with self._lock:
-            if self._photo.get(session) == photo:
-                del self._photo[session]
+            if self._photo.get(session, (None,))[0] == photo:
+                self._photo[session] = (photo, time.monotonic())
 
     def photo_tab(self, session: str) -> str | None:
         """The tab to draw once a new photo's labels are in: the tab open when the photo came, if open still; None
@@ -224,28 +227,29 @@ class Page:
         draw nothing). First it marks the tabs' pictures out of date and runs the hooks that clear another photo's
         results (`on_photo(closed_too=True)`): before the labels, so before any tab can show the photo, and a result
         asked for of it stays. One event, not one each: each is a round trip before the labels (over a network, a
-        round trip each way). The check's note shows with the labels, which for a file that cannot be read come at
-        once (none). Give the event trigger_mode="always_last": a photo that comes while one's labels are computed
-        is answered after them, not dropped. With `once`, the event does nothing for the labels' inputs (the model
-        and the photo) the session's latest labels are for, given or being computed: a browser's gr.Image sends
-        `change` twice at once, with the same photo, when a photo replaces another."""
+        round trip each way). The check's outputs (the photo's note, the clearing hooks') are sent at once, before the
+        labels are computed (the event is a generator), so they show even if the labels fail. Give the event
+        trigger_mode="always_last": a photo that comes while one's labels are computed is answered after them, not
+        dropped. With `once`, the event does nothing for the labels' inputs (the model and the photo) of the
+        session's event running or just ended (TabMarks.TWIN_S): the twin `change` a browser's gr.Image sends with
+        the same photo when a photo replaces another."""
         check_inputs, check_outputs, check_run = self.combined([check, *self.clears])
         labels_fn, label_inputs, label_outputs = labels
         called, dues = as_gradio_calls(labels_fn), self._dues()
 
         def checked_and_labelled(*values):
-            me, photo = session(), tuple(values[len(check_inputs):])
-            if not self.marks.new_photo(me, photo if once else None):
-                return [gr.skip()] * (len(check_outputs) + len(label_outputs) + len(dues))
+            me, photo = session(), (tuple(values[len(check_inputs):]) if once else None)
+            if not self.marks.new_photo(me, photo):
+                yield [gr.skip()] * (len(check_outputs) + len(label_outputs) + len(dues))
+                return
             try:
-                checked = check_run(*values[:len(check_inputs)])
+                yield [*check_run(*values[:len(check_inputs)]), *[gr.skip()] * (len(label_outputs) + len(dues))]
                 result = called(*values[len(check_inputs):])
-            except BaseException:
-                self.marks.unlabelled(me, photo)  # the same photo again is answered again
-                raise
-            shown = self.marks.photo_tab(me)
-            return [*checked, *(result if len(label_outputs) > 1 else [result]),
-                    *(time.monotonic_ns() if tab == shown else gr.skip() for tab in dues)]
+                shown = self.marks.photo_tab(me)
+                yield [*[gr.skip()] * len(check_outputs), *(result if len(label_outputs) > 1 else [result]),
+                       *(time.monotonic_ns() if tab == shown else gr.skip() for tab in dues)]
+            finally:
+                self.marks.photo_done(me, photo)
 
         return checked_and_labelled, [*check_inputs, *label_inputs], [*check_outputs, *label_outputs, *dues.values()]
 
