@@ -4,8 +4,8 @@ backend, and a run that writes error rows stops it) and classroom.py's ratios (e
 No timed assertions: the figures depend on the machine."""
 
 import importlib.util
-import os
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
