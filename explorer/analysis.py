@@ -56,16 +56,16 @@ class Analysis:
     maps: dict[str, torch.Tensor]  # vithybrid.explain's maps of the top class, (rows, cols) each, float32
     backbone: list[torch.Tensor]  # the channel-mean of each backbone map (stem, stages), then the token norms
     lens: torch.Tensor  # (layers, classes) probabilities: the logit lens, the CLS token read after each layer
+    distances: torch.Tensor  # (layers, heads) mean attention distance of each head, in input pixels
     class_maps: dict[int, torch.Tensor] = field(default_factory=dict)  # other classes' class maps
     cams: dict[tuple[int, str, str], torch.Tensor] = field(default_factory=dict)  # (class, method, stage) -> map
-    distances: torch.Tensor | None = None  # (layers, heads) mean attention distance, once asked for (pictures)
     pictures: dict[str, Image.Image] = field(default_factory=dict)  # pictures drawn once per photo
 
     @property
     def nbytes(self) -> int:
         """About what this analysis holds in memory (the cache's measure)."""
         tensors = [self.probabilities, self.lens, *self.maps.values(), *self.backbone, *self.class_maps.values(),
-                   *self.cams.values(), *([] if self.distances is None else [self.distances])]
+                   *self.cams.values(), self.distances]
         images = [self.crop, *self.pictures.values()]
         return (self.attentions.nbytes + sum(t.numel() * t.element_size() for t in tensors)
                 + sum(image.width * image.height * len(image.getbands()) for image in images))

@@ -29,18 +29,10 @@ def backbone_picture(analysis: Analysis, input_hw: tuple[int, int], map_shapes: 
     return analysis.pictures["backbone"]
 
 
-def attention_distances(analysis: Analysis, input_hw: tuple[int, int]):
-    """(layers, heads) mean attention distance of each head, in input pixels; computed once per photo (it reads
-    every layer's attention: the API's /maps and the guided walk both ask)."""
-    if analysis.distances is None:
-        analysis.distances = viz.mean_attention_distance(analysis.attentions, analysis.grid, input_hw)[0]
-    return analysis.distances
-
-
 def distance_picture(analysis: Analysis, input_hw: tuple[int, int]) -> Image.Image:
     if "distance" not in analysis.pictures:
-        analysis.pictures["distance"] = viz.attention_distance_figure(attention_distances(analysis, input_hw),
-                                                                      input_hw, labels=("", "", ""))
+        analysis.pictures["distance"] = viz.attention_distance_figure(analysis.distances, input_hw,
+                                                                      labels=("", "", ""))
     return analysis.pictures["distance"]
 
 

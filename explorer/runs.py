@@ -310,9 +310,12 @@ class Explorer:
         crop = crop.resize((crop.width * scale, crop.height * scale), Image.BICUBIC) if scale > 1 else crop
         top = self._top(found.logits[0])
         maps = {name: found.maps[name][0].cpu() for name in (ROLLOUT, CLASS_MAP, LAST_LAYER, GRAD_CAM)}
+        # The distances from the pass's float32 attentions: a third of the time they take from the stored float16
+        # ones, whose conversion is most of it (the API's /maps returns them with every photo's maps)
+        distances = viz.mean_attention_distance(found.attentions, self.grid, self.crop_hw)[0].cpu()
         analysis = Analysis(crop, geometry, self.grid, top, found.logits[0].float().softmax(-1).cpu(),
                             stored(a.cpu() for a in found.attentions), maps, job.backbone,
-                            found.lens[0].float().softmax(-1).cpu())
+                            found.lens[0].float().softmax(-1).cpu(), distances)
         analysis.cams[(top[0][0], "Grad-CAM", self.stage_names[-1])] = found.stage_cam[0].cpu()
         return analysis
 
@@ -388,9 +391,6 @@ class Explorer:
         """Stem and stage activations, then the token norms: how the image becomes a grid of tokens."""
         return pictures.backbone_picture(self.analysis(image, session), self.crop_hw, self.facts.maps,
                                          self.model.config.hidden_size)
-
-    def attention_distances(self, image: Image.Image, session: Hashable = LIBRARY) -> torch.Tensor:
-        return pictures.attention_distances(self.analysis(image, session), self.crop_hw)
 
     def distance_picture(self, image: Image.Image, session: Hashable = LIBRARY) -> Image.Image:
         return pictures.distance_picture(self.analysis(image, session), self.crop_hw)

@@ -21,11 +21,10 @@ def add_endpoints(page: Page) -> None:
         """The maps behind the pictures, as numbers, each on the token grid: rollout, the top class's relevance,
         last-layer CLS attention and the backbone's Grad-CAM for the top class; and each head's mean attention
         distance in input pixels (layers x heads)."""
-        image = page.need(path)
-        analysis = explorer.analysis(image, session())
+        analysis = explorer.analysis(page.need(path), session())
         return {"grid": list(analysis.grid), "labels": {label: p for _, label, p in analysis.top},
                 **{name: analysis.maps[name].tolist() for name in MAP_NAMES},
-                "mean_attention_distance": explorer.attention_distances(image, session()).tolist()}
+                "mean_attention_distance": analysis.distances.tolist()}
 
     hidden = gr.Button(visible=False)
     hidden.click(classify, page.image, gr.Label(visible=False), api_name="classify")

@@ -12,7 +12,6 @@ import torch
 
 import visualization as viz
 from explorer import ModelFacts
-from explorer.pictures import attention_distances
 
 from .describe import describe
 from .i18n import I18N, session_language, text
@@ -97,7 +96,7 @@ LEARNED_LAYOUT = 0.1  # neighbours this much more alike than far cells (shapes: 
 
 def distance_words(language: str, chosen, analysis) -> str:
     """Which layers' heads attend near and far, from the (layers, heads) mean attention distances."""
-    distances = attention_distances(analysis, chosen.crop_hw)
+    distances = analysis.distances
     near, far = (divmod(int(index), distances.shape[1]) for index in (distances.argmin(), distances.argmax()))
 
     def pixels(value):
