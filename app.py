@@ -81,13 +81,15 @@ def build_demo(explorer: Explorer, extra_models: Sequence[str] = (), max_loaded:
         header.wire(demo, page, top)
         page.wire_redraws(tabs)
         api.add_endpoints(page)
+    demo.on_upload = page.prefetch  # serve() hands it every upload (ui.uploads.UploadHook)
     return demo
 
 
 def serve(demo: gr.Blocks, queue_options: dict | None = None, **launch_options):
     """Queue and launch the page as `python app.py` does (tests and benchmarks serve it this way too)."""
     demo.queue(**(queue_options or QUEUE_OPTIONS))
-    return demo.launch(app_kwargs=uploads.app_kwargs(), **{**LAUNCH_OPTIONS, **launch_options})
+    return demo.launch(app_kwargs=uploads.app_kwargs(getattr(demo, "on_upload", None)),
+                       **{**LAUNCH_OPTIONS, **launch_options})
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

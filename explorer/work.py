@@ -104,6 +104,7 @@ class WorkQueue:
         self._threads: list[threading.Thread] = []
         self._stopping = False
         self._local_running = False  # a worker runs local work (guarded by _condition)
+        self._running = 0  # batches being run now, local or not (guarded by _condition)
         self.ran: deque[tuple[Priority, int]] = deque(maxlen=10_000)  # (priority, batch size) of recent runs, in order
 
     def submit(self, work: Work) -> Work:
@@ -159,6 +160,12 @@ class WorkQueue:
         with self._condition:
             return len(self._waiting)
 
+    @property
+    def idle(self) -> bool:
+        """Nothing runs and nothing waits."""
+        with self._condition:
+            return not self._waiting and not self._running
+
     def _runnable(self) -> tuple[int, int, Work] | None:
         """The most urgent waiting work that may run now (dead work counts: it is dropped at once)."""
         self._waiting.sort(key=lambda entry: entry[:2])
@@ -181,6 +188,7 @@ class WorkQueue:
                 dropped.append(first)
                 continue
             self._local_running |= first.local
+            self._running += 1
             batch = [first]
             if first.batch_key is not None:
                 for entry in list(self._waiting):
@@ -215,8 +223,9 @@ class WorkQueue:
                 results, error = batch[0].run(batch), None
             except Exception as failure:  # noqa: BLE001 - handed to the waiters, who raise it
                 results, error = [None] * len(batch), failure
-            if batch[0].local:
-                with self._condition:
+            with self._condition:
+                self._running -= 1
+                if batch[0].local:
                     self._local_running = False
                     self._condition.notify_all()  # local work may run again
             for work, result in zip(batch, results):

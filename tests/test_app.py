@@ -312,6 +312,78 @@ def test_a_request_of_many_files_under_the_file_limit_is_refused_whole(app_url, 
     assert uploads.MAX_REQUEST_BYTES < 2 * len(part) and build_demo(explorer).delete_cache == uploads.DELETE_CACHE
 
 
+def test_the_upload_hook_hands_on_saved_uploads_one_at_a_time_and_never_fails_one():
+    """ui.uploads.UploadHook on a bare app: the paths of an upload the route answered go to on_upload, on another
+    thread; other routes and refused uploads do not; an upload that comes while on_upload runs is not handed on;
+    what on_upload raises is logged, the upload answered all the same."""
+    from fastapi import FastAPI
+    from fastapi.responses import JSONResponse
+    from starlette.middleware import Middleware
+    from starlette.testclient import TestClient
+
+    from ui.uploads import UploadHook
+
+    handed, running, release = [], threading.Event(), threading.Event()
+
+    def on_upload(paths):
+        handed.append(paths)
+        running.set()
+        release.wait(30)
+        if paths == ["bad"]:
+            raise RuntimeError("a bug of the page's")
+
+    app = FastAPI(middleware=[Middleware(UploadHook, on_upload=on_upload)])
+    app.post("/gradio_api/upload")(lambda name: JSONResponse([name], status_code=413 if name == "big" else 200))
+    app.post("/gradio_api/other")(lambda name: [name])
+    with TestClient(app) as http:
+        assert http.post("/gradio_api/other?name=a").json() == ["a"]
+        assert http.post("/gradio_api/upload?name=big").status_code == 413
+        assert http.post("/gradio_api/upload?name=c").json() == ["c"]
+        assert running.wait(30) and handed == [["c"]]
+        assert http.post("/gradio_api/upload?name=d").json() == ["d"]  # while c's runs: not handed on
+        running.clear()
+        release.set()
+        deadline = time.monotonic() + 30
+        while http.post("/gradio_api/upload?name=bad").status_code == 200 and not running.wait(0.05):
+            assert time.monotonic() < deadline  # until c's has finished and bad's is taken
+        time.sleep(0.1)  # bad's raises...
+        running.clear()
+        assert http.post("/gradio_api/upload?name=e").json() == ["e"]  # ...and the next upload is handed on
+        assert running.wait(30) and handed[0] == ["c"] and handed[-2:] == [["bad"], ["e"]] and ["d"] not in handed
+
+
+def test_an_upload_starts_its_photos_labels_before_any_event(tmp_path):
+    """The app hands each upload to the page (Page.prefetch): with the startup model idle and alone on the shelf, the
+    photo is forwarded once, with no event asked; nobody asking, nothing is kept. A file that is not a photo is
+    forwarded never, and the page serves on."""
+    import httpx
+
+    from app import build_demo, serve
+    from explorer import Explorer
+
+    explorer = Explorer("shapes")
+    sizes = []
+    explorer.model.vit.embeddings.register_forward_hook(lambda module, args, output: sizes.append(len(output)))
+    demo = build_demo(explorer)
+    port = free_port()
+    serve(demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    try:
+        url = f"http://127.0.0.1:{port}/gradio_api/upload"
+        not_a_photo = tmp_path / "notes.png"
+        not_a_photo.write_text("not an image")
+        with not_a_photo.open("rb") as file:
+            assert httpx.post(url, files={"files": file}, timeout=30).status_code == 200
+        with (ROOT / "examples" / "shape_star.png").open("rb") as file:
+            assert httpx.post(url, files={"files": file}, timeout=30).status_code == 200
+        deadline = time.monotonic() + 60
+        while not (sizes and explorer.queue.idle and explorer.cache.pending == 0):
+            assert time.monotonic() < deadline, "the upload's photo was never forwarded"
+            time.sleep(0.01)
+        assert sizes == [1] and len(explorer.cache) == 0 and explorer.held_graph_bytes == 0
+    finally:
+        demo.close()
+
+
 def test_in_a_real_browser(app_url, explorer, browser, shape_files):
     from playwright.sync_api import expect
 

@@ -172,6 +172,50 @@ def test_a_student_alone_pays_one_pass_for_labels_and_maps(explorer):
     assert sizes == [1] and len(explorer.queue.ran) == 2 and rendered[2] == top  # the cache: no more runs
 
 
+def test_an_uploaded_photo_is_labelled_before_its_event_asks_and_still_once(explorer):
+    """Explorer.prefetch (an upload arrived, the model idle) starts the photo's pass; a session that asks while its
+    labels run waits for that forward: one forward for the labels and the maps, as without the prefetch."""
+    from explorer import Priority
+
+    sizes, entered, release = forwards(explorer), threading.Event(), threading.Event()
+
+    def held(*_):  # the forward waits here until the student has asked
+        entered.set()
+        release.wait(60)
+
+    hold = explorer.model.vit.embeddings.register_forward_pre_hook(held)
+    photo, answers = shapes(1)[0], {}
+    assert explorer.queue.idle and explorer.prefetch(photo)
+    assert entered.wait(60) and not explorer.queue.idle  # its labels' forward is under way, nobody has asked yet
+    student = threading.Thread(target=lambda: answers.update(top=explorer.labels(photo, session="student"),
+                                                              analysis=explorer.analysis(photo, session="student")))
+    student.start()
+    job = explorer._photo(photo, "student")  # the photo's job under way (its sessions: whoever waits for it)
+    wait_until(lambda: "student" in job.sessions, "the student waiting for the photo")
+    release.set()
+    student.join(120)
+    hold.remove()
+    assert sizes == [1] and answers["analysis"].top == answers["top"]
+    assert [index for index, _, _ in answers["top"]] == [index for index, _, _ in plain_top5(explorer, photo)]
+    assert list(explorer.queue.ran)[:2] == [(Priority.LABELS, 1), (Priority.MAPS, 1)] and explorer.queue.idle
+
+
+def test_an_upload_nobody_asks_about_costs_its_labels_only(explorer):
+    """The upload stops waiting once its labels are done: with no session asking, its maps are dropped unrun and
+    nothing stays held; the prefetch is not tried on a busy model or a cached photo."""
+    from explorer import Priority
+
+    sizes, photo = forwards(explorer), shapes(1)[0]
+    assert explorer.prefetch(photo)
+    wait_until(lambda: explorer.queue.idle and explorer.cache.pending == 0, "the upload's work done or dropped")
+    assert sizes == [1] and list(explorer.queue.ran) == [(Priority.LABELS, 1)]
+    assert explorer.cached(photo) is None and explorer.held_graph_bytes == 0
+    with explorer.queue.turn(Priority.LONG):
+        assert not explorer.queue.idle and not explorer.prefetch(photo) and explorer.queue.waiting == 0
+    explorer.analysis(photo)
+    assert not explorer.prefetch(photo) and sizes == [1, 1]  # cached: nothing to start
+
+
 def test_warming_up_runs_both_ways_once_on_the_serving_thread_and_keeps_nothing(explorer):
     from explorer import Priority
 

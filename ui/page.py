@@ -383,6 +383,20 @@ class Page:
         except CheckpointError as error:
             raise user_error(text(language or session_language(), "error.model", reason=error)) from None
 
+    def prefetch(self, paths: list[str]) -> None:
+        """An upload arrived (ui.uploads.UploadHook): start labelling its photo with the startup model if the model
+        is idle (Explorer.prefetch), so that the upload's event finds the forward under way. Only while the startup
+        model is the only one loaded: an upload does not say whose it is, and a session that picked another model
+        would wait behind a forward it does not use. Not a photo, or several files: nothing is done (the event says
+        what is wrong with a bad file)."""
+        if len(paths) != 1 or self.shelf.loaded != [self.explorer.name] or not self.explorer.queue.idle:
+            return
+        try:
+            image = open_photo(paths[0])
+        except ImageError:
+            return
+        self.explorer.prefetch(image)
+
     @staticmethod
     def need(path: str | None, language: str | None = None) -> Image.Image:
         """The photo, or an error that says what is wrong (in `language`, default: the session's)."""

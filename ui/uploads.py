@@ -4,18 +4,26 @@ Gradio's `max_file_size` bounds each file of a request, not the request: one req
 (its multipart parser's limit), so 5 x 19 MB was accepted under a 20 MB limit. RequestSizeLimit, an ASGI
 middleware, answers 413 to any request whose body is larger than the bound, from its Content-Length before
 reading it, or as a body without one (chunked) goes past it. Uploads are files in Gradio's cache; DELETE_CACHE has
-Gradio delete those older than an hour, every hour (and all of them when the server stops).
+Gradio delete those older than an hour, every hour (and all of them when the server stops). UploadHook, another
+ASGI middleware, tells the page of each upload as soon as its file is saved: the page starts labelling the photo
+then, before the upload's event asks (ui.page.Page.prefetch).
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
+from collections.abc import Callable
 
 from starlette.middleware import Middleware
 
 MAX_FILE_MB = 20  # one photo
 MAX_REQUEST_BYTES = (MAX_FILE_MB + 1) * 2**20  # one photo at the limit, and room for the form's other fields
 DELETE_CACHE = (3600, 3600)  # gr.Blocks(delete_cache=(every s, files older than s))
+ANSWER_BYTES = 64 * 2**10  # the most of an upload's answer (its files' paths, as JSON) UploadHook reads
+
+log = logging.getLogger(__name__)
 
 
 class RequestTooLarge(Exception):
@@ -64,7 +72,55 @@ class RequestSizeLimit:
                 await self.refuse(send)
 
 
-def app_kwargs() -> dict:
-    """demo.launch(app_kwargs=...): the FastAPI app with RequestSizeLimit. A new dict for every launch: Gradio
-    writes its own entries (its lifespan handler) into the one it is given."""
-    return {"middleware": [Middleware(RequestSizeLimit, limit=MAX_REQUEST_BYTES)]}
+class UploadHook:
+    """ASGI middleware: hands the paths of the files each upload saved (the answer of Gradio's `/upload` route, a
+    JSON list) to `on_upload(paths)`, on a thread of its own, once the route is done: Gradio moves the files into
+    place in a background task, which ends before the route does. One at a time: uploads that come while
+    `on_upload` runs are not handed on (a burst of uploads costs no more than one), and whatever it raises is logged,
+    never the upload's."""
+
+    def __init__(self, app, on_upload: Callable[[list[str]], None]):
+        self.app, self.on_upload = app, on_upload
+        self._busy = threading.Lock()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] != "POST" or not scope["path"].endswith("/upload"):
+            return await self.app(scope, receive, send)
+        status, answer = None, bytearray()
+
+        async def keeping_send(message):
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            elif message["type"] == "http.response.body" and len(answer) <= ANSWER_BYTES:
+                answer.extend(message.get("body", b""))
+            await send(message)
+
+        await self.app(scope, receive, keeping_send)
+        if status != 200 or len(answer) > ANSWER_BYTES:
+            return
+        try:
+            paths = json.loads(answer)
+        except ValueError:
+            return
+        if (isinstance(paths, list) and all(isinstance(path, str) for path in paths)
+                and self._busy.acquire(blocking=False)):
+            threading.Thread(target=self._hand_on, args=(paths,), name="upload-hook", daemon=True).start()
+
+    def _hand_on(self, paths: list[str]) -> None:
+        try:
+            self.on_upload(paths)
+        except Exception:  # noqa: BLE001 - the upload itself went well; the page answers its event as always
+            log.exception("after an upload")
+        finally:
+            self._busy.release()
+
+
+def app_kwargs(on_upload: Callable[[list[str]], None] | None = None) -> dict:
+    """demo.launch(app_kwargs=...): the FastAPI app with RequestSizeLimit, and UploadHook calling `on_upload` where
+    given. A new dict for every launch: Gradio writes its own entries (its lifespan handler) into the one it is
+    given."""
+    middleware = [Middleware(RequestSizeLimit, limit=MAX_REQUEST_BYTES)]
+    if on_upload is not None:
+        middleware.append(Middleware(UploadHook, on_upload=on_upload))
+    return {"middleware": middleware}
