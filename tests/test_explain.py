@@ -103,6 +103,16 @@ def test_mean_attention_distance_known_cases():
     assert viz.mean_attention_distance([self_only, self_only], (2, 3), (40, 60)).abs().max().item() < 1e-12
 
 
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_mean_attention_distance_runs_where_the_attention_is():
+    """The app computes a photo's distances from its pass's attentions, on the model's device."""
+    attentions = random_attentions(batch=1, layers=2, heads=2, tokens=13)
+    on_gpu = viz.mean_attention_distance([a.cuda() for a in attentions], (3, 4), (48, 80))
+    assert on_gpu.is_cuda
+    torch.testing.assert_close(on_gpu.cpu(), viz.mean_attention_distance(attentions, (3, 4), (48, 80)),
+                               atol=1e-5, rtol=1e-5)
+
+
 def test_figure7_pictures(shapes):
     model, pixels = shapes
     grid, size = model.config.grid_size, model.config.image_size

@@ -57,7 +57,7 @@ def mean_attention_distance(attentions: Sequence[torch.Tensor], grid_hw: tuple[i
                          f"for a {rows}x{cols} grid")
     dtype = torch.promote_types(attentions[0].dtype, torch.float32)  # float32, or float64 for float64 input
     centres = cell_centres(grid_hw, image_hw)
-    distance = torch.cdist(centres, centres).to(dtype)  # (cells, cells)
+    distance = torch.cdist(centres, centres).to(attentions[0].device, dtype)  # (cells, cells), where the attention is
     per_layer = []
     for attention in attentions:
         grid = attention[:, :, 1:, 1:].to(dtype)
