@@ -94,7 +94,7 @@ def position_words(language: str, chosen) -> str:
 LEARNED_LAYOUT = 0.1  # neighbours this much more alike than far cells (shapes: 0.27; random weights: about 0)
 
 
-def distance_words(language: str, chosen, analysis) -> str:
+def distance_words(language: str, analysis) -> str:
     """Which layers' heads attend near and far, from the (layers, heads) mean attention distances."""
     distances = analysis.distances
     near, far = (divmod(int(index), distances.shape[1]) for index in (distances.argmin(), distances.argmax()))
@@ -135,10 +135,10 @@ def build(page: Page) -> None:
         analysis = chosen.analysis(image, session())
         return (backbone.show(viz.with_colorbar(chosen.backbone_picture(image, session()), "viridis"),
                               backbone_words(language, chosen.facts, analysis)) + model_pictures +
-                distances.show(chosen.distance_picture(image, session()), distance_words(language, chosen, analysis)))
+                distances.show(chosen.distance_picture(image, session()), distance_words(language, analysis)))
 
     def photo_words(language, chosen, analysis):
-        return [backbone_words(language, chosen.facts, analysis), distance_words(language, chosen, analysis)]
+        return [backbone_words(language, chosen.facts, analysis), distance_words(language, analysis)]
 
     def model_words(language, chosen):
         return filters.describe(filter_words(language, chosen)) + positions.describe(position_words(language, chosen))
