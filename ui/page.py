@@ -384,11 +384,12 @@ class Page:
             raise user_error(text(language or session_language(), "error.model", reason=error)) from None
 
     def prefetch(self, paths: list[str]) -> None:
-        """An upload arrived (ui.uploads.UploadHook): start labelling its photo with the startup model if the model
-        is idle (Explorer.prefetch), so that the upload's event finds the forward under way. Only while the startup
+        """An upload arrived (ui.uploads.UploadHook): start its photo's pass with the startup model if the model is
+        idle (Explorer.prefetch), so that the upload's event finds the forward under way. Only while the startup
         model is the only one loaded: an upload does not say whose it is, and a session that picked another model
-        would wait behind a forward it does not use. Not a photo, or several files: nothing is done (the event says
+        would wait behind a pass it does not use. Not a photo, or several files: nothing is done (the event says
         what is wrong with a bad file)."""
+        # the model's idleness is asked here too, before the photo is decoded: a busy model's uploads cost nothing
         if len(paths) != 1 or self.shelf.loaded != [self.explorer.name] or not self.explorer.queue.idle:
             return
         try:

@@ -5,8 +5,8 @@ Gradio's `max_file_size` bounds each file of a request, not the request: one req
 middleware, answers 413 to any request whose body is larger than the bound, from its Content-Length before
 reading it, or as a body without one (chunked) goes past it. Uploads are files in Gradio's cache; DELETE_CACHE has
 Gradio delete those older than an hour, every hour (and all of them when the server stops). UploadHook, another
-ASGI middleware, tells the page of each upload as soon as its file is saved: the page starts labelling the photo
-then, before the upload's event asks (ui.page.Page.prefetch).
+ASGI middleware, tells the page of each upload as soon as its file is saved: the page starts the photo's pass then,
+before the upload's event asks (ui.page.Page.prefetch).
 """
 
 from __future__ import annotations
