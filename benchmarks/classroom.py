@@ -2,12 +2,15 @@
 (`/classify`, then `/maps`) and a few real browser pages (upload, wait for the labels and the rollout, then move
 the opacity slider), against the app served in this process with the full-size architecture (random weights).
 
-    python benchmarks/classroom.py [--students 1 8 24] [--browsers 2] [--model FOLDER] [--json FILE]
+    python benchmarks/classroom.py [--students 1 8 24] [--browsers 2] [--model FOLDER] [--json FILE] [--nice 19]
                                    [--ray [ADDRESS] [--replicas N]]
 
 The API clients run in a process of their own (students' programs are not the server's), the browsers in
 Chromium's; both at the lowest CPU priority (nice 19): in a classroom they run on the students' machines, so
-here they take only what the server leaves, while still sharing this machine's cores with it. A student alone
+here they take only what the server leaves, while still sharing this machine's cores with it. Then a student's own
+steps (sending its request, reading the answer, drawing the page) wait while the server computes, as they would
+not on its own machine: `--nice 0` runs them at the server's priority instead, which for a student alone is the
+nearer picture (for a class, the students would then take the server's CPU). A student alone
 is measured as an API client, then as a browser page, each ALONE_ROUNDS times one after another (another photo
 each time, on the same server). The server starts as `python app.py` starts it (malloc setting, warm-up pass).
 
@@ -183,10 +186,10 @@ def api_student(url: str, path: Path, expected: dict, ready: threading.Barrier, 
     check(maps["labels"], expected, who + " /maps", result)
 
 
-def api_students(url: str, students: list[tuple[str, Path, dict]], ready, start, answers) -> None:
+def api_students(url: str, students: list[tuple[str, Path, dict]], ready, start, answers, nice: int) -> None:
     """In a process of its own: one thread per (name, photo, expected top-5) student, each with its client
     connected before `ready` is set; all go at `start`; (labels_s, maps_s, wrong) is put on `answers`."""
-    os.nice(19)  # a student's program, not the server's work (see the module's docstring)
+    os.nice(nice)  # a student's program, not the server's work (see the module's docstring)
     result = ClassResult(len(students), [])
     connected = threading.Barrier(len(students) + 1)
     threads = [threading.Thread(target=api_student, args=(url, path, expected, connected, start, result, who))
@@ -234,17 +237,19 @@ def move_slider(page, value: float, result: ClassResult) -> None:
     result.rerender_s.append(time.perf_counter() - began)
 
 
-def niced_chromium() -> str:
-    """A launcher that runs Chromium at nice 19 (the students' browsers are not the server's work). Playwright starts
+def niced_chromium(nice: int) -> str:
+    """A launcher that runs Chromium at `nice` (the students' browsers are not the server's work). Playwright starts
     it in a session of its own, which Linux schedules as a group of its own (autogroup) beside the server's, whatever
-    the processes' nice values: the group is set to nice 19 too."""
+    the processes' nice values: the group is set to `nice` too."""
     launcher = Path(tempfile.mkdtemp()) / "chromium"
-    launcher.write_text(f'#!/bin/sh\necho 19 > /proc/self/autogroup 2>/dev/null\nexec nice -n 19 {CHROMIUM} "$@"\n')
+    launcher.write_text(f'#!/bin/sh\necho {nice} > /proc/self/autogroup 2>/dev/null\n'
+                        f'exec nice -n {nice} {CHROMIUM} "$@"\n')
     launcher.chmod(0o755)
     return str(launcher)
 
 
-def run_class(explorer, url: str, files: list[Path], expected: list[dict], browsers: int, playwright) -> ClassResult:
+def run_class(explorer, url: str, files: list[Path], expected: list[dict], browsers: int, playwright,
+              nice: int = 19) -> ClassResult:
     result = ClassResult(len(files), [], browsers=min(browsers, len(files)))
     images = []
     hook = explorer.model.vit.embeddings.register_forward_hook(lambda module, args, out: images.append(len(out)))
@@ -252,11 +257,12 @@ def run_class(explorer, url: str, files: list[Path], expected: list[dict], brows
     spawn = multiprocessing.get_context("spawn")
     ready, start, answers = spawn.Event(), spawn.Event(), spawn.Queue()
     students = [(f"student{i}", files[i], expected[i]) for i in range(in_browser, len(files))]
-    clients = spawn.Process(target=api_students, args=(url, students, ready, start, answers), daemon=True)
+    clients = spawn.Process(target=api_students, args=(url, students, ready, start, answers, nice),
+                            daemon=True)
     if students:
         clients.start()
     context = playwright.chromium.launch_persistent_context(
-        tempfile.mkdtemp(), executable_path=niced_chromium(), headless=True, args=CHROMIUM_ARGS,
+        tempfile.mkdtemp(), executable_path=niced_chromium(nice), headless=True, args=CHROMIUM_ARGS,
         viewport={"width": 1280, "height": 900})
     try:
         pages = []
@@ -311,6 +317,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ray", nargs="?", const="local", metavar="ADDRESS",
                         help="serve the model on Ray Serve replicas, as app.py --ray (alone: a local Ray)")
     parser.add_argument("--replicas", type=int, default=1, help="with --ray: model replicas")
+    parser.add_argument("--nice", type=int, default=19, choices=range(20), metavar="0-19",
+                        help="the students' CPU priority (default 19: they take what the server leaves)")
     args = parser.parse_args(argv)
     keep_freed_memory = getattr(importlib.import_module("vithybrid.optimize"), "keep_freed_memory", None)
     if keep_freed_memory is not None:  # as app.py serves (an earlier version's library set it by itself)
@@ -347,7 +355,8 @@ def main(argv: list[str] | None = None) -> None:
                 for students in rounds:
                     # the machine's speed moves within minutes: each round against forwards measured around it
                     before = one_forward_s(explorer.fast_model, pixels)
-                    answered = run_class(explorer, url, students, expected[:len(students)], browsers, playwright)
+                    answered = run_class(explorer, url, students, expected[:len(students)], browsers, playwright,
+                                         args.nice)
                     answered.against((before + one_forward_s(explorer.fast_model, pixels)) / 2)
                     expected = expected[len(students):]
                     result = answered if result is None else result.add(answered)
