@@ -11,7 +11,8 @@ labels wait. So a student alone, and each student of a class, pays one pass for 
 waiting student's labels come first. The graphs held between passes' two halves (about 0.2 GB per photo of the
 full-size model) stay within a budget (`passes_mb`); past it, a photo's labels come from a plain forward and its
 pass runs later, whole; so do they where the labels come from another model than the maps' (int8, compiled, an
-exported runtime, Ray).
+exported runtime, Ray). A photo's first request may be its upload (`prefetch`): the pass then starts before the
+upload's event asks, and runs whole whoever asks.
 """
 
 from __future__ import annotations
@@ -171,10 +172,11 @@ class Explorer:
         way (or done) when the upload's event asks for the labels 0.05-0.1 s later, and the event waits for it
         instead of starting one. The upload itself waits for the photo's labels and maps (a session that never
         leaves), so the pass runs whole and its analysis is cached even if nobody asks: a photo is uploaded to be
-        asked about, and the same photo uploaded again costs nothing. Returns whether it started the photo."""
+        asked about, and the same photo uploaded again costs nothing. Returns False where nothing was done (a busy or
+        served model, a cached photo)."""
         if self.remote is not None or not self.queue.idle:
             return False
-        return not isinstance(self._photo(image, ("upload", self._key(image))), Analysis)
+        return not isinstance(self._photo(image, ("upload", object())), Analysis)  # a session of its own
 
     def cached(self, image: Image.Image) -> Analysis | None:
         """The photo's analysis if it is in the cache (nothing runs)."""

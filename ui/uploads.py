@@ -105,7 +105,10 @@ class UploadHook:
             return
         if (isinstance(paths, list) and all(isinstance(path, str) for path in paths)
                 and self._busy.acquire(blocking=False)):
-            threading.Thread(target=self._hand_on, args=(paths,), name="upload-hook", daemon=True).start()
+            try:
+                threading.Thread(target=self._hand_on, args=(paths,), name="upload-hook", daemon=True).start()
+            except RuntimeError:  # no thread to be had: this upload is not handed on, later ones are
+                self._busy.release()
 
     def _hand_on(self, paths: list[str]) -> None:
         try:
