@@ -6,13 +6,13 @@ the opacity slider), against the app served in this process with the full-size a
                                    [--ray [ADDRESS] [--replicas N]]
 
 The API clients run in a process of their own (students' programs are not the server's), the browsers in
-Chromium's; both at the lowest CPU priority (nice 19): in a classroom they run on the students' machines, so
-here they take only what the server leaves, while still sharing this machine's cores with it. Then a student's own
-steps (sending its request, reading the answer, drawing the page) wait while the server computes, as they would
-not on its own machine: `--nice 0` runs them at the server's priority instead, which for a student alone is the
-nearer picture (for a class, the students would then take the server's CPU). A student alone
-is measured as an API client, then as a browser page, each ALONE_ROUNDS times one after another (another photo
-each time, on the same server). The server starts as `python app.py` starts it (malloc setting, warm-up pass).
+Chromium's; both at the lowest CPU priority (nice 19): in a classroom they run on the students' machines, so here
+they take only what the server leaves, while still sharing this machine's cores with it. Then a student's own steps
+(sending its request, reading the answer, drawing the page) wait while the server computes, as they would not on
+its own machine: `--nice 0` runs them at the server's priority instead, which for a student alone is the nearer
+picture (for a class, the students would then take the server's CPU). A student alone is measured as an API client,
+then as a browser page, each ALONE_ROUNDS times one after another (another photo each time, on the same server).
+The server starts as `python app.py` starts it (malloc setting, warm-up pass).
 
 Prints, per class size: labels p50/p95 and labels + maps p50/p95 (seconds from the upload, and as multiples of
 one SDPA forward measured in the same run, on the served model, idle, the mean of one just before the round and one

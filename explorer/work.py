@@ -4,10 +4,9 @@ before deletion/insertion runs and timing. Pictures that need no model run never
 
 Work waits for sessions (browser tabs, API clients, an upload: explorer.runs.Explorer.prefetch). A session that
 leaves (`forget_session`: the page's tab was closed) stops waiting, and work that nobody waits for any more is
-dropped unrun. Work of the same kind
-waiting at the same moment runs as one batch where it says so (the labels of several photos: one batched
-forward). Work on a model in this process ("local" work) runs one at a time even when the queue has several
-workers; only work sent elsewhere (a model served on Ray Serve replicas) runs alongside it.
+dropped unrun. Work of the same kind waiting at the same moment runs as one batch where it says so (the labels of
+several photos: one batched forward). Work on a model in this process ("local" work) runs one at a time even when
+the queue has several workers; only work sent elsewhere (a model served on Ray Serve replicas) runs alongside it.
 """
 
 from __future__ import annotations
