@@ -635,6 +635,12 @@ def test_switching_models_in_a_real_browser(app_url, browser, client, tiny_folde
     expect(page.locator("#how")).to_contain_text("4x4 map with 128 channels")
     tab(page, "Explanation lab")
     expect(page.locator("#lab-class input")).to_have_value(re.compile(rf"^LABEL_{tiny_top} "), timeout=30_000)
+    # The picture shown may still be the previous model's (no model's CAM is cleared before the next is drawn): wait
+    # for the new model's CAM itself.
+    deadline = time.monotonic() + 60
+    while not any(cam[0] == tiny for cam in cams):
+        assert time.monotonic() < deadline, f"the new model's CAM was never computed: {cams}"
+        page.wait_for_timeout(100)
     expect(page.locator("#lab-cam img")).to_be_visible(timeout=60_000)
     assert {cam for cam in cams if cam[0] == tiny} == {(tiny, tiny_top)}, cams  # (shapes' may still be landing)
     tab(page, "Eager vs SDPA timing")
