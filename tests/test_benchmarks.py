@@ -1,6 +1,7 @@
 """Benchmarks end to end at tiny sizes: benchmarks/speed.py (every variant runs, and transformers with our weights
 gives our logits), checkpointing_memory.py (what a checkpointed layer keeps), analyze_speed.py (the local
-backend, and a run that writes error rows stops it) and classroom.py's ratios (each round against its own forward).
+backend, and a run that writes error rows stops it) and classroom.py (a class of two, one a browser, end to end;
+each round's ratios against its own forward).
 No timed assertions: the figures depend on the machine."""
 
 import importlib.util
@@ -95,6 +96,26 @@ def test_analyze_speed_stops_when_a_run_writes_an_error_row(tmp_path):
     (photos / "broken.png").write_bytes(b"not a PNG")
     with pytest.raises(SystemExit, match="3 rows, 1 with an error, for 3 photos"):
         benchmark.seconds(photos, "shapes", [], 2, tmp_path)
+
+
+def test_the_classroom_benchmark_runs_a_small_class_and_checks_every_answer(tmp_path):
+    """Two students at once, one of them a browser page, on the shipped tiny model: each gets its own photo's labels
+    and maps from one pass, and the page's slider moves re-render without the model."""
+    from conftest import CHROMIUM
+
+    if not Path(CHROMIUM).exists():
+        missing("Chromium is not installed (apt-get install -y chromium)")
+    out = tmp_path / "class.json"
+    result = run_benchmark("classroom.py", "--students", "2", "--browsers", "1", "--model", "shapes", "--json",
+                           str(out))
+    [run] = json.loads(out.read_text())
+    assert (run["students"], run["browsers"], run["rounds"], run["wrong"]) == (2, 1, 1, [])
+    assert len(run["labels_s"]) == len(run["maps_s"]) == 2 and len(run["labels_x"]) == 2
+    # each student's maps come with or after its labels, so the sorted times pair up
+    assert all(labels <= maps for labels, maps in zip(sorted(run["labels_s"]), sorted(run["maps_s"])))
+    assert len(run["rerender_s"]) == 4 and run["rerender_model_runs"] == 0  # SLIDER_MOVES moves of one page
+    assert run["images_forwarded"] == 2  # one forward per photo: labels and maps from one pass
+    assert "| 2 | " in result.stdout and "| 0 | 1.0 | " in result.stdout  # the row: no model re-run, 1 image each
 
 
 def test_the_classroom_benchmark_takes_each_round_against_its_own_forward(monkeypatch):
