@@ -386,6 +386,26 @@ def test_an_upload_starts_its_photos_pass_before_any_event(tmp_path):
         demo.close()
 
 
+def test_the_served_queue_polls_less_often_and_answers():
+    """serve() has Gradio's queue look for events every 10 ms and for progress every 50 ms (app.QUEUE_POLL_S: the
+    attributes still exist in this Gradio, or the setting would be skipped), and an event is answered."""
+    import gradio as gr
+    from gradio_client import Client
+
+    from app import QUEUE_POLL_S, serve
+
+    with gr.Blocks() as demo:
+        number, doubled = gr.Number(), gr.Number()
+        gr.Button().click(lambda x: 2 * x, number, doubled, api_name="double")
+    port = free_port()
+    serve(demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
+    try:
+        assert {name: getattr(demo._queue, name) for name in QUEUE_POLL_S} == QUEUE_POLL_S
+        assert Client(f"http://127.0.0.1:{port}/", verbose=False).predict(21, api_name="/double") == 42
+    finally:
+        demo.close()
+
+
 def test_in_a_real_browser(app_url, explorer, browser, shape_files):
     from playwright.sync_api import expect
 
