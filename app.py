@@ -48,11 +48,12 @@ CSS = ("#banner, #examples-note {border-left: 4px solid #f59e0b; padding: 8px 12
 # own queue admits every event (no concurrency limit) and only bounds how many wait; a class of 30 keeps about
 # two events each waiting, so threads must not be the limit either.
 QUEUE_OPTIONS = dict(default_concurrency_limit=None, max_size=256)
-# With nothing to do, Gradio's queue looks for a new event every 1 ms and for progress to send every 10 ms: about 4% of
-# a core on this project's 2-core machine with nobody connected (2% at these settings), taken from the model's forwards
-# (2-3% slower, measured in process: OpenMP's other thread waits for the one that was preempted). Gradio has no option
-# for it; these are its queue's attributes (a test checks they still exist). An event starts at most 10 ms after it
-# joins.
+# On Linux, Gradio's queue looks for a new event every 1 ms while none waits, and for progress to send every 10 ms:
+# about 4% of a core on this project's 2-core machine with nobody connected (2% at these settings), taken from the
+# model's forwards (about 2.5% slower in one of two interleaved runs in process: OpenMP's other thread waits for the
+# one that was preempted). Gradio has no option for it; these are its queue's attributes (a test checks they still
+# exist), never made shorter (Gradio on Windows polls every 50 ms and 100 ms). An event, each of a chain, starts at
+# most 10 ms after it joins; progress bars are sent at most every 50 ms.
 QUEUE_POLL_S = dict(sleep_when_free=0.01, progress_update_sleep_when_free=0.05)
 # A file above the limit: HTTP 413; a whole request above it too (uploads.app_kwargs, new for each launch: see serve).
 LAUNCH_OPTIONS = dict(css=CSS + A11Y_CSS, theme=THEME, js=LOAD_JS, i18n=I18N, max_file_size=f"{uploads.MAX_FILE_MB}mb",
@@ -96,7 +97,7 @@ def serve(demo: gr.Blocks, queue_options: dict | None = None, **launch_options):
     demo.queue(**(queue_options or QUEUE_OPTIONS))
     for name, seconds in QUEUE_POLL_S.items():
         if hasattr(demo._queue, name):  # another Gradio may poll otherwise: then it is left as it is
-            setattr(demo._queue, name, seconds)
+            setattr(demo._queue, name, max(getattr(demo._queue, name), seconds))
     return demo.launch(app_kwargs=uploads.app_kwargs(getattr(demo, "on_upload", None)),
                        **{**LAUNCH_OPTIONS, **launch_options})
 

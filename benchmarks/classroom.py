@@ -238,11 +238,11 @@ def move_slider(page, value: float, result: ClassResult) -> None:
     result.rerender_s.append(time.perf_counter() - began)
 
 
-def niced_chromium(nice: int) -> str:
-    """A launcher that runs Chromium at `nice` (the students' browsers are not the server's work). Playwright starts
-    it in a session of its own, which Linux schedules as a group of its own (autogroup) beside the server's, whatever
-    the processes' nice values: the group is set to `nice` too."""
-    launcher = Path(tempfile.mkdtemp()) / "chromium"
+def niced_chromium(nice: int, folder: Path) -> str:
+    """A launcher, written in `folder`, that runs Chromium at `nice` (the students' browsers are not the server's work).
+    Playwright starts it in a session of its own, which Linux schedules as a group of its own (autogroup) beside the
+    server's, whatever the processes' nice values: the group is set to `nice` too."""
+    launcher = folder / "chromium"
     launcher.write_text(f'#!/bin/sh\necho {nice} > /proc/self/autogroup 2>/dev/null\n'
                         f'exec nice -n {nice} {CHROMIUM} "$@"\n')
     launcher.chmod(0o755)
@@ -262,9 +262,10 @@ def run_class(explorer, url: str, files: list[Path], expected: list[dict], brows
                             daemon=True)
     if students:
         clients.start()
+    scratch = tempfile.TemporaryDirectory()  # the launcher and the browser's profile
     context = playwright.chromium.launch_persistent_context(
-        tempfile.mkdtemp(), executable_path=niced_chromium(nice), headless=True, args=CHROMIUM_ARGS,
-        viewport={"width": 1280, "height": 900})
+        Path(scratch.name) / "profile", executable_path=niced_chromium(nice, Path(scratch.name)), headless=True,
+        args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900})
     try:
         pages = []
         for _ in range(in_browser):  # pages open before the API students start, so all upload together
@@ -289,6 +290,7 @@ def run_class(explorer, url: str, files: list[Path], expected: list[dict], brows
         result.rerender_model_runs = sum(images) - before
     finally:
         context.close()
+        scratch.cleanup()
         hook.remove()
         if clients.is_alive():
             clients.kill()

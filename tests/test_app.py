@@ -387,8 +387,11 @@ def test_an_upload_starts_its_photos_pass_before_any_event(tmp_path):
 
 
 def test_the_served_queue_polls_less_often_and_answers():
-    """serve() has Gradio's queue look for events every 10 ms and for progress every 50 ms (app.QUEUE_POLL_S: the
-    attributes still exist in this Gradio, or the setting would be skipped), and an event is answered."""
+    """serve() has Gradio's queue look for events every 10 ms and for progress every 50 ms, or less often
+    (app.QUEUE_POLL_S: the attributes still exist in this Gradio, or the setting would be skipped; that the queue
+    still reads them, and reads them afresh, only Gradio's source says), and an event is answered."""
+    import platform
+
     import gradio as gr
     from gradio_client import Client
 
@@ -400,7 +403,9 @@ def test_the_served_queue_polls_less_often_and_answers():
     port = free_port()
     serve(demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
     try:
-        assert {name: getattr(demo._queue, name) for name in QUEUE_POLL_S} == QUEUE_POLL_S
+        polls = {name: getattr(demo._queue, name) for name in QUEUE_POLL_S}
+        assert polls == QUEUE_POLL_S or platform.system() == "Windows"  # (which Gradio has poll less often still)
+        assert all(polls[name] >= seconds for name, seconds in QUEUE_POLL_S.items())
         assert Client(f"http://127.0.0.1:{port}/", verbose=False).predict(21, api_name="/double") == 42
     finally:
         demo.close()
@@ -622,8 +627,9 @@ def test_switching_models_in_a_real_browser(app_url, browser, client, tiny_folde
     real_cam = Explorer.backbone_cam
 
     def recorded_cam(self, image, class_index, *args, **kwargs):
-        cams.append((self.name, class_index))
-        return real_cam(self, image, class_index, *args, **kwargs)
+        cam = real_cam(self, image, class_index, *args, **kwargs)
+        cams.append((self.name, class_index))  # once computed
+        return cam
 
     monkeypatch.setattr(Explorer, "backbone_cam", recorded_cam)
     tab(page, "Raw attention")
@@ -656,7 +662,7 @@ def test_switching_models_in_a_real_browser(app_url, browser, client, tiny_folde
     tab(page, "Explanation lab")
     expect(page.locator("#lab-class input")).to_have_value(re.compile(rf"^LABEL_{tiny_top} "), timeout=30_000)
     # The picture shown may still be the previous model's (no model's CAM is cleared before the next is drawn): wait
-    # for the new model's CAM itself.
+    # for the new model's CAM itself to be computed.
     deadline = time.monotonic() + 60
     while not any(cam[0] == tiny for cam in cams):
         assert time.monotonic() < deadline, f"the new model's CAM was never computed: {cams}"

@@ -106,8 +106,10 @@ def test_the_classroom_benchmark_runs_a_small_class_and_checks_every_answer(tmp_
     if not Path(CHROMIUM).exists():
         missing("Chromium is not installed (apt-get install -y chromium)")
     out = tmp_path / "class.json"
-    result = run_benchmark("classroom.py", "--students", "2", "--browsers", "1", "--model", "shapes", "--json",
-                           str(out))
+    # at the server's priority: a niced browser starved by a busy CI machine could be late beyond the app's window for
+    # a photo's twin events, and show a second forward that a student on its own machine would not cause
+    result = run_benchmark("classroom.py", "--students", "2", "--browsers", "1", "--model", "shapes", "--nice", "0",
+                           "--json", str(out))
     [run] = json.loads(out.read_text())
     assert (run["students"], run["browsers"], run["rounds"], run["wrong"]) == (2, 1, 1, [])
     assert len(run["labels_s"]) == len(run["maps_s"]) == 2 and len(run["labels_x"]) == 2
