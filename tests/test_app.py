@@ -404,7 +404,7 @@ def test_the_served_queue_polls_less_often_and_answers():
     serve(demo, prevent_thread_lock=True, server_name="127.0.0.1", server_port=port, quiet=True)
     try:
         polls = {name: getattr(demo._queue, name) for name in QUEUE_POLL_S}
-        assert polls == QUEUE_POLL_S or platform.system() == "Windows"  # (which Gradio has poll less often still)
+        assert polls == QUEUE_POLL_S or platform.system() == "Windows"  # where Gradio polls less often already
         assert all(polls[name] >= seconds for name, seconds in QUEUE_POLL_S.items())
         assert Client(f"http://127.0.0.1:{port}/", verbose=False).predict(21, api_name="/double") == 42
     finally:
