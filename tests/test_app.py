@@ -1037,6 +1037,54 @@ def test_tab_marks_draw_the_tab_open_when_a_photo_came_and_each_other_tab_when_o
     monkeypatch.setattr(TabMarks, "TWIN_S", 0.0)
     assert marks.new_photo("v", star)  # ...but later, the same file uploaded again is answered
     assert marks.new_photo("v", ("other model", "star.png")) and marks.new_photo("v") and marks.new_photo("v")
+    # Of a session's events at once, the one started last is the latest; a twin is not an event of its own
+    monkeypatch.setattr(TabMarks, "TWIN_S", 1.0)
+    photo, model, other = marks.new_photo("w", star), marks.new_photo("w"), marks.new_photo("x")
+    assert model > photo and not marks.latest("w", photo) and marks.latest("w", model) and marks.latest("x", other)
+    assert marks.new_photo("w", ("model", "moon.png")) and not marks.latest("w", model)
+    assert marks.new_photo("w", ("model", "moon.png")) is None and not marks.latest("w", None)
+
+
+def test_of_a_photo_and_a_model_switch_at_once_the_later_event_writes_the_labels(explorer):
+    """A session's photo event and its model switch's run at once, each with the photo and model of the moment it
+    started: the one that started first and ends last writes nothing (else the page would show the labels of a model
+    or photo it no longer has), the later one writes its labels and cues its tab's drawing."""
+    import gradio as gr
+    from gradio.context import LocalContext
+
+    from explorer import ModelShelf
+    from ui.page import Page
+
+    page = Page(explorer, ModelShelf(explorer, 2), *[None] * 5)
+    page.marks.tabs = ["rollout"]
+    page.renders.append((gr.Tab(elem_id="rollout"), (lambda: None, [], [])))
+    started, release = threading.Event(), threading.Event()
+
+    def labels(model, photo):
+        if model == "old":  # the photo's event, started before the switch: slow
+            started.set()
+            assert release.wait(10)
+        return f"{model}: {photo}"
+
+    event, inputs, outputs = page.new_photo((lambda: "checked", [], [None]), (labels, [None, None], [None]))
+    assert len(inputs) == 2 and len(outputs) == 3  # the check's note, the labels and the open tab's cue
+
+    def run(model, photo, answers):
+        token = LocalContext.request.set(type("Request", (), {"session_hash": "student"})())
+        try:
+            answers.extend(event(model, photo))
+        finally:
+            LocalContext.request.reset(token)
+
+    first, second = [], []
+    photo_event = threading.Thread(target=run, args=("old", "cat.png", first))
+    photo_event.start()
+    assert started.wait(10)
+    run("new", "cat.png", second)  # the switch, while the photo's labels are computed
+    release.set()
+    photo_event.join(10)
+    assert second[-1][1] == "new: cat.png" and isinstance(second[-1][2], int)  # labels, and the tab's cue
+    assert first == [["checked", gr.skip(), gr.skip()]]  # the check's answer only
 
 
 def test_a_language_switch_runs_no_model_for_a_tab_not_drawn_for_the_photo(tmp_path):

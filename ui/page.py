@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import itertools
 import logging
 import threading
 import time
@@ -123,22 +124,32 @@ class TabMarks:
         self._stale: dict[str, dict[str, str]] = {}
         self._drawing: dict[str, str] = {}  # session -> the tab its new photo's pictures are drawn in
         self._photo: dict[str, tuple[Hashable, float | None]] = {}  # session -> its latest photo, when its event ended
+        self._event: dict[str, int] = {}  # session -> the number of its latest new photo or model's event
+        self._numbers = itertools.count(1)
         self._used: dict[str, float] = {}  # session -> when its marks were last used (time.monotonic)
 
-    def new_photo(self, session: str, photo: Hashable = None) -> bool:
-        """A new photo or model: every tab but the open one is out of date; the open one is drawn now. False, and
-        nothing marked, for the `photo` (not None) that is the session's latest, its event running or ended less than
-        TWIN_S ago (`photo_done`): the twin of that event."""
+    def new_photo(self, session: str, photo: Hashable = None) -> int | None:
+        """A new photo or model: every tab but the open one is out of date; the open one is drawn now. Returns the
+        event's number (see `latest`); None, and nothing marked, for the `photo` (not None) that is the session's
+        latest, its event running or ended less than TWIN_S ago (`photo_done`): the twin of that event."""
         with self._lock:
             self._use(session)
             latest, ended = self._photo.get(session, (None, None))
             if photo is not None and latest == photo and (ended is None or time.monotonic() - ended < self.TWIN_S):
-                return False
+                return None
             self._photo[session] = (photo, None)
             shown = self._open.get(session, self.tabs[0])
             self._stale[session] = {tab: self.PHOTO for tab in self.tabs if tab != shown}
             self._drawing[session] = shown
-            return True
+            self._event[session] = number = next(self._numbers)
+            return number
+
+    def latest(self, session: str, number: int) -> bool:
+        """Whether the new photo or model's event `number` (from new_photo) is the session's latest. A photo's event
+        and a model switch's run at once, each with the photo and model of the moment it started: the later one's
+        are the page's, so an earlier one that ends after it started writes nothing."""
+        with self._lock:
+            return self._event.get(session) == number
 
     def photo_done(self, session: str, photo: Hashable) -> None:
         """The event of `photo` (given to new_photo) ended, answered or failed."""
@@ -187,7 +198,7 @@ class TabMarks:
         self._used[session] = now
         for old in [other for other, used in self._used.items() if now - used > self.KEEP_S]:
             del self._used[old]
-            for marks in (self._open, self._stale, self._drawing, self._photo):
+            for marks in (self._open, self._stale, self._drawing, self._photo, self._event):
                 marks.pop(old, None)
 
 
@@ -232,19 +243,24 @@ class Page:
         trigger_mode="always_last": a photo that comes while one's labels are computed is answered after them, not
         dropped. With `once`, the event does nothing for the labels' inputs (the model and the photo) of the
         session's event running or just ended (TabMarks.TWIN_S): the twin `change` a browser's gr.Image sends with
-        the same photo when a photo replaces another."""
+        the same photo when a photo replaces another. An event a later one of the session started during (a model
+        switched while a photo's labels are computed, or the other way round) writes no labels and draws nothing: the
+        later one has the page's photo and model (TabMarks.latest)."""
         check_inputs, check_outputs, check_run = self.combined([check, *self.clears])
         labels_fn, label_inputs, label_outputs = labels
         called, dues = as_gradio_calls(labels_fn), self._dues()
 
         def checked_and_labelled(*values):
             me, photo = session(), (tuple(values[len(check_inputs):]) if once else None)
-            if not self.marks.new_photo(me, photo):
+            number = self.marks.new_photo(me, photo)
+            if number is None:
                 yield [gr.skip()] * (len(check_outputs) + len(label_outputs) + len(dues))
                 return
             try:
                 yield [*check_run(*values[:len(check_inputs)]), *[gr.skip()] * (len(label_outputs) + len(dues))]
                 result = called(*values[len(check_inputs):])
+                if not self.marks.latest(me, number):  # a later photo or model came meanwhile: its event answers
+                    return
                 shown = self.marks.photo_tab(me)
                 yield [*[gr.skip()] * len(check_outputs), *(result if len(label_outputs) > 1 else [result]),
                        *(time.monotonic_ns() if tab == shown else gr.skip() for tab in dues)]
