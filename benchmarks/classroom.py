@@ -35,6 +35,7 @@ if "OMP_WAIT_POLICY" not in os.environ:  # as app.py serves
     os.environ.setdefault("GOMP_SPINCOUNT", "10000")
 
 import argparse  # noqa: E402
+import contextlib  # noqa: E402
 import importlib  # noqa: E402
 import json  # noqa: E402
 import multiprocessing  # noqa: E402
@@ -260,13 +261,16 @@ def run_class(explorer, url: str, files: list[Path], expected: list[dict], brows
     students = [(f"student{i}", files[i], expected[i]) for i in range(in_browser, len(files))]
     clients = spawn.Process(target=api_students, args=(url, students, ready, start, answers, nice),
                             daemon=True)
-    if students:
-        clients.start()
-    scratch = tempfile.TemporaryDirectory()  # the launcher and the browser's profile
-    context = playwright.chromium.launch_persistent_context(
-        Path(scratch.name) / "profile", executable_path=niced_chromium(nice, Path(scratch.name)), headless=True,
-        args=CHROMIUM_ARGS, viewport={"width": 1280, "height": 900})
-    try:
+    with contextlib.ExitStack() as cleanup:  # each step undone, the last first, whatever fails
+        cleanup.callback(hook.remove)
+        if students:
+            clients.start()
+            cleanup.callback(lambda: clients.is_alive() and clients.kill())
+        scratch = Path(cleanup.enter_context(tempfile.TemporaryDirectory()))  # the launcher and the browser's profile
+        context = playwright.chromium.launch_persistent_context(
+            scratch / "profile", executable_path=niced_chromium(nice, scratch), headless=True, args=CHROMIUM_ARGS,
+            viewport={"width": 1280, "height": 900})
+        cleanup.callback(context.close)
         pages = []
         for _ in range(in_browser):  # pages open before the API students start, so all upload together
             pages.append(context.new_page())
@@ -288,12 +292,6 @@ def run_class(explorer, url: str, files: list[Path], expected: list[dict], brows
             for page in pages:
                 move_slider(page, round(0.3 + 0.1 * move, 2), result)
         result.rerender_model_runs = sum(images) - before
-    finally:
-        context.close()
-        scratch.cleanup()
-        hook.remove()
-        if clients.is_alive():
-            clients.kill()
     result.peak_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     return result
 
