@@ -1058,12 +1058,13 @@ def test_of_a_photo_and_a_model_switch_at_once_the_later_event_writes_the_labels
     page = Page(explorer, ModelShelf(explorer, 2), *[None] * 5)
     page.marks.tabs = ["rollout"]
     page.renders.append((gr.Tab(elem_id="rollout"), (lambda: None, [], [])))
-    started, release = threading.Event(), threading.Event()
+    started, release, computed = threading.Event(), threading.Event(), []
 
     def labels(model, photo):
         if model == "old":  # the photo's event, started before the switch: slow
             started.set()
-            assert release.wait(10)
+            release.wait(120)
+        computed.append(model)
         return f"{model}: {photo}"
 
     event, inputs, outputs = page.new_photo((lambda: "checked", [], [None]), (labels, [None, None], [None]))
@@ -1077,12 +1078,13 @@ def test_of_a_photo_and_a_model_switch_at_once_the_later_event_writes_the_labels
             LocalContext.request.reset(token)
 
     first, second = [], []
-    photo_event = threading.Thread(target=run, args=("old", "cat.png", first))
+    photo_event = threading.Thread(target=run, args=("old", "cat.png", first), daemon=True)
     photo_event.start()
     assert started.wait(10)
     run("new", "cat.png", second)  # the switch, while the photo's labels are computed
     release.set()
-    photo_event.join(10)
+    photo_event.join(60)
+    assert not photo_event.is_alive() and computed == ["new", "old"]  # both labels computed, the switch's first
     assert second[-1][1] == "new: cat.png" and isinstance(second[-1][2], int)  # labels, and the tab's cue
     assert first == [["checked", gr.skip(), gr.skip()]]  # the check's answer only
 
